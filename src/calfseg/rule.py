@@ -23,6 +23,8 @@ Plain Python, no torch: the rule can be used, tested and printed anywhere.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -45,8 +47,13 @@ class Thresholds:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"threshold {f.name!r} must be a finite number, got {value!r}")
+            object.__setattr__(self, f.name, float(value))  # numpy scalars, ints -> float
         order = [self.fisher, self.logit, self.centre, self.ln, self.log10]
         if order != sorted(order):
             raise ValueError(
@@ -55,12 +62,16 @@ class Thresholds:
             )
 
     @classmethod
-    def coerce(cls, value: Thresholds | dict[str, float] | None) -> Thresholds:
+    def coerce(cls, value: Thresholds | Mapping[str, float] | None) -> Thresholds:
         """Accept a Thresholds, a dict of overrides (unknown names are an error) or None."""
         if value is None:
             return cls()
         if isinstance(value, Thresholds):
             return value
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f"thresholds must be a Thresholds, a dict of overrides or None, got {value!r}"
+            )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
@@ -81,8 +92,10 @@ class Row:
     k_below: float | None = None
 
     def matches(self, s: float, k: float) -> bool:
-        above = s >= self.lo if self.lo_inclusive else s > self.lo
-        below = s <= self.hi if self.hi_inclusive else s < self.hi
+        # An infinite bound means "no bound": S = -inf is "S <= -1", S = +inf is "S >= 1".
+        # NaN fails every comparison that remains, so it still reaches the fallback.
+        above = self.lo == -math.inf or (s >= self.lo if self.lo_inclusive else s > self.lo)
+        below = self.hi == math.inf or (s <= self.hi if self.hi_inclusive else s < self.hi)
         return above and below and (self.k_below is None or k < self.k_below)
 
     @property
@@ -105,7 +118,7 @@ class Row:
 FALLBACK_CONDITION = "otherwise"
 
 
-def decision_table(thresholds: Thresholds | dict[str, float] | None = None) -> tuple[Row, ...]:
+def decision_table(thresholds: Thresholds | Mapping[str, float] | None = None) -> tuple[Row, ...]:
     """The ordered rows of the rule for these thresholds (the fallback is not a row)."""
     t = Thresholds.coerce(thresholds)
     return (
@@ -145,7 +158,7 @@ _DEFAULT_TABLE = decision_table()
 def select_branch(
     skewness: float,
     kurtosis: float,
-    thresholds: Thresholds | dict[str, float] | None = None,
+    thresholds: Thresholds | Mapping[str, float] | None = None,
     *,
     count: int | None = None,
 ) -> Selection:
@@ -159,4 +172,6 @@ def select_branch(
 
 
 def _num(x: float) -> str:
-    return f"{x:g}"
+    """Short text for a threshold (``-1``, ``0.5``), exact where ``:g`` would round it."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))

@@ -11,6 +11,7 @@ Two definitions (METHOD.md section 2):
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -49,13 +50,16 @@ def foreground_areas(
     """
     if method not in AREA_METHODS:
         raise ValueError(f"method must be one of {AREA_METHODS}, got {method!r}")
-    masks = torch.as_tensor(masks)
-    if masks.is_complex():
+    if isinstance(masks, np.ndarray) and any(stride < 0 for stride in masks.strides):
+        masks = np.ascontiguousarray(masks)  # torch cannot view negative strides (np.flip)
+    tensor = torch.as_tensor(masks)
+    if tensor.is_complex():
         raise TypeError("masks must be bool, integer or floating, got a complex tensor")
-    rows, out_shape = _as_rows(masks, per_channel)
+    rows, out_shape = _as_rows(tensor, per_channel)
     if method == "contour":
-        return _contour_areas(rows, masks.shape, per_channel).reshape(out_shape).to(masks.device)
-    counts = _count_nonzero_rows(rows.reshape(rows.shape[0], -1))
+        return _contour_areas(rows, tensor.shape, per_channel).reshape(out_shape).to(tensor.device)
+    # Explicit row length: reshape(0, -1) is ambiguous for an empty batch.
+    counts = _count_nonzero_rows(rows.reshape(rows.shape[0], math.prod(rows.shape[1:])))
     return counts.to(torch.float64).reshape(out_shape)
 
 
@@ -88,13 +92,26 @@ def _count_nonzero_rows(rows: torch.Tensor) -> torch.Tensor:
     """
     fg = rows if rows.dtype == torch.bool else rows != 0
     n_rows, n = fg.shape
-    if fg.device.type != "cpu" or n % _WORD_BYTES or n_rows == 0:
+    if fg.device.type != "cpu" or n % _WORD_BYTES or n_rows == 0 or n == 0:
         return fg.sum(dim=1, dtype=torch.int64)
+    fg = fg.contiguous()
+    if fg.storage_offset() % _WORD_BYTES:  # an int64 view needs an 8-byte aligned start
+        fg = fg.clone()
+    octets = fg.view(torch.uint8)
+    if rows.dtype == torch.bool and int(octets.max()) > 1:
+        # A bool tensor reinterpreted from other bytes (numpy ``.view(bool)`` of 0/255 data)
+        # holds bytes other than 0/1; torch reads them as True, and so must we.
+        octets = (octets != 0).view(torch.uint8)
+    words = octets.view(torch.int64)  # (n_rows, n_words), eight byte counters per word
     n_words = n // _WORD_BYTES
-    chunk = max(d for d in range(1, min(n_words, _MAX_WORDS_PER_CHUNK) + 1) if n_words % d == 0)
-    words = fg.contiguous().view(torch.uint8).view(torch.int64).reshape(n_rows, -1, chunk)
-    lanes = words.sum(dim=2)  # eight byte counters per word, each <= 255
-    # Fold the counters pairwise: 8 x 8-bit -> 4 x 16-bit -> 2 x 32-bit -> 1 count.
+    n_chunks = n_words // _MAX_WORDS_PER_CHUNK
+    full = n_chunks * _MAX_WORDS_PER_CHUNK
+    # Whole chunks of 255 words (a view, no copy), plus the < 255 words left over.
+    lanes = words[:, :full].reshape(n_rows, n_chunks, _MAX_WORDS_PER_CHUNK).sum(dim=2)
+    if full < n_words:
+        lanes = torch.cat([lanes, words[:, full:].sum(dim=1, keepdim=True)], dim=1)
+    # Fold the counters pairwise: 8 x 8-bit -> 4 x 16-bit -> 2 x 32-bit -> 1 count. The
+    # masks drop the sign bits that >> copies in when the top counter is >= 128.
     lanes = (lanes & 0x00FF00FF00FF00FF) + ((lanes >> 8) & 0x00FF00FF00FF00FF)
     lanes = (lanes & 0x0000FFFF0000FFFF) + ((lanes >> 16) & 0x0000FFFF0000FFFF)
     lanes = (lanes & 0xFFFFFFFF) + (lanes >> 32)

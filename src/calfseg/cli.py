@@ -1,0 +1,468 @@
+"""The ``calf`` command. Thin: it parses arguments, calls the library and formats text.
+
+Each subcommand has an ``_add_<name>_parser`` function that declares its options and a
+``run_<name>`` function that executes it and returns the exit code:
+
+- 0: success;
+- 1: failure: a bad or unreadable file, files skipped, no mask file found, a missing
+  optional package;
+- 2: usage error: bad or incompatible options, a PATH that does not exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from calfseg import __version__
+
+if TYPE_CHECKING:
+    from calfseg.analyze import AnalysisResult, ScanResult, SkippedFile
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``calf`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and argparse's usage errors
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    code: int = args.run(args)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calf",
+        description="CALF, the conditionally adaptive loss: analyse masks, train, benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_analyze_parser(commands)
+    return parser
+
+
+# -- calf analyze -------------------------------------------------------------------------
+
+
+def _add_analyze_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "analyze",
+        help="area statistics of a set of masks and the CALF branch they select",
+        description=(
+            "Measure the foreground area of every mask (2D file, axial slice = last array "
+            "axis of a 3D volume as stored, or whole volume), summarise the distribution "
+            "(skewness S, excess kurtosis K) and apply CALF's decision rule. PATH is a mask "
+            "file, a folder searched recursively, or a JSON fingerprint written by --json."
+        ),
+    )
+    p.set_defaults(run=run_analyze)
+    p.add_argument(
+        "path", metavar="PATH", type=Path, help="mask file, folder of masks, or JSON fingerprint"
+    )
+    what = p.add_argument_group("what to measure")
+    what.add_argument(
+        "--mask-glob",
+        metavar="GLOB",
+        help="keep only files whose name matches GLOB (e.g. '*seg*.nii.gz'); "
+        "a GLOB with '/' is matched against the path below PATH",
+    )
+    what.add_argument(
+        "--label",
+        dest="labels",
+        metavar="L[,L...]",
+        type=_label_list,
+        action="extend",
+        help="label values that count as foreground (repeat or comma-separate; "
+        "default: every value > 0)",
+    )
+    what.add_argument(
+        "--per-volume", action="store_true", help="one area per 3D volume instead of one per slice"
+    )
+    what.add_argument(
+        "--slice-axis",
+        type=int,
+        default=-1,
+        metavar="AXIS",
+        help="axis of a 3D volume that indexes its slices (default -1: the last "
+        "axis as stored; multi-page TIFF pages are moved last)",
+    )
+    what.add_argument(
+        "--exclude-empty",
+        action="store_true",
+        help="leave out masks without foreground (default: they count, area 0)",
+    )
+    what.add_argument(
+        "--area",
+        choices=("pixels", "contour"),
+        default="pixels",
+        help="pixels: count of foreground pixels (default); contour: the "
+        "authors' OpenCV polygon area (2D slices only)",
+    )
+    what.add_argument(
+        "--max-labels",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="a file with more than N distinct values is refused as an image (default 16)",
+    )
+    stats = p.add_argument_group("resampling")
+    stats.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help="also report how often each branch is picked over random "
+        "mini-batches of N masks (the paper's per-batch CALF; it used 32)",
+    )
+    stats.add_argument(
+        "--batches",
+        type=_positive_int,
+        default=1000,
+        metavar="M",
+        help="number of mini-batches drawn (default 1000)",
+    )
+    stats.add_argument(
+        "--bootstrap",
+        type=_non_negative_int,
+        default=200,
+        metavar="B",
+        help="bootstrap resamples for the stability of the pick (default 200; 0: none)",
+    )
+    stats.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    out = p.add_argument_group("output and errors")
+    out.add_argument(
+        "--json",
+        type=Path,
+        metavar="OUT",
+        help="write everything as JSON (usable later as a fingerprint PATH)",
+    )
+    out.add_argument(
+        "--plot",
+        type=Path,
+        metavar="OUT.png",
+        help="draw the area histogram with S, K and the branch",
+    )
+    out.add_argument(
+        "--on-error",
+        choices=("stop", "skip"),
+        default="stop",
+        help="stop at the first bad file (default) or skip it and list it at "
+        "the end; either way the exit code is 1",
+    )
+    out.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (the bar needs tqdm)"
+    )
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    # Imported here so that `calf --version` and `calf --help` do not pay for torch.
+    from calfseg.analyze import (
+        FingerprintError,
+        NoMaskFilesError,
+        analyze_areas,
+        analyze_moments,
+        build_report,
+        load_fingerprint,
+        scan_masks,
+        write_json,
+    )
+    from calfseg.data.mask_files import MaskFileError
+    from calfseg.extras import MissingExtraError
+
+    prog = "calf analyze"
+    options = _analyze_options(args)
+    if not -3 <= args.slice_axis <= 2:
+        return _error(prog, f"--slice-axis must be in -3..2, got {args.slice_axis}", EXIT_USAGE)
+    if args.area == "contour" and args.per_volume:
+        return _error(prog, "--area contour measures 2D slices; drop --per-volume", EXIT_USAGE)
+    if not args.path.exists():
+        return _error(prog, f"no such file or folder: {args.path}", EXIT_USAGE)
+
+    if args.path.is_file() and args.path.name.lower().endswith(".json"):
+        ignored = _options_needing_areas(args)
+        if ignored:
+            return _error(
+                prog,
+                f"{', '.join(ignored)} cannot apply to a fingerprint ({args.path} holds only "
+                "the moments of the areas, not the areas)",
+                EXIT_USAGE,
+            )
+        try:
+            result = analyze_moments(load_fingerprint(args.path))
+        except FingerprintError as err:
+            return _error(prog, str(err), EXIT_FAILURE)
+        print(_format_fingerprint(args.path, result, args.batch_size))
+        if args.json is not None:
+            write_json(build_report(result, path=args.path, options=options), args.json)
+        return EXIT_OK
+
+    try:
+        scan = scan_masks(
+            args.path,
+            mask_glob=args.mask_glob,
+            labels=args.labels,
+            per_volume=args.per_volume,
+            area=args.area,
+            slice_axis=args.slice_axis,
+            max_labels=args.max_labels,
+            on_error=args.on_error,
+            progress=not args.no_progress,
+        )
+    except MissingExtraError as err:
+        return _error(prog, str(err), EXIT_FAILURE)
+    except NoMaskFilesError as err:
+        return _error(prog, str(err), EXIT_FAILURE)
+    except MaskFileError as err:
+        hint = ""
+        if args.path.is_dir():
+            hint = (
+                "\nhint: pick the masks among other files with --mask-glob "
+                "(e.g. --mask-glob '*seg*'), or leave bad files out with --on-error skip"
+            )
+        return _error(prog, f"{err}{hint}", EXIT_FAILURE)
+
+    if not scan.files:
+        _print_skipped(scan.skipped)
+        return _error(prog, f"none of the {scan.found} mask files could be read", EXIT_FAILURE)
+    try:
+        result = analyze_areas(
+            scan.areas,
+            empty=scan.empty,
+            exclude_empty=args.exclude_empty,
+            batch_size=args.batch_size,
+            batches=args.batches,
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        return _error(prog, str(err), EXIT_USAGE)
+
+    print(_format_result(args, scan, result))
+    try:
+        if args.json is not None:
+            report = build_report(result, path=args.path, scan=scan, options=options)
+            write_json(report, args.json)
+        if args.plot is not None:
+            from calfseg.plots import plot_area_histogram
+
+            kept = scan.areas[~scan.empty] if args.exclude_empty else scan.areas
+            plot_area_histogram(
+                kept, result, args.plot, title=str(args.path), xlabel=_area_label(args)
+            )
+    except MissingExtraError as err:
+        return _error(prog, str(err), EXIT_FAILURE)
+    except OSError as err:
+        return _error(prog, f"cannot write the output: {err}", EXIT_FAILURE)
+
+    if scan.skipped:
+        _print_skipped(scan.skipped)
+        return _error(prog, f"{len(scan.skipped)} of {scan.found} mask files skipped", EXIT_FAILURE)
+    return EXIT_OK
+
+
+def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
+    names = (
+        "mask_glob",
+        "labels",
+        "per_volume",
+        "slice_axis",
+        "exclude_empty",
+        "area",
+        "max_labels",
+        "batch_size",
+        "batches",
+        "bootstrap",
+        "seed",
+        "on_error",
+    )
+    return {name: getattr(args, name) for name in names}
+
+
+def _options_needing_areas(args: argparse.Namespace) -> list[str]:
+    """Options that change which areas are measured, or need them one by one."""
+    given = {
+        "--mask-glob": args.mask_glob is not None,
+        "--label": args.labels is not None,
+        "--per-volume": args.per_volume,
+        "--slice-axis": args.slice_axis != -1,
+        "--exclude-empty": args.exclude_empty,
+        "--area contour": args.area != "pixels",
+        "--plot": args.plot is not None,
+    }
+    return [name for name, on in given.items() if on]
+
+
+# -- text ---------------------------------------------------------------------------------
+
+
+def _format_result(args: argparse.Namespace, scan: ScanResult, result: AnalysisResult) -> str:
+    lines = [f"calf analyze {args.path}"]
+    glob = f" matching {args.mask_glob!r}" if args.mask_glob else ""
+    lines.append(
+        _row(
+            "files",
+            f"{len(scan.files)} read, {len(scan.skipped)} skipped "
+            f"({_plural(scan.found, 'mask file')} found{glob})",
+        )
+    )
+    labels = "labels > 0" if args.labels is None else f"labels {sorted(set(args.labels))}"
+    what = "OpenCV contour area" if args.area == "contour" else "pixel count"
+    where = f" (axis {args.slice_axis} of each volume)" if "slices" in scan.unit else ""
+    lines.append(_row("areas", f"{result.n_measured} {scan.unit}{where}; {what} of {labels}"))
+    if result.n_measured:
+        fate = "excluded" if result.excluded_empty else "counted as area 0"
+        lines.append(_row("empty", f"{result.n_empty} ({result.empty_fraction:.1%}), {fate}"))
+    if result.excluded_empty:
+        lines.append(_row("analysed", f"{result.n} non-empty {scan.unit}"))
+    if result.quantiles:
+        q = result.quantiles
+        parts = [f"{name} {_num(q[name])}" for name in q]
+        parts.append(f"mean {_num(result.moments.mean)}")
+        lines.append(_row("quantiles", "  ".join(parts)))
+    lines += _statistics_rows(result)
+    if result.batch is not None:
+        b = result.batch
+        lines.append(
+            _row(
+                "batches",
+                f"{b.batches} of {b.batch_size}, seed {args.seed}: "
+                f"{_frequencies(b.branch_frequencies)}",
+            )
+        )
+        lines.append(
+            _row(
+                "",
+                f"S median {_signed(b.skewness_median)}, 95% of batches in "
+                f"{_pair(b.skewness_range95)}; undefined in {b.undefined_fraction:.1%}",
+            )
+        )
+    else:
+        lines.append(_row("batches", "not computed (--batch-size N; the paper used 32)"))
+    if result.bootstrap is not None:
+        boot = result.bootstrap
+        lines.append(
+            _row(
+                "bootstrap",
+                f"{boot.resamples} resamples, seed {args.seed}: "
+                f"{_frequencies(boot.branch_frequencies)}",
+            )
+        )
+        lines.append(
+            _row("", f"S 95% CI {_pair(boot.skewness_ci95)}, K 95% CI {_pair(boot.kurtosis_ci95)}")
+        )
+    return "\n".join(lines)
+
+
+def _format_fingerprint(path: Path, result: AnalysisResult, batch_size: int | None) -> str:
+    lines = [f"calf analyze {path} (fingerprint: moments only)"]
+    lines.append(_row("areas", f"{result.n}"))
+    if result.n:
+        std = math.sqrt(result.moments.variance)
+        lines.append(_row("mean", f"{_num(result.moments.mean)} (std {_num(std)})"))
+    lines += _statistics_rows(result)
+    note = "per-batch frequencies, quantiles and the bootstrap need the areas themselves"
+    if batch_size is not None:
+        note = f"--batch-size ignored: {note}"
+    lines.append(_row("note", note + "; a fingerprint holds only their moments"))
+    return "\n".join(lines)
+
+
+def _statistics_rows(result: AnalysisResult) -> list[str]:
+    return [
+        _row("S", f"{_signed(result.skewness)}  (skewness g1)"),
+        _row("K", f"{_signed(result.kurtosis)}  (excess kurtosis g2)"),
+        _row("branch", f"{result.branch}  ({result.condition})"),
+    ]
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _row(name: str, text: str) -> str:
+    return f"  {name:<10} {text}"
+
+
+def _frequencies(freqs: dict[str, float]) -> str:
+    shown = sorted(((f, b) for b, f in freqs.items() if f > 0), reverse=True)
+    return ", ".join(f"{b} {f:.1%}" for f, b in shown) or "none"
+
+
+def _num(x: float) -> str:
+    if math.isnan(x):
+        return "nan"
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.1f}"
+
+
+def _signed(x: float) -> str:
+    return "undefined" if math.isnan(x) else f"{x:+.3f}"
+
+
+def _pair(pair: tuple[float, float]) -> str:
+    return f"[{_signed(pair[0])}, {_signed(pair[1])}]"
+
+
+def _area_label(args: argparse.Namespace) -> str:
+    if args.area == "contour":
+        return "foreground area (OpenCV contour area, pixels)"
+    return "foreground area (voxels)" if args.per_volume else "foreground area (pixels)"
+
+
+def _print_skipped(skipped: Sequence[SkippedFile]) -> None:
+    print(f"skipped {len(skipped)} file(s):", file=sys.stderr)
+    for item in skipped:
+        print(f"  {item.path}: {item.reason}", file=sys.stderr)
+
+
+def _error(prog: str, message: str, code: int) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code
+
+
+# -- argument types -----------------------------------------------------------------------
+
+
+def _label_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"labels must be integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("--label needs at least one integer")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,272 @@
+"""Mask files on disk: find them, read each as a validated integer label array, pick the
+foreground.
+
+Formats and the layout :func:`read_mask` returns (2D ``(H, W)`` or 3D with slices on the
+LAST axis):
+
+- ``.npy``: numpy, memory-mapped, as stored.
+- ``.nii`` / ``.nii.gz``: nibabel, ``np.asanyarray(img.dataobj)``, as stored (no
+  reorientation; for the usual ``(X, Y, Z)`` storage the last axis is axial). Trailing
+  length-1 axes beyond the third are dropped.
+- ``.png``: pillow. Palette images give their indices (the labels); grey images stored as
+  RGB(A) give one channel; colour images are refused.
+- ``.tif`` / ``.tiff``: tifffile, first series. A multi-page stack ``(pages, H, W)`` is
+  returned as ``(H, W, pages)`` (a view), so that one page is one slice like for NIfTI.
+
+A label mask holds integer labels: float files are accepted when every value is a whole
+number (BraTS stores its labels as float32), within 1e-3 to absorb the rounding of NIfTI
+scale factors; a fractional value, NaN, or more than
+``max_labels`` distinct values means the file is an image, not a mask, and is refused with
+a :class:`MaskFileError` naming the file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calfseg.extras import require
+
+MASK_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff")
+DEFAULT_MAX_LABELS = 16
+# Distinct values are counted with a histogram when the value range is at most this wide.
+_HISTOGRAM_RANGE = 1 << 16
+_CHUNK = 1 << 22
+# Float labels this close to a whole number are rounded to it: NIfTI files saved with a
+# scale factor (scl_slope/scl_inter) read back as e.g. 0.99999997 instead of 1.
+_INTEGER_TOLERANCE = 1e-3
+_GREY_PHOTOMETRIC = (0, 1)  # TIFF MINISWHITE, MINISBLACK: extra samples are not colour
+
+
+class MaskFileError(ValueError):
+    """A mask file (or a folder of them) cannot be used; the message names the path."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def mask_suffix(path: str | os.PathLike[str]) -> str | None:
+    """The mask suffix of a file name (case-insensitive), or None if it is not a mask file."""
+    name = Path(path).name.lower()
+    return next((s for s in MASK_SUFFIXES if name.endswith(s)), None)
+
+
+def find_mask_files(path: str | os.PathLike[str], mask_glob: str | None = None) -> list[Path]:
+    """Mask files at ``path``: the file itself, or every mask file below a folder.
+
+    Folders are searched recursively; hidden files and folders (name starting with ``.``)
+    are left out. ``mask_glob`` keeps only the files whose name matches it
+    (``fnmatch``, case-sensitive); a glob containing ``/`` is matched against the path
+    relative to ``path`` instead. The result is sorted, so the order does not depend on the
+    file system. An empty list means nothing matched.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        MaskFileError: ``path`` is a file whose suffix is not a mask format.
+    """
+    root = Path(path)
+    if root.is_file():
+        if mask_suffix(root) is None:
+            raise MaskFileError(
+                root, f"not a mask file (supported suffixes: {', '.join(MASK_SUFFIXES)})"
+            )
+        candidates = [root]
+        base = root.parent
+    elif root.is_dir():
+        candidates = []
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            candidates.extend(
+                Path(folder, f) for f in files if not f.startswith(".") and mask_suffix(f)
+            )
+        base = root
+    else:
+        raise FileNotFoundError(f"no such file or folder: {root}")
+    if mask_glob is not None:
+        candidates = [p for p in candidates if _matches(p, base, mask_glob)]
+    return sorted(candidates, key=lambda p: p.relative_to(base).as_posix())
+
+
+def _matches(path: Path, base: Path, pattern: str) -> bool:
+    target = path.relative_to(base).as_posix() if "/" in pattern else path.name
+    return fnmatch.fnmatchcase(target, pattern)
+
+
+def read_mask(path: str | os.PathLike[str], *, max_labels: int = DEFAULT_MAX_LABELS) -> np.ndarray:
+    """Read a mask file as an integer label array, 2D or 3D with slices on the last axis.
+
+    Integer files keep their dtype (``.npy`` stays memory-mapped); bool becomes uint8; float
+    files with whole-number values become the smallest integer dtype that holds them.
+
+    Raises:
+        MaskFileError: unreadable or corrupt file, unsupported shape or dtype, non-integer
+            values, or more than ``max_labels`` distinct values ("looks like an image").
+        calfseg.extras.MissingExtraError: the reader's package is not installed.
+    """
+    path = Path(path)
+    suffix = mask_suffix(path)
+    if suffix is None:
+        raise MaskFileError(path, f"not a mask file (supported: {', '.join(MASK_SUFFIXES)})")
+    reader = _READERS[suffix]
+    module = require(*_READER_MODULES[suffix]) if suffix in _READER_MODULES else None
+    try:
+        raw = reader(path, module)
+    except MaskFileError:
+        raise
+    except Exception as err:  # readers raise anything from OSError to zlib.error on bad files
+        raise MaskFileError(path, f"cannot read the file ({type(err).__name__}: {err})") from err
+    return _as_label_array(raw, path, max_labels)
+
+
+def foreground(label_array: np.ndarray, labels: Iterable[int] | None = None) -> np.ndarray:
+    """Bool foreground of a label array: ``> 0`` by default, else membership in ``labels``."""
+    if labels is None:
+        return np.asarray(label_array) > 0
+    wanted = sorted({int(v) for v in labels})
+    if not wanted:
+        raise ValueError("labels must name at least one label value")
+    if len(wanted) == 1:
+        return np.asarray(label_array) == wanted[0]
+    return np.isin(label_array, wanted)
+
+
+# -- readers: path (and the imported module) -> raw array ---------------------------------
+
+
+def _read_npy(path: Path, _module: Any) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _read_nifti(path: Path, nibabel: Any) -> np.ndarray:
+    image = nibabel.load(str(path))
+    return np.asanyarray(image.dataobj)
+
+
+def _read_png(path: Path, image_module: Any) -> np.ndarray:
+    with image_module.open(path) as image:
+        image.load()
+        mode = image.mode
+        array = np.asarray(image)
+    if array.ndim == 3:
+        if mode in ("LA", "La", "PA"):  # one value channel and alpha
+            return array[..., 0]
+        return _grey_channel(array[..., :3], path, f"PNG mode {mode}")
+    return array
+
+
+def _read_tiff(path: Path, tifffile: Any) -> np.ndarray:
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        array = np.asarray(series.asarray())
+        axes = str(series.axes)
+        colour = int(tif.pages[0].photometric) not in _GREY_PHOTOMETRIC
+    if len(axes) != array.ndim:  # unexpected metadata: fall back to the plain shape
+        return array
+    keep = [i for i, a in enumerate(axes) if a in "YX" or array.shape[i] != 1]
+    array = array.reshape([array.shape[i] for i in keep])
+    axes = "".join(axes[i] for i in keep)
+    if "S" in axes and colour:  # samples of a colour pixel (RGB, ...)
+        channel = axes.index("S")
+        array = _grey_channel(np.moveaxis(array, channel, -1)[..., :3], path, "colour TIFF")
+        axes = axes.replace("S", "")
+    stack_axes = [i for i, a in enumerate(axes) if a not in "YX"]
+    if len(stack_axes) > 1:
+        raise MaskFileError(path, f"TIFF with axes {axes!r}: expected one page axis at most")
+    if stack_axes:
+        array = np.moveaxis(array, stack_axes[0], -1)
+    return array
+
+
+def _grey_channel(rgb: np.ndarray, path: Path, what: str) -> np.ndarray:
+    """A grey mask saved as colour: all channels equal. A true colour image is refused."""
+    first = rgb[..., 0]
+    if all(np.array_equal(first, rgb[..., c]) for c in range(1, rgb.shape[-1])):
+        return first
+    raise MaskFileError(path, f"{what} with differing colour channels: not a label mask")
+
+
+_READERS = {
+    ".npy": _read_npy,
+    ".nii": _read_nifti,
+    ".nii.gz": _read_nifti,
+    ".png": _read_png,
+    ".tif": _read_tiff,
+    ".tiff": _read_tiff,
+}
+_READER_MODULES = {
+    ".nii": ("nibabel", "reading NIfTI masks"),
+    ".nii.gz": ("nibabel", "reading NIfTI masks"),
+    ".png": ("PIL.Image", "reading PNG masks"),
+    ".tif": ("tifffile", "reading TIFF masks"),
+    ".tiff": ("tifffile", "reading TIFF masks"),
+}
+
+
+# -- validation ---------------------------------------------------------------------------
+
+
+def _as_label_array(raw: np.ndarray, path: Path, max_labels: int) -> np.ndarray:
+    array = np.asarray(raw)
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3):
+        raise MaskFileError(
+            path, f"expected a 2D mask or a 3D volume, got shape {tuple(np.shape(raw))}"
+        )
+    if array.size == 0:
+        raise MaskFileError(path, f"holds no pixels (shape {array.shape})")
+    if array.dtype == np.bool_:
+        return array.view(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        array = _float_to_labels(array, path)
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise MaskFileError(path, f"has dtype {array.dtype}, not integer labels")
+    distinct = _count_distinct(array, max_labels)
+    if distinct > max_labels:
+        raise MaskFileError(
+            path,
+            f"looks like an image, not a mask: more than {max_labels} distinct values "
+            f"(max_labels={max_labels})",
+        )
+    return array
+
+
+def _float_to_labels(array: np.ndarray, path: Path) -> np.ndarray:
+    if not np.isfinite(array).all():
+        raise MaskFileError(path, "contains NaN or infinite values: not a label mask")
+    rounded = np.rint(array)
+    fractional = np.abs(array - rounded) > _INTEGER_TOLERANCE
+    if fractional.any():
+        example = float(np.ravel(array)[int(np.argmax(np.ravel(fractional)))])
+        raise MaskFileError(
+            path,
+            f"has non-integer values (e.g. {example:.9g}): labels must be whole numbers; "
+            "this looks like an image, not a mask",
+        )
+    lo, hi = float(rounded.min()), float(rounded.max())
+    if lo < np.iinfo(np.int32).min or hi > np.iinfo(np.int32).max:
+        raise MaskFileError(path, f"label values out of range [{lo:g}, {hi:g}]")
+    dtype = np.result_type(np.min_scalar_type(int(lo)), np.min_scalar_type(int(hi)))
+    return rounded.astype(dtype)
+
+
+def _count_distinct(array: np.ndarray, limit: int) -> int:
+    """Exact count when it matters, i.e. when the value range is wider than ``limit``."""
+    lo, hi = int(array.min()), int(array.max())
+    if hi - lo + 1 <= limit:
+        return hi - lo + 1  # an upper bound, and already within the limit
+    if hi - lo < _HISTOGRAM_RANGE:
+        seen = np.zeros(hi - lo + 1, dtype=bool)
+        flat = np.ravel(array)
+        for start in range(0, flat.size, _CHUNK):
+            chunk = flat[start : start + _CHUNK].astype(np.int64) - lo
+            seen |= np.bincount(chunk, minlength=seen.size).astype(bool)
+        return int(seen.sum())
+    return int(np.unique(array).size)

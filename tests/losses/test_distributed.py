@@ -1,0 +1,57 @@
+"""Two gloo processes: with sync every rank picks the same branch; without, each its own."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from calfseg.losses import CALFLoss, RegionCALFLoss
+from calfseg.stats import AreaMoments
+
+from .area_cases import AREAS_FOR, masks_with_areas
+
+# Rank 0 sees a right-skewed batch, rank 1 a left-skewed one.
+RANK_AREAS = [AREAS_FOR["log10"], AREAS_FOR["fisher"]]
+
+
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        masks = masks_with_areas(RANK_AREAS[rank])
+        logits = torch.randn(masks.shape, generator=torch.Generator().manual_seed(rank))
+        result = {}
+        for name, loss_fn in {
+            "sync": CALFLoss(),
+            "nosync": CALFLoss(sync=False),
+            "running": CALFLoss("running"),
+        }.items():
+            loss_fn(logits, masks)
+            sel = loss_fn.last_selection
+            result[name] = [sel.branch, sel.skewness, sel.count]
+        region = RegionCALFLoss(grid=2)
+        region(logits, masks)
+        result["region"] = [[s.branch, s.count] for s in region.last_selection]
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_two_gloo_ranks_agree_with_sync_and_differ_without(tmp_path):
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    pooled = AreaMoments.from_areas(RANK_AREAS[0] + RANK_AREAS[1])
+    for key in ("sync", "running"):
+        assert r0[key] == r1[key]
+        assert r0[key][2] == 20
+        assert r0[key][1] == pytest.approx(pooled.skewness())
+    assert r0["nosync"][0] == "log10" and r1["nosync"][0] == "fisher"
+    assert r0["region"] == r1["region"]
+    assert all(count == 20 for _, count in r0["region"])

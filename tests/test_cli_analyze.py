@@ -1,0 +1,324 @@
+"""`calf analyze`: options, output, JSON, plot, bad input and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from calfseg import __version__
+from calfseg.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+
+BRATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015_subset"
+
+
+def _strict_json(path: Path) -> dict[str, Any]:
+    def refuse(token: str) -> None:
+        raise AssertionError(f"non-strict JSON constant {token}")
+
+    data: dict[str, Any] = json.loads(path.read_text(), parse_constant=refuse)
+    return data
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main(["analyze", *[str(a) for a in argv], "--no-progress"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def mask_folder(tmp_path: Path) -> Path:
+    """Two 2D masks (PNG, TIFF) and a 3D NIfTI volume with known areas, plus an image.
+
+    Label-1 areas: png 3, tif 0 (label 4 only: 2). Volume slices (last axis): 0, 4, 9
+    (label 1) plus 2 pixels of label 4 in slice 2. Every value > 0: 5, 2, 0, 4, 11.
+    """
+    root = tmp_path / "data"
+    (root / "case1").mkdir(parents=True)
+    png = np.zeros((4, 4), dtype=np.uint8)
+    png[0, :3] = 1
+    png[3, 3] = 4
+    png[2, 2] = 4
+    Image.fromarray(png).save(root / "case1" / "a_seg.png")
+    tif = np.zeros((3, 3), dtype=np.uint8)
+    tif[1, 1:] = 4
+    tifffile.imwrite(root / "case1" / "b_seg.tif", tif)
+    vol = np.zeros((5, 5, 3), dtype=np.float32)
+    vol[:2, :2, 1] = 1
+    vol[:3, :3, 2] = 1
+    vol[4, :2, 2] = 4
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), str(root / "case1" / "c_seg.nii.gz"))
+    image = np.random.default_rng(0).normal(size=(5, 5, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(image, np.eye(4)), str(root / "case1" / "t1.nii.gz"))
+    return root
+
+
+def _analyze_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str | Path) -> Any:
+    out = tmp_path / "out" / "report.json"
+    code, _, err = _run(capsys, *argv, "--json", out)
+    assert code == EXIT_OK, err
+    return _strict_json(out)
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == EXIT_OK
+    assert __version__ in capsys.readouterr().out
+    assert main([]) == EXIT_USAGE
+    assert "analyze" in capsys.readouterr().err
+
+
+def test_glob_picks_masks_and_areas_are_per_slice(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mask_folder: Path
+) -> None:
+    report = _analyze_json(capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*")
+    assert report["files"]["read"] == 3 and report["files"]["skipped"] == []
+    assert [f["areas"] for f in report["files"]["per_file"]] == [1, 1, 3]
+    assert report["n"] == 5 and report["n_empty"] == 1
+    assert report["empty_fraction"] == pytest.approx(0.2)
+    assert report["quantiles"]["max"] == 11 and report["quantiles"]["min"] == 0
+    assert report["unit"] == "masks and slices"
+
+
+def test_label_option_repeated_or_comma_separated(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mask_folder: Path
+) -> None:
+    repeated = _analyze_json(
+        capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--label", "1", "--label", "4"
+    )
+    comma = _analyze_json(capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--label", "1,4")
+    assert repeated["moments"] == comma["moments"]
+    only_one = _analyze_json(capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--label", "1")
+    assert only_one["quantiles"]["max"] == 9 and only_one["n_empty"] == 2
+    assert only_one["options"]["labels"] == [1]
+
+
+def test_per_volume_and_exclude_empty(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mask_folder: Path
+) -> None:
+    per_volume = _analyze_json(
+        capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--per-volume"
+    )
+    assert per_volume["n"] == 3 and per_volume["quantiles"]["max"] == 15  # 4 + 11
+    no_empty = _analyze_json(
+        capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--exclude-empty"
+    )
+    assert no_empty["n"] == 4 and no_empty["n_measured"] == 5 and no_empty["excluded_empty"]
+
+
+def test_json_has_the_documented_keys_and_is_strict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    np.save(tmp_path / "same.npy", np.ones((3, 3, 4), dtype=np.uint8))  # all areas equal
+    report = _analyze_json(capsys, tmp_path, tmp_path / "same.npy", "--batch-size", "2")
+    for key in [
+        "n",
+        "empty_fraction",
+        "skewness",
+        "kurtosis",
+        "branch",
+        "condition",
+        "batch_branch_frequencies",
+        "quantiles",
+        "bootstrap",
+        "files",
+        "options",
+        "moments",
+        "mean",
+    ]:
+        assert key in report, key
+    assert report["skewness"] is None and report["branch"] == "bce_dice"
+    assert report["moments"]["format"] == "calfseg.area_moments/1"
+
+
+def test_batch_frequencies_sum_to_one_and_repeat_under_a_seed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    areas = np.random.default_rng(0).integers(0, 60, size=(8, 8, 200)) < 3
+    np.save(tmp_path / "v.npy", areas)
+    argv = (tmp_path / "v.npy", "--batch-size", "16", "--batches", "200", "--seed", "5")
+    one = _analyze_json(capsys, tmp_path, *argv)
+    two = _analyze_json(capsys, tmp_path, *argv)
+    freqs = one["batch_branch_frequencies"]
+    assert set(freqs) == {"fisher", "logit", "arcsine", "log10", "ln", "bce_dice"}
+    assert sum(freqs.values()) == pytest.approx(1.0)
+    assert freqs == two["batch_branch_frequencies"] and one["bootstrap"] == two["bootstrap"]
+    without = _analyze_json(capsys, tmp_path, tmp_path / "v.npy")
+    assert without["batch_branch_frequencies"] is None
+
+
+def test_text_output_reports_statistics_and_the_pick(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    areas = [0] * 80 + [10] * 15 + [30] * 5  # right-skewed: S > 1
+    volume = np.zeros((6, 6, len(areas)), dtype=np.uint8)
+    for i, a in enumerate(areas):
+        volume.reshape(36, -1)[:a, i] = 1
+    np.save(tmp_path / "skewed.npy", volume)
+    code, out, _ = _run(capsys, tmp_path / "skewed.npy", "--batch-size", "10")
+    assert code == EXIT_OK
+    assert "100 slices" in out and "80 (80.0%)" in out
+    assert "log10  (S >= 1)" in out and "1000 of 10" in out and "bootstrap" in out
+
+
+def test_plot_writes_a_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    np.save(tmp_path / "v.npy", np.random.default_rng(1).integers(0, 2, size=(6, 6, 30)))
+    plot = tmp_path / "figs" / "areas.png"
+    code, _, err = _run(capsys, tmp_path / "v.npy", "--plot", plot)
+    assert code == EXIT_OK, err
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_contour_area_option(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    mask = np.zeros((6, 6), dtype=np.uint8)
+    mask[1:4, 1:4] = 1
+    np.save(tmp_path / "m.npy", mask)
+    report = _analyze_json(capsys, tmp_path, tmp_path / "m.npy", "--area", "contour")
+    assert report["quantiles"]["max"] == 4  # polygon area of a 3x3 block
+    code, _, err = _run(capsys, tmp_path / "m.npy", "--area", "contour", "--per-volume")
+    assert code == EXIT_USAGE and "--area contour" in err
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+def test_truncated_file_stops_with_its_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "cut.nii.gz"
+    volume = np.random.default_rng(0).integers(0, 3, size=(30, 30, 20)).astype(np.uint8)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(path))
+    path.write_bytes(path.read_bytes()[:200])
+    code, out, err = _run(capsys, tmp_path)
+    assert code == EXIT_FAILURE and out == ""
+    assert f"{path}: cannot read the file" in err
+
+
+def test_image_in_the_folder_stops_with_a_hint(
+    capsys: pytest.CaptureFixture[str], mask_folder: Path
+) -> None:
+    code, _, err = _run(capsys, mask_folder)
+    assert code == EXIT_FAILURE
+    assert "t1.nii.gz: has non-integer values" in err and "--mask-glob" in err
+
+
+def test_many_distinct_values_look_like_an_image(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    Image.fromarray(np.arange(100, dtype=np.uint8).reshape(10, 10)).save(tmp_path / "p.png")
+    code, _, err = _run(capsys, tmp_path / "p.png")
+    assert code == EXIT_FAILURE and "p.png: looks like an image, not a mask" in err
+    assert _run(capsys, tmp_path / "p.png", "--max-labels", "100")[0] == EXIT_OK
+
+
+def test_on_error_skip_lists_skipped_files_and_fails(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mask_folder: Path
+) -> None:
+    out_json = tmp_path / "r.json"
+    code, out, err = _run(capsys, mask_folder, "--on-error", "skip", "--json", out_json)
+    assert code == EXIT_FAILURE
+    assert "5 masks and slices" in out  # the readable masks are still analysed
+    assert "skipped 1 file(s):" in err and "t1.nii.gz: has non-integer values" in err
+    assert "1 of 4 mask files skipped" in err
+    skipped = _strict_json(out_json)["files"]["skipped"]
+    assert [Path(s["path"]).name for s in skipped] == ["t1.nii.gz"]
+
+
+def test_no_mask_files_and_missing_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, mask_folder: Path
+) -> None:
+    code, _, err = _run(capsys, mask_folder, "--mask-glob", "*label*")
+    assert code == EXIT_FAILURE and f"{mask_folder}: no mask files matching '*label*'" in err
+    code, _, err = _run(capsys, tmp_path / "nowhere")
+    assert code == EXIT_USAGE and "no such file or folder" in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    np.save(tmp_path / "m.npy", np.ones((3, 3, 3), dtype=np.uint8))
+    assert _run(capsys, tmp_path / "m.npy", "--label", "one")[0] == EXIT_USAGE
+    assert _run(capsys, tmp_path / "m.npy", "--batch-size", "0")[0] == EXIT_USAGE
+    code, _, err = _run(capsys, tmp_path / "m.npy", "--batch-size", "4")
+    assert code == EXIT_USAGE and "larger than the number of areas (3)" in err
+
+
+@pytest.mark.parametrize(
+    ("module", "argv"),
+    [
+        ("nibabel", ["v.nii.gz", "--no-progress"]),
+        ("matplotlib.figure", ["v.nii.gz", "--no-progress", "--plot", "p.png"]),
+        ("tqdm", ["v.nii.gz"]),
+        ("cv2", ["v.nii.gz", "--no-progress", "--area", "contour"]),
+    ],
+)
+def test_missing_optional_package_names_the_extra(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    module: str,
+    argv: list[str],
+) -> None:
+    nib.save(
+        nib.Nifti1Image(np.ones((3, 3, 2), dtype=np.uint8), np.eye(4)), str(tmp_path / "v.nii.gz")
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)
+    code = main(["analyze", *argv])
+    err = capsys.readouterr().err
+    assert code == EXIT_FAILURE
+    assert "pip install 'calf-seg[" in err and "Traceback" not in err
+
+
+# -- fingerprints -------------------------------------------------------------------------
+
+
+def test_a_json_report_can_be_analysed_again(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    areas = np.random.default_rng(2).integers(0, 40, size=(7, 7, 60)) < 4
+    np.save(tmp_path / "v.npy", areas)
+    report = _analyze_json(capsys, tmp_path, tmp_path / "v.npy")
+    fingerprint = tmp_path / "out" / "report.json"
+    code, out, _ = _run(capsys, fingerprint, "--batch-size", "8")
+    assert code == EXIT_OK
+    assert f"{report['branch']}  ({report['condition']})" in out
+    assert "--batch-size ignored" in out and "only their moments" in out
+    code, _, err = _run(capsys, fingerprint, "--exclude-empty")
+    assert code == EXIT_USAGE and "--exclude-empty cannot apply to a fingerprint" in err
+
+
+def test_console_entry_point_runs_as_a_module() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "calfseg.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and __version__ in done.stdout
+
+
+# -- the real data ------------------------------------------------------------------------
+
+
+def test_brats_subset_tumour_slices(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    if not BRATS.is_dir():
+        pytest.skip(f"{BRATS} is not available")
+    report = _analyze_json(
+        capsys,
+        tmp_path,
+        BRATS,
+        "--mask-glob",
+        "OTMultiClass*",
+        "--exclude-empty",
+        "--bootstrap",
+        "20",
+    )
+    assert report["n"] == 450 and report["n_measured"] == 930
+    assert report["skewness"] == pytest.approx(0.72, abs=0.01)
+    assert report["branch"] == "ln" and report["condition"] == "0.5 <= S < 1"
