@@ -71,39 +71,42 @@ class LogitMean(torch.autograd.Function):
 
 class ArcsineMean(torch.autograd.Function):
     """mean((1 - 2y) A + (y - 1) pi/2), A = asin(sqrt(sigmoid(z))) = atan2(s, 1 - s) with
-    s = sigmoid(z/2) (because s / (1 - s) = e^{z/2} = tan A);  dA/dz = s c / (2 (s^2 + c^2))
-    with c = 1 - s, and d/dz = (1 - 2y) dA/dz. For y = 1 the loss is -A, for y = 0 it is
-    A - pi/2 = -asin(sqrt(1 - sigmoid(z))), as in the definition."""
+    s = sigmoid(z/2) (because s / (1 - s) = e^{z/2} = tan A). For y = 1 the loss is -A, for
+    y = 0 it is A - pi/2 = -asin(sqrt(1 - sigmoid(z))), as in the definition.
+
+    dA/dz = s c / (2 (s^2 + c^2)) with c = 1 - s, and s^2 + c^2 = 1 - 2 s c, so with
+    u = s (1 - s): d/dz = (1 - 2y) u / (2 (1 - 2u)).
+    """
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         s = torch.mul(z, 0.5).sigmoid_()
-        c = torch.rsub(s, 1.0)
-        angle = torch.atan2(s, c)
-        ctx.save_for_backward(s, c, y)
+        angle = torch.atan2(s, torch.rsub(s, 1.0))
+        ctx.save_for_backward(s, y)
         n = z.numel()
         total = angle.sum() - 2.0 * _dot(y, angle) + _HALF_PI * (y.sum() - n)
         return total / n
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        s, c, y = ctx.saved_tensors
-        radius = torch.mul(s, s).addcmul_(c, c)
-        out = torch.mul(s, c).div_(radius)
-        out.addcmul_(y, out, value=-2.0)  # (1 - 2y) s c / (s^2 + c^2)
+        s, y = ctx.saved_tensors
+        out = torch.addcmul(s, s, s, value=-1.0)  # u = s (1 - s), at most 1/4
+        out.div_(torch.rsub(out, 1.0, alpha=2.0))  # u / (1 - 2u)
+        out.addcmul_(y, out, value=-2.0)  # (1 - 2y) u / (1 - 2u)
         return out.mul_(grad * (0.5 / s.numel())), None
 
 
 class BCEDiceMean(torch.autograd.Function):
     """mean BCE(z, y) + 1 - D,  D = (2 I + eps) / (U + eps),  I = sum(p y),  U = sum(p) + sum(y).
 
-    d/dz_i = (p_i - y_i) / n - (a y_i - b) p_i (1 - p_i), with a = 2 / (U + eps) and
-    b = (2 I + eps) / (U + eps)^2 (the derivative of D with respect to p_i is a y_i - b).
+    BCE per element is ``softplus(z) - y z``. d/dz_i = (p_i - y_i) / n + (b - a y_i) p_i (1 - p_i),
+    with a = 2 / (U + eps) and b = (2 I + eps) / (U + eps)^2 (dD/dp_i = a y_i - b).
     """
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        bce = F.binary_cross_entropy_with_logits(z, y)
+        n = z.numel()
+        bce = F.softplus(z).addcmul_(y, z, value=-1.0).sum() / n
         p = torch.sigmoid(z)
         inter = _dot(p, y)
         union = p.sum() + y.sum()
@@ -114,12 +117,13 @@ class BCEDiceMean(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         p, y, inter, union = ctx.saved_tensors
+        n = p.numel()
         denom = union + _DICE_EPS
         a = 2.0 / denom
         b = (2.0 * inter + _DICE_EPS) / (denom * denom)
-        slope = torch.rsub(p, 1.0).mul_(p)  # p (1 - p)
-        dice_term = torch.mul(y, a).sub_(b).mul_(slope)
-        out = torch.sub(p, y).div_(p.numel()).sub_(dice_term)
+        out = torch.mul(y, -a).add_(b)  # b - a y
+        out.mul_(torch.addcmul(p, p, p, value=-1.0))  # * p (1 - p)
+        out.add_(p, alpha=1.0 / n).sub_(y, alpha=1.0 / n)
         return out.mul_(grad), None
 
 

@@ -38,8 +38,10 @@ def foreground_areas(
 
     Args:
         masks: ``(B, H, W)``, ``(B, 1, H, W)`` or ``(B, 1, D, H, W)``; bool, integer or
-            floating. Any nonzero value is foreground. With ``per_channel=True`` the input is
-            ``(B, C, *spatial)`` and each channel is measured on its own.
+            floating. Any nonzero value is foreground. (A torch bool tensor must hold the
+            bytes 0/1 that torch itself writes; numpy bool arrays are checked.) With
+            ``per_channel=True`` the input is ``(B, C, *spatial)`` and each channel is
+            measured on its own.
         method: ``"pixels"`` counts nonzero elements; ``"contour"`` reproduces the authors'
             OpenCV polygon area (2D masks only, needs the ``contour`` extra).
         per_channel: measure each channel separately (multilabel masks).
@@ -52,6 +54,11 @@ def foreground_areas(
         raise ValueError(f"method must be one of {AREA_METHODS}, got {method!r}")
     if isinstance(masks, np.ndarray) and any(stride < 0 for stride in masks.strides):
         masks = np.ascontiguousarray(masks)  # torch cannot view negative strides (np.flip)
+    if isinstance(masks, np.ndarray) and masks.dtype == np.bool_ and masks.size:
+        # numpy lets ``.view(bool)`` reinterpret 0/255 bytes as bool; torch's bool tensors
+        # (and the fast count) assume bytes 0/1, so such arrays are normalised here.
+        if masks.view(np.uint8).max() > 1:
+            masks = masks.view(np.uint8) != 0
     tensor = torch.as_tensor(masks)
     if tensor.is_complex():
         raise TypeError("masks must be bool, integer or floating, got a complex tensor")
@@ -87,22 +94,18 @@ def _count_nonzero_rows(rows: torch.Tensor) -> torch.Tensor:
 
     ``torch.count_nonzero`` and bool sums run at a few GB/s on a CPU; reading the bool bytes
     as int64 words and adding eight 8-bit counters at a time runs near memory bandwidth
-    (see benchmarks/bench_areas.py). Other devices, and row lengths that are not a multiple
-    of 8, take the plain reduction.
+    (see ``python -m benchmarks.bench_areas``). Other devices, and row lengths that are not
+    a multiple of 8, take the plain reduction.
     """
-    fg = rows if rows.dtype == torch.bool else rows != 0
+    fg = rows.bool()  # nonzero -> True; a vectorised cast, several times faster than `!= 0`
     n_rows, n = fg.shape
     if fg.device.type != "cpu" or n % _WORD_BYTES or n_rows == 0 or n == 0:
         return fg.sum(dim=1, dtype=torch.int64)
     fg = fg.contiguous()
     if fg.storage_offset() % _WORD_BYTES:  # an int64 view needs an 8-byte aligned start
         fg = fg.clone()
-    octets = fg.view(torch.uint8)
-    if rows.dtype == torch.bool and int(octets.max()) > 1:
-        # A bool tensor reinterpreted from other bytes (numpy ``.view(bool)`` of 0/255 data)
-        # holds bytes other than 0/1; torch reads them as True, and so must we.
-        octets = (octets != 0).view(torch.uint8)
-    words = octets.view(torch.int64)  # (n_rows, n_words), eight byte counters per word
+    # torch bool tensors hold bytes 0 and 1 (numpy input is normalised in foreground_areas).
+    words = fg.view(torch.uint8).view(torch.int64)  # (n_rows, n_words), eight counters a word
     n_words = n // _WORD_BYTES
     n_chunks = n_words // _MAX_WORDS_PER_CHUNK
     full = n_chunks * _MAX_WORDS_PER_CHUNK
@@ -126,7 +129,7 @@ def _contour_areas(rows: torch.Tensor, shape: torch.Size, per_channel: bool) -> 
             + (" (per channel)" if per_channel else "")
         )
     cv2 = require("cv2", "method='contour'")
-    binary = (rows != 0).to(torch.uint8).mul_(255).cpu().numpy()
+    binary = rows.bool().to(torch.uint8).mul_(255).cpu().numpy()
     areas = np.empty(binary.shape[0], dtype=np.float64)
     for i, mask in enumerate(binary):
         contours, _ = cv2.findContours(mask, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
