@@ -35,16 +35,17 @@ _SHAPES = {
 
 def target_for(branch: str, batch: int, size: int) -> torch.Tensor:
     """A (batch, 1, size, size) float mask whose per-sample areas select ``branch``."""
-    u = torch.linspace(0, 1, batch)
-    if branch == "bce_dice":  # exactly symmetric areas: S = 0
-        fractions = torch.tensor([0.0, 0.5, 1.0]).repeat(batch // 3 + 1)[:batch]
-        fractions[batch - batch % 3 :] = 0.5
+    unit = int(0.15 * size * size)
+    if branch == "bce_dice":  # areas 0, a, 2a repeated (and a for the rest): exactly S = 0
+        areas = ([0, unit, 2 * unit] * batch)[: batch - batch % 3] + [unit] * (batch % 3)
     else:
         left, k = _SHAPES[branch]
+        u = torch.linspace(0, 1, batch)
         fractions = 1 - u**k if left else u**k
+        areas = [int(f * 2 * unit) for f in fractions.tolist()]
     mask = torch.zeros(batch, size * size)
-    for i, f in enumerate(fractions.tolist()):
-        mask[i, : int(f * 0.3 * size * size)] = 1.0
+    for i, area in enumerate(areas):
+        mask[i, :area] = 1.0
     return mask.reshape(batch, 1, size, size)
 
 
@@ -55,6 +56,8 @@ def step_fn(loss_fn: nn.Module, logits: torch.Tensor, target: torch.Tensor):
     def step() -> None:
         z.grad = None
         loss_fn(z, target).backward()
+        if z.is_cuda:  # time the kernels, not their launch
+            torch.cuda.synchronize()
 
     return step
 
