@@ -28,7 +28,8 @@ from calfseg.rule import BRANCHES
 from calfseg.stats import AreaMoments
 from calfseg.stats.resampling import batch_indices, row_skew_kurt
 
-BRATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015_subset"
+from .shared_data import BRATS2015_SUBSET as BRATS
+
 RIGHT_SKEWED = [0.0] * 80 + [100.0] * 15 + [1000.0] * 5
 
 

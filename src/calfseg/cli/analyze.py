@@ -1,13 +1,4 @@
-"""The ``calf`` command. Thin: it parses arguments, calls the library and formats text.
-
-Each subcommand has an ``_add_<name>_parser`` function that declares its options and a
-``run_<name>`` function that executes it and returns the exit code:
-
-- 0: success;
-- 1: failure: a bad or unreadable file, files skipped, no mask file found, a missing
-  optional package;
-- 2: usage error: bad or incompatible options, a PATH that does not exist.
-"""
+"""``calf analyze PATH``: area statistics of a set of masks and the branch CALF would pick."""
 
 from __future__ import annotations
 
@@ -18,45 +9,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from calfseg import __version__
+from calfseg.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    error,
+    label_list,
+    non_negative_int,
+    positive_int,
+)
 
 if TYPE_CHECKING:
     from calfseg.analyze import AnalysisResult, ScanResult, SkippedFile
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``calf`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help, --version and argparse's usage errors
-        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    if getattr(args, "run", None) is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    code: int = args.run(args)
-    return code
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="calf",
-        description="CALF, the conditionally adaptive loss: analyse masks, train, benchmark.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _add_analyze_parser(commands)
-    return parser
-
-
-# -- calf analyze -------------------------------------------------------------------------
-
-
-def _add_analyze_parser(commands: Any) -> None:
+def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "analyze",
         help="area statistics of a set of masks and the CALF branch they select",
@@ -67,7 +34,7 @@ def _add_analyze_parser(commands: Any) -> None:
             "file, a folder searched recursively, or a JSON fingerprint written by --json."
         ),
     )
-    p.set_defaults(run=run_analyze)
+    p.set_defaults(run=run)
     p.add_argument(
         "path", metavar="PATH", type=Path, help="mask file, folder of masks, or JSON fingerprint"
     )
@@ -82,7 +49,7 @@ def _add_analyze_parser(commands: Any) -> None:
         "--label",
         dest="labels",
         metavar="L[,L...]",
-        type=_label_list,
+        type=label_list,
         action="extend",
         help="label values that count as foreground (repeat or comma-separate; "
         "default: every value > 0)",
@@ -112,7 +79,7 @@ def _add_analyze_parser(commands: Any) -> None:
     )
     what.add_argument(
         "--max-labels",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         metavar="N",
         help="a file with more than N distinct values is refused as an image (default 16)",
@@ -120,21 +87,21 @@ def _add_analyze_parser(commands: Any) -> None:
     stats = p.add_argument_group("resampling")
     stats.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="also report how often each branch is picked over random "
         "mini-batches of N masks (the paper's per-batch CALF; it used 32)",
     )
     stats.add_argument(
         "--batches",
-        type=_positive_int,
+        type=positive_int,
         default=1000,
         metavar="M",
         help="number of mini-batches drawn (default 1000)",
     )
     stats.add_argument(
         "--bootstrap",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=200,
         metavar="B",
         help="bootstrap resamples for the stability of the pick (default 200; 0: none)",
@@ -165,7 +132,7 @@ def _add_analyze_parser(commands: Any) -> None:
     )
 
 
-def run_analyze(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     # Imported here so that `calf --version` and `calf --help` do not pay for torch.
     from calfseg.analyze import (
         FingerprintError,
@@ -183,16 +150,16 @@ def run_analyze(args: argparse.Namespace) -> int:
     prog = "calf analyze"
     options = _analyze_options(args)
     if not -3 <= args.slice_axis <= 2:
-        return _error(prog, f"--slice-axis must be in -3..2, got {args.slice_axis}", EXIT_USAGE)
+        return error(prog, f"--slice-axis must be in -3..2, got {args.slice_axis}", EXIT_USAGE)
     if args.area == "contour" and args.per_volume:
-        return _error(prog, "--area contour measures 2D slices; drop --per-volume", EXIT_USAGE)
+        return error(prog, "--area contour measures 2D slices; drop --per-volume", EXIT_USAGE)
     if not args.path.exists():
-        return _error(prog, f"no such file or folder: {args.path}", EXIT_USAGE)
+        return error(prog, f"no such file or folder: {args.path}", EXIT_USAGE)
 
     if args.path.is_file() and args.path.name.lower().endswith(".json"):
         ignored = _options_needing_areas(args)
         if ignored:
-            return _error(
+            return error(
                 prog,
                 f"{', '.join(ignored)} cannot apply to a fingerprint ({args.path} holds only "
                 "the moments of the areas, not the areas)",
@@ -201,7 +168,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         try:
             result = analyze_moments(load_fingerprint(args.path))
         except FingerprintError as err:
-            return _error(prog, str(err), EXIT_FAILURE)
+            return error(prog, str(err), EXIT_FAILURE)
         print(_format_fingerprint(args.path, result, args.batch_size))
         if args.json is not None:
             write_json(build_report(result, path=args.path, options=options), args.json)
@@ -220,9 +187,9 @@ def run_analyze(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except MissingExtraError as err:
-        return _error(prog, str(err), EXIT_FAILURE)
+        return error(prog, str(err), EXIT_FAILURE)
     except NoMaskFilesError as err:
-        return _error(prog, str(err), EXIT_FAILURE)
+        return error(prog, str(err), EXIT_FAILURE)
     except MaskFileError as err:
         hint = ""
         if args.path.is_dir():
@@ -230,11 +197,11 @@ def run_analyze(args: argparse.Namespace) -> int:
                 "\nhint: pick the masks among other files with --mask-glob "
                 "(e.g. --mask-glob '*seg*'), or leave bad files out with --on-error skip"
             )
-        return _error(prog, f"{err}{hint}", EXIT_FAILURE)
+        return error(prog, f"{err}{hint}", EXIT_FAILURE)
 
     if not scan.files:
         _print_skipped(scan.skipped)
-        return _error(prog, f"none of the {scan.found} mask files could be read", EXIT_FAILURE)
+        return error(prog, f"none of the {scan.found} mask files could be read", EXIT_FAILURE)
     try:
         result = analyze_areas(
             scan.areas,
@@ -246,7 +213,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     except ValueError as err:
-        return _error(prog, str(err), EXIT_USAGE)
+        return error(prog, str(err), EXIT_USAGE)
 
     print(_format_result(args, scan, result))
     try:
@@ -261,13 +228,13 @@ def run_analyze(args: argparse.Namespace) -> int:
                 kept, result, args.plot, title=str(args.path), xlabel=_area_label(args)
             )
     except MissingExtraError as err:
-        return _error(prog, str(err), EXIT_FAILURE)
+        return error(prog, str(err), EXIT_FAILURE)
     except OSError as err:
-        return _error(prog, f"cannot write the output: {err}", EXIT_FAILURE)
+        return error(prog, f"cannot write the output: {err}", EXIT_FAILURE)
 
     if scan.skipped:
         _print_skipped(scan.skipped)
-        return _error(prog, f"{len(scan.skipped)} of {scan.found} mask files skipped", EXIT_FAILURE)
+        return error(prog, f"{len(scan.skipped)} of {scan.found} mask files skipped", EXIT_FAILURE)
     return EXIT_OK
 
 
@@ -423,46 +390,3 @@ def _print_skipped(skipped: Sequence[SkippedFile]) -> None:
     print(f"skipped {len(skipped)} file(s):", file=sys.stderr)
     for item in skipped:
         print(f"  {item.path}: {item.reason}", file=sys.stderr)
-
-
-def _error(prog: str, message: str, code: int) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return code
-
-
-# -- argument types -----------------------------------------------------------------------
-
-
-def _label_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"labels must be integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("--label needs at least one integer")
-    return values
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

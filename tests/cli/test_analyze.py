@@ -15,9 +15,10 @@ import tifffile
 from PIL import Image
 
 from calfseg import __version__
-from calfseg.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from calfseg.cli import main
+from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
-BRATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015_subset"
+from ..shared_data import BRATS2015_SUBSET as BRATS
 
 
 def _strict_json(path: Path) -> dict[str, Any]:

@@ -1,0 +1,5 @@
+"""``python -m calfseg.cli``."""
+
+from calfseg.cli import main
+
+raise SystemExit(main())
