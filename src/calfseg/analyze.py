@@ -8,6 +8,7 @@ distribution, and say which CALF branch the rule picks and how stable that pick 
   (:class:`~calfseg.stats.AreaMoments`), the rule's :class:`~calfseg.rule.Selection`, how
   often each branch is picked over random mini-batches (what the authors' per-batch CALF
   does) and over bootstrap resamples of the whole set (how stable the dataset-level pick is).
+- :func:`cache_areas`: the slice areas of a cache written by ``calf prepare`` (its index).
 - :func:`analyze_moments`: the part that needs only the moments, for a saved fingerprint.
 - :func:`build_report` / :func:`write_json`: the JSON document of ``calf analyze --json``.
 """
@@ -208,6 +209,42 @@ def scan_masks(
         result.areas = np.concatenate(area_parts).astype(np.float64)
         result.empty = np.concatenate(empty_parts)
     return result
+
+
+# -- a prepared cache ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheAreas:
+    """The areas of a slice cache's rows (all, or one split), read from its index."""
+
+    path: Path
+    areas: np.ndarray  # float64 pixel counts of the prepared (resized) masks
+    empty: np.ndarray  # bool
+    split: str | None  # None: every row
+    cases: int  # cases among the chosen rows
+    rows_in_cache: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "rows": int(self.areas.size),
+            "cases": self.cases,
+            "rows_in_cache": self.rows_in_cache,
+        }
+
+
+def cache_areas(path: str | os.PathLike[str], split: str | None = None) -> CacheAreas:
+    """Areas of the rows of the cache at ``path`` (``split``: only train, val or test).
+
+    Raises :class:`~calfseg.data.cache.CacheError` when ``path`` is not a finished cache."""
+    from calfseg.data.cache import SliceCache
+
+    cache = SliceCache.open(path)
+    rows = cache.rows(split)
+    areas = cache.index["area"][rows].astype(np.float64)
+    keys = zip(cache.index["dataset"][rows].tolist(), cache.index["case_id"][rows].tolist())
+    return CacheAreas(Path(path), areas, areas == 0, split, len(set(keys)), len(cache))
 
 
 # -- analysing areas ----------------------------------------------------------------------
@@ -491,17 +528,26 @@ def build_report(
     path: str | os.PathLike[str],
     scan: ScanResult | None = None,
     options: dict[str, Any] | None = None,
+    cache: CacheAreas | None = None,
 ) -> dict[str, Any]:
-    """The JSON document of ``calf analyze --json``: the result, the files, the options."""
+    """The JSON document of ``calf analyze --json``: the result, the files (or the cache
+    rows), the options."""
+    source, unit = "fingerprint", None
+    if scan is not None:
+        source, unit = "masks", scan.unit
+    elif cache is not None:
+        source, unit = "cache", "slices"
     report: dict[str, Any] = {
         "format": ANALYSIS_FORMAT,
         "calfseg_version": __version__,
         "path": str(path),
-        "source": "masks" if scan is not None else "fingerprint",
-        "unit": scan.unit if scan is not None else None,
+        "source": source,
+        "unit": unit,
     }
     report.update(result.to_dict())
     report["files"] = scan.to_dict() if scan is not None else None
+    if cache is not None:
+        report["cache"] = cache.to_dict()
     report["options"] = options or {}
     return json_safe(report)
 

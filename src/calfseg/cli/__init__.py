@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from calfseg import __version__
-from calfseg.cli import analyze
+from calfseg.cli import analyze, prepare
 from calfseg.cli.common import EXIT_USAGE
 
 
@@ -42,4 +42,5 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     analyze.add_parser(commands)
+    prepare.add_parser(commands)
     return parser

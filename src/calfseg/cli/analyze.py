@@ -20,7 +20,7 @@ from calfseg.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from calfseg.analyze import AnalysisResult, ScanResult, SkippedFile
+    from calfseg.analyze import AnalysisResult, CacheAreas, ScanResult, SkippedFile
 
 
 def add_parser(commands: Any) -> None:
@@ -31,14 +31,23 @@ def add_parser(commands: Any) -> None:
             "Measure the foreground area of every mask (2D file, axial slice = last array "
             "axis of a 3D volume as stored, or whole volume), summarise the distribution "
             "(skewness S, excess kurtosis K) and apply CALF's decision rule. PATH is a mask "
-            "file, a folder searched recursively, or a JSON fingerprint written by --json."
+            "file, a folder searched recursively, a JSON fingerprint written by --json, or a "
+            "slice cache written by calf prepare (its index's areas)."
         ),
     )
     p.set_defaults(run=run)
     p.add_argument(
-        "path", metavar="PATH", type=Path, help="mask file, folder of masks, or JSON fingerprint"
+        "path",
+        metavar="PATH",
+        type=Path,
+        help="mask file, folder of masks, JSON fingerprint, or cache folder",
     )
     what = p.add_argument_group("what to measure")
+    what.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        help="a cache PATH: only the rows of this split (default: every row)",
+    )
     what.add_argument(
         "--mask-glob",
         metavar="GLOB",
@@ -155,6 +164,12 @@ def run(args: argparse.Namespace) -> int:
         return error(prog, "--area contour measures 2D slices; drop --per-volume", EXIT_USAGE)
     if not args.path.exists():
         return error(prog, f"no such file or folder: {args.path}", EXIT_USAGE)
+    from calfseg.data.cache import is_cache
+
+    if args.path.is_dir() and is_cache(args.path):
+        return _run_cache(args, options)
+    if args.split is not None:
+        return error(prog, f"--split applies to a cache folder; {args.path} is not one", EXIT_USAGE)
 
     if args.path.is_file() and args.path.name.lower().endswith(".json"):
         ignored = _options_needing_areas(args)
@@ -238,6 +253,72 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_cache(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    """PATH is a slice cache: analyse the areas in its index (all rows, or one split)."""
+    from calfseg.analyze import analyze_areas, build_report, cache_areas, write_json
+    from calfseg.data.cache import CacheError
+    from calfseg.extras import MissingExtraError
+
+    prog = "calf analyze"
+    ignored = [o for o in _options_needing_areas(args) if o not in ("--exclude-empty", "--plot")]
+    if ignored:
+        return error(
+            prog,
+            f"{', '.join(ignored)} cannot apply to a cache ({args.path}: its index holds the "
+            "pixel counts of the prepared masks; choose labels and sizes in calf prepare)",
+            EXIT_USAGE,
+        )
+    try:
+        cache = cache_areas(args.path, args.split)
+    except CacheError as err:
+        return error(prog, str(err), EXIT_FAILURE)
+    try:
+        result = analyze_areas(
+            cache.areas,
+            empty=cache.empty,
+            exclude_empty=args.exclude_empty,
+            batch_size=args.batch_size,
+            batches=args.batches,
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        return error(prog, str(err), EXIT_USAGE)
+    print(_format_cache_result(args, cache, result))
+    try:
+        if args.json is not None:
+            report = build_report(result, path=args.path, options=options, cache=cache)
+            write_json(report, args.json)
+        if args.plot is not None:
+            from calfseg.plots import plot_area_histogram
+
+            kept = cache.areas[~cache.empty] if args.exclude_empty else cache.areas
+            plot_area_histogram(
+                kept, result, args.plot, title=str(args.path), xlabel="foreground area (pixels)"
+            )
+    except MissingExtraError as err:
+        return error(prog, str(err), EXIT_FAILURE)
+    except OSError as err:
+        return error(prog, f"cannot write the output: {err}", EXIT_FAILURE)
+    return EXIT_OK
+
+
+def _format_cache_result(
+    args: argparse.Namespace, cache: CacheAreas, result: AnalysisResult
+) -> str:
+    which = "every row" if cache.split is None else f"split {cache.split}"
+    lines = [
+        f"calf analyze {args.path} (slice cache)",
+        _row(
+            "rows",
+            f"{cache.areas.size} of {cache.rows_in_cache} ({which}), "
+            f"{_plural(cache.cases, 'case')}",
+        ),
+        _row("areas", f"{result.n_measured} slices; pixel count of the prepared masks"),
+    ]
+    return "\n".join(lines + _result_rows(args, result, "slices"))
+
+
 def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
     names = (
         "mask_glob",
@@ -252,6 +333,7 @@ def _analyze_options(args: argparse.Namespace) -> dict[str, Any]:
         "bootstrap",
         "seed",
         "on_error",
+        "split",
     )
     return {name: getattr(args, name) for name in names}
 
@@ -287,11 +369,17 @@ def _format_result(args: argparse.Namespace, scan: ScanResult, result: AnalysisR
     what = "OpenCV contour area" if args.area == "contour" else "pixel count"
     where = f" (axis {args.slice_axis} of each volume)" if "slices" in scan.unit else ""
     lines.append(_row("areas", f"{result.n_measured} {scan.unit}{where}; {what} of {labels}"))
+    return "\n".join(lines + _result_rows(args, result, scan.unit))
+
+
+def _result_rows(args: argparse.Namespace, result: AnalysisResult, unit: str) -> list[str]:
+    """Everything after the line saying what was measured."""
+    lines = []
     if result.n_measured:
         fate = "excluded" if result.excluded_empty else "counted as area 0"
         lines.append(_row("empty", f"{result.n_empty} ({result.empty_fraction:.1%}), {fate}"))
     if result.excluded_empty:
-        lines.append(_row("analysed", f"{result.n} non-empty {scan.unit}"))
+        lines.append(_row("analysed", f"{result.n} non-empty {unit}"))
     if result.quantiles:
         q = result.quantiles
         parts = [f"{name} {_num(q[name])}" for name in q]
@@ -328,7 +416,7 @@ def _format_result(args: argparse.Namespace, scan: ScanResult, result: AnalysisR
         lines.append(
             _row("", f"S 95% CI {_pair(boot.skewness_ci95)}, K 95% CI {_pair(boot.kurtosis_ci95)}")
         )
-    return "\n".join(lines)
+    return lines
 
 
 def _format_fingerprint(path: Path, result: AnalysisResult, batch_size: int | None) -> str:

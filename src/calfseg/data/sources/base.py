@@ -49,6 +49,9 @@ class CaseFiles:
     # still listed, and load() raises CaseError with these reasons, so that
     # ``--on-error skip`` can skip it and go on.
     problems: tuple[str, ...] = ()
+    # What the reader chose or could not know, for the record (e.g. {"label": "manual"} for
+    # UPENN-GBM, {"spacing": "unknown"} for 2D slices without geometry).
+    info: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,0 +1,86 @@
+"""The split options of ``calf prepare``: how the cache's rows are divided into train, val
+and test (by case, by slice, or one fold of a case-level k-fold), recorded in meta.json."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SPLIT_MODES: tuple[str, ...] = ("case", "slice")
+
+
+@dataclass(frozen=True)
+class SplitOptions:
+    """``mode`` ``"case"`` (each patient in one split, the default) or ``"slice"`` (the
+    paper's leaky protocol); ``val`` and ``test`` fractions; ``seed``. With ``kfold`` = K,
+    fold ``fold`` (0..K-1) of a case-level K-fold is test and ``val`` is the share of the
+    remaining cases held out for validation (``test`` is then 1/K)."""
+
+    mode: str = "case"
+    val: float = 0.1
+    test: float = 0.1
+    seed: int = 0
+    kfold: int | None = None
+    fold: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in SPLIT_MODES:
+            raise ValueError(f"split mode must be one of {SPLIT_MODES}, got {self.mode!r}")
+        for name in ("val", "test"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise ValueError(f"--{name} must be in [0, 1), got {value!r}")
+        if self.kfold is None:
+            if self.fold is not None:
+                raise ValueError("--fold needs --kfold K")
+            if self.val + self.test >= 1:
+                raise ValueError(f"--val + --test must be below 1, got {self.val + self.test}")
+        else:
+            if self.kfold < 2:
+                raise ValueError(f"--kfold must be at least 2, got {self.kfold}")
+            if self.fold is None or not 0 <= self.fold < self.kfold:
+                raise ValueError(f"--kfold {self.kfold} needs --fold F with 0 <= F < {self.kfold}")
+            if self.mode != "case":
+                raise ValueError("--kfold splits by case; it cannot be combined with --split slice")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        """Nominal shares of train, val and test (for k-fold: test 1/K, val of the rest)."""
+        if self.kfold is None:
+            test, val = self.test, self.val
+        else:
+            test = 1.0 / self.kfold
+            val = (1.0 - test) * self.val
+        return {"train": 1.0 - val - test, "val": val, "test": test}
+
+    def to_meta(self) -> dict[str, Any]:
+        """meta.json's ``splits``: mode, fractions, seed (and ``kfold`` when used)."""
+        meta: dict[str, Any] = {"mode": self.mode, "fractions": self.fractions, "seed": self.seed}
+        if self.kfold is not None:
+            meta["kfold"] = {"k": self.kfold, "fold": self.fold, "val_fraction": self.val}
+        return meta
+
+    def assign(
+        self, case_ids: Sequence[str] | np.ndarray, datasets: Sequence[str] | np.ndarray
+    ) -> np.ndarray:
+        """One split name per row (``calfseg.data.splits``); slice mode warns of leakage."""
+        from calfseg.data.splits import assign_splits, kfold_splits
+
+        if self.kfold is not None:
+            assert self.fold is not None
+            return kfold_splits(
+                case_ids, datasets, self.kfold, self.fold, seed=self.seed, val_fraction=self.val
+            )
+        return assign_splits(
+            case_ids,
+            datasets,
+            fractions=self.fractions,
+            seed=self.seed,
+            mode=self.mode,  # type: ignore[arg-type]
+        )

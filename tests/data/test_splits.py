@@ -1,0 +1,239 @@
+"""Case-level, slice-level and k-fold splits: no leakage, exact counts, stratification,
+determinism."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from calfseg.data.splits import (
+    LeakageWarning,
+    assign_splits,
+    check_fractions,
+    kfold_splits,
+    split_counts,
+)
+
+
+def _rows(cases_per_dataset: dict[str, int], slices: int = 3) -> tuple[list[str], list[str]]:
+    case_ids, datasets = [], []
+    for name, n in cases_per_dataset.items():
+        for i in range(n):
+            case_ids += [f"{name}-{i:03d}"] * slices
+            datasets += [name] * slices
+    return case_ids, datasets
+
+
+def _parts_of_each_case(case_ids, datasets, splits) -> dict[tuple[str, str], set[str]]:
+    parts: dict[tuple[str, str], set[str]] = {}
+    for case, dataset, split in zip(case_ids, datasets, splits):
+        parts.setdefault((dataset, case), set()).add(str(split))
+    return parts
+
+
+# -- counts -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        (0, (0, 0, 0)),
+        (1, (1, 0, 0)),
+        (2, (2, 0, 0)),  # fewer cases than positive splits: no minimum
+        (3, (1, 1, 1)),  # every positive split gets one
+        (7, (5, 1, 1)),  # 5.6/0.7/0.7: the two left over go to the larger remainders
+        (10, (8, 1, 1)),
+        (15, (12, 2, 1)),  # 12/1.5/1.5: the tie goes to val
+        (611, (489, 61, 61)),
+    ],
+)
+def test_split_counts_largest_remainder_with_a_minimum_of_one(n, expected):
+    counts = split_counts(n, {"train": 0.8, "val": 0.1, "test": 0.1})
+    assert (counts["train"], counts["val"], counts["test"]) == expected
+    assert sum(counts.values()) == n
+
+
+def test_split_counts_leave_a_zero_fraction_empty():
+    assert split_counts(5, {"train": 0.9, "test": 0.1}) == {"train": 4, "val": 0, "test": 1}
+
+
+@pytest.mark.parametrize(
+    ("fractions", "message"),
+    [
+        ({"train": 0.8, "valid": 0.2}, "unknown split name"),
+        ({"train": 1.2, "test": -0.2}, ">= 0"),
+        ({"train": 0.8, "test": 0.1}, "sum to 1"),
+        ({"train": float("nan"), "test": 1.0}, "finite"),
+        ({"train": "0.9", "test": 0.1}, "must be a number"),
+        ([0.8, 0.1, 0.1], "mapping"),
+    ],
+)
+def test_bad_fractions_are_refused_with_a_clear_message(fractions, message):
+    with pytest.raises(ValueError, match=message):
+        check_fractions(fractions)
+    case_ids, datasets = _rows({"a": 5})
+    with pytest.raises(ValueError, match=message):
+        assign_splits(case_ids, datasets, fractions=fractions)
+
+
+def test_fractions_within_1e_6_of_one_are_accepted():
+    assert check_fractions({"train": 0.7999999999999999, "val": 0.1, "test": 0.1})["val"] == 0.1
+
+
+# -- case mode ---------------------------------------------------------------------------------
+
+
+def test_case_split_is_stratified_by_dataset_with_exact_counts():
+    case_ids, datasets = _rows({"upenn": 20, "brats": 10, "lgg": 3})
+    splits = assign_splits(case_ids, datasets, seed=0)
+    assert splits.dtype.kind == "U" and splits.shape == (len(case_ids),)
+    parts = _parts_of_each_case(case_ids, datasets, splits)
+    for dataset, n in {"upenn": 20, "brats": 10, "lgg": 3}.items():
+        got = [next(iter(p)) for (d, _), p in parts.items() if d == dataset]
+        assert len(got) == n
+        counts = {name: got.count(name) for name in ("train", "val", "test")}
+        assert counts == split_counts(n, {"train": 0.8, "val": 0.1, "test": 0.1})
+
+
+cases_and_datasets = st.dictionaries(
+    keys=st.text(alphabet="abcXYZ019-_", min_size=1, max_size=6),
+    values=st.sampled_from(["ds1", "ds2", "ds3"]),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    mapping=cases_and_datasets,
+    slices=st.lists(st.integers(1, 4), min_size=40, max_size=40),
+    seed=st.integers(0, 2**32 - 1),
+    perm_seed=st.integers(0, 1000),
+)
+def test_case_split_never_puts_a_case_in_two_parts_and_ignores_row_order(
+    mapping, slices, seed, perm_seed
+):
+    case_ids, datasets = [], []
+    for (case, dataset), k in zip(mapping.items(), slices):
+        case_ids += [case] * k
+        datasets += [dataset] * k
+    splits = assign_splits(case_ids, datasets, seed=seed)
+    parts = _parts_of_each_case(case_ids, datasets, splits)
+    assert all(len(p) == 1 for p in parts.values())
+    # exact counts per dataset
+    for dataset in set(datasets):
+        got = [next(iter(p)) for (d, _), p in parts.items() if d == dataset]
+        want = split_counts(len(got), {"train": 0.8, "val": 0.1, "test": 0.1})
+        assert {name: got.count(name) for name in want} == want
+    # the same rows in another order get the same split per row
+    order = np.random.default_rng(perm_seed).permutation(len(case_ids))
+    shuffled = assign_splits([case_ids[i] for i in order], [datasets[i] for i in order], seed=seed)
+    np.testing.assert_array_equal(shuffled, splits[order])
+
+
+def test_case_split_is_deterministic_under_its_seed_and_changes_with_it():
+    case_ids, datasets = _rows({"a": 50, "b": 30})
+    first = assign_splits(case_ids, datasets, seed=7)
+    np.testing.assert_array_equal(first, assign_splits(case_ids, datasets, seed=7))
+    assert not np.array_equal(first, assign_splits(case_ids, datasets, seed=8))
+
+
+def test_adding_a_dataset_leaves_the_others_assignment_unchanged():
+    case_ids, datasets = _rows({"a": 30})
+    alone = assign_splits(case_ids, datasets, seed=3)
+    more_ids, more_datasets = _rows({"a": 30, "b": 12})
+    together = assign_splits(more_ids, more_datasets, seed=3)
+    np.testing.assert_array_equal(together[: len(case_ids)], alone)
+
+
+def test_the_same_case_id_in_two_datasets_is_two_cases():
+    case_ids = ["001"] * 2 + ["001"] * 2 + ["002"] * 2
+    datasets = ["a"] * 2 + ["b"] * 2 + ["a"] * 2
+    splits = assign_splits(case_ids, datasets, fractions={"train": 0.5, "test": 0.5})
+    assert splits[0] == splits[1] and splits[2] == splits[3]
+    # dataset "a" has two cases, split one/one; "b" has one
+    assert {splits[0], splits[4]} == {"train", "test"}
+
+
+def test_rows_and_datasets_must_align():
+    with pytest.raises(ValueError, match="one entry per row"):
+        assign_splits(["a", "b"], ["x"])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        assign_splits(["a"], ["x"], mode="patient")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seed"):
+        assign_splits(["a"], ["x"], seed=-1)
+
+
+# -- slice mode -------------------------------------------------------------------------------
+
+
+def test_slice_mode_warns_of_leakage_and_splits_every_case():
+    case_ids, datasets = _rows({"a": 4, "b": 2}, slices=20)
+    with pytest.warns(LeakageWarning, match="patient"):
+        splits = assign_splits(case_ids, datasets, mode="slice", seed=1)
+    for case in set(case_ids):
+        mine = splits[np.asarray(case_ids) == case]
+        assert {name: int((mine == name).sum()) for name in ("train", "val", "test")} == {
+            "train": 16,
+            "val": 2,
+            "test": 2,
+        }
+
+
+def test_slice_mode_gives_a_three_slice_case_one_slice_per_part():
+    with pytest.warns(LeakageWarning):
+        splits = assign_splits(["c"] * 3, ["d"] * 3, mode="slice")
+    assert sorted(splits) == ["test", "train", "val"]
+
+
+def test_case_mode_does_not_warn():
+    case_ids, datasets = _rows({"a": 5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assign_splits(case_ids, datasets)
+
+
+# -- k-fold -----------------------------------------------------------------------------------
+
+
+def test_kfold_test_parts_partition_the_cases():
+    case_ids, datasets = _rows({"a": 23, "b": 11, "c": 4}, slices=2)
+    k = 5
+    test_cases: list[set[tuple[str, str]]] = []
+    for fold in range(k):
+        splits = kfold_splits(case_ids, datasets, k, fold, seed=2)
+        parts = _parts_of_each_case(case_ids, datasets, splits)
+        assert all(len(p) == 1 for p in parts.values())  # no case in two parts
+        test_cases.append({case for case, p in parts.items() if p == {"test"}})
+        # val: a tenth of each dataset's remaining cases (at least one)
+        for dataset in ("a", "b", "c"):
+            rest = [p for (d, _), p in parts.items() if d == dataset and p != {"test"}]
+            n_val = sum(p == {"val"} for p in rest)
+            assert n_val == split_counts(len(rest), {"train": 0.9, "val": 0.1})["val"]
+    every = set().union(*test_cases)
+    assert len(every) == 38 and sum(len(t) for t in test_cases) == 38  # disjoint, complete
+    sizes = [len(t) for t in test_cases]
+    assert max(sizes) - min(sizes) <= 1
+    for dataset, n in {"a": 23, "b": 11, "c": 4}.items():  # stratified: +-1 per dataset
+        per_fold = [sum(d == dataset for d, _ in t) for t in test_cases]
+        assert max(per_fold) - min(per_fold) <= 1 and sum(per_fold) == n
+
+
+def test_kfold_is_deterministic_and_validates_its_arguments():
+    case_ids, datasets = _rows({"a": 10})
+    np.testing.assert_array_equal(
+        kfold_splits(case_ids, datasets, 3, 1, seed=4),
+        kfold_splits(case_ids, datasets, 3, 1, seed=4),
+    )
+    with pytest.raises(ValueError, match="k must be"):
+        kfold_splits(case_ids, datasets, 1, 0)
+    with pytest.raises(ValueError, match="fold must be"):
+        kfold_splits(case_ids, datasets, 3, 3)
+    with pytest.raises(ValueError, match="val_fraction"):
+        kfold_splits(case_ids, datasets, 3, 0, val_fraction=1.0)
+    with pytest.raises(ValueError, match="at least 12 cases"):
+        kfold_splits(case_ids, datasets, 12, 0)
