@@ -186,3 +186,24 @@ def test_end_to_end_on_the_brats_subset(capsys, tmp_path: Path):
     assert code == EXIT_OK
     assert "1860 of 1860 (every row), 6 cases" in stdout
     assert "branch     log10" in stdout
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_splits_keep_a_patients_time_points_together(capsys, tmp_path: Path, seed: int):
+    from ..data.sources.fakes import upenn_scan
+
+    root = tmp_path / "upenn"
+    for i in range(1, 7):
+        upenn_scan(root, f"UPENN-GBM-0000{i}_11", seed=i)
+    upenn_scan(root, "UPENN-GBM-00001_21", seed=9)
+    out = tmp_path / "cache"
+    code, _, err = _prepare(
+        capsys, root, "--out", out, "--size", "8", "--val", "0.3", "--test", "0.3",
+        "--seed", str(seed),
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    index = SliceCache.open(out).index
+    scans = {c: set(index["split"][index["case_id"] == c]) for c in set(index["case_id"])}
+    assert scans["UPENN-GBM-00001_11"] == scans["UPENN-GBM-00001_21"]
+    assert len(scans["UPENN-GBM-00001_11"]) == 1
+    assert set(index["patient_id"][index["case_id"] == "UPENN-GBM-00001_21"]) == {"UPENN-GBM-00001"}

@@ -124,7 +124,8 @@ def test_the_cache_reads_with_plain_numpy_csv_and_json(src: Path, tmp_path: Path
     masks = np.load(out / "masks.npy", mmap_mode="r")
     header, *rows = (out / "index.csv").read_text().splitlines()
     assert header == (
-        "row,case_id,dataset,modality,slice_index,area,has_tumour,split,spacing_x,spacing_y"
+        "row,case_id,dataset,modality,slice_index,area,has_tumour,split,spacing_x,spacing_y,"
+        "patient_id"
     )
     assert len(rows) == meta["n_slices"] == images.shape[0] == masks.shape[0]
     assert set(np.unique(masks).tolist()) <= {0, 1}

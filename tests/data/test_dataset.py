@@ -12,11 +12,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from calfseg.data.cache import CacheError, SliceCache
 from calfseg.data.dataset import (
     SliceDataset,
     _dihedral,
     dihedral_codes,
-    open_cache_arrays,
 )
 from calfseg.data.filters import DropEmpty, MinArea
 from tests.data.cache_fixture import make_cache
@@ -37,8 +37,8 @@ def mirror_cache(tmp_path_factory) -> Path:
     return path
 
 
-def test_open_cache_arrays_reads_every_part(cache):
-    arrays = open_cache_arrays(cache)
+def test_the_cache_fixture_opens_as_a_cache(cache):
+    arrays = SliceCache.open(cache)
     assert arrays.images.shape == (96, 1, 16, 16) and arrays.images.dtype == np.uint8
     assert isinstance(arrays.images, np.memmap) and isinstance(arrays.masks, np.memmap)
     assert arrays.index["area"].dtype == np.int64 and arrays.index["has_tumour"].dtype == bool
@@ -48,7 +48,7 @@ def test_open_cache_arrays_reads_every_part(cache):
 
 def test_samples_are_float32_in_unit_range_with_a_channel_axis(cache):
     ds = SliceDataset(cache, split="train")
-    arrays = open_cache_arrays(cache)
+    arrays = SliceCache.open(cache)
     image, mask = ds[3]
     assert image.shape == (1, 16, 16) and mask.shape == (1, 16, 16)
     assert image.dtype == torch.float32 and mask.dtype == torch.float32
@@ -68,7 +68,7 @@ def test_float16_and_multichannel_caches(tmp_path):
 
 
 def test_split_selection_and_metadata(cache):
-    arrays = open_cache_arrays(cache)
+    arrays = SliceCache.open(cache)
     parts = {name: SliceDataset(cache, split=name) for name in ("train", "val", "test")}
     for name, ds in parts.items():
         assert set(arrays.index["split"][ds.rows]) == {name}
@@ -102,10 +102,10 @@ def test_unknown_or_empty_splits_list_what_the_cache_has(cache, tmp_path):
 
 
 def test_broken_caches_are_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no meta\.json"):
+    with pytest.raises(CacheError, match=r"no meta\.json"):
         SliceDataset(tmp_path)
     incomplete = make_cache(tmp_path / "inc", complete=False)
-    with pytest.raises(ValueError, match="incomplete"):
+    with pytest.raises(CacheError, match="not marked complete"):
         SliceDataset(incomplete)
     foreign = make_cache(tmp_path / "foreign", meta_overrides={"format": "other/2"})
     with pytest.raises(ValueError, match="format 'other/2'"):
@@ -116,7 +116,7 @@ def test_broken_caches_are_refused(tmp_path):
     bad_index = make_cache(tmp_path / "badindex")
     text = (bad_index / "index.csv").read_text().replace(",0.9375,", ",wide,", 1)
     (bad_index / "index.csv").write_text(text)
-    with pytest.raises(ValueError, match="'spacing_x' must hold float64"):
+    with pytest.raises(ValueError, match="column 'spacing_x'"):
         SliceDataset(bad_index)
 
 

@@ -6,7 +6,7 @@ A cache is a folder (written by ``calf prepare``, see docs/prepare.md)::
     images.npy        (N, C, H, W) uint8 (0..255 meaning [0, 1]) or float16 in [0, 1]
     masks.npy         (N, H, W) uint8 0/1
     index.csv         row,case_id,dataset,modality,slice_index,area,has_tumour,split,
-                      spacing_x,spacing_y
+                      spacing_x,spacing_y,patient_id  (patient_id: the split group)
     fingerprint.json  AreaMoments of the train split's areas (calf analyze, CALFLoss.fit)
 
 Anyone can read it with numpy, csv and json alone; this module adds validation and typed
@@ -47,6 +47,7 @@ INDEX_COLUMNS: dict[str, str] = {
     "spacing_y": "float64",
 }
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+IMAGE_DTYPES: tuple[str, ...] = ("uint8", "float16")
 
 
 class CacheError(ValueError):
@@ -93,11 +94,7 @@ class SliceCache:
         """Open the cache at ``path``; :class:`CacheError` if it is not a finished one."""
         root = Path(path)
         meta = _load_meta(root)
-        try:
-            images = np.load(root / IMAGES_FILE, mmap_mode="r")
-            masks = np.load(root / MASKS_FILE, mmap_mode="r")
-        except (OSError, ValueError) as err:
-            raise _not_a_cache(root, f"cannot read its arrays ({err})") from err
+        images, masks = open_memmaps(root)
         index = read_index(root / INDEX_FILE)
         cache = cls(root, meta, images, masks, index)
         cache._check()
@@ -131,8 +128,28 @@ class SliceCache:
             if tuple(want) != tuple(got):
                 raise CacheError(f"{self.path / name}: shape {tuple(got)}, meta.json says {want}")
         dtype = self.meta["image_dtype"]
-        if self.images.dtype != np.dtype(dtype):
-            raise CacheError(f"{self.path / IMAGES_FILE}: {self.images.dtype}, meta says {dtype}")
+        if dtype not in IMAGE_DTYPES or self.images.dtype != np.dtype(dtype):
+            raise CacheError(
+                f"{self.path / IMAGES_FILE}: {self.images.dtype}, meta says {dtype} "
+                f"(one of {IMAGE_DTYPES})"
+            )
+        if self.masks.dtype != np.uint8:
+            raise CacheError(f"{self.path / MASKS_FILE}: {self.masks.dtype}, expected uint8")
+        if not np.array_equal(self.index["row"], np.arange(n)):
+            raise CacheError(f"{self.path / INDEX_FILE}: rows must be numbered 0 .. {n - 1}")
+
+
+def open_memmaps(root: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The cache's ``images`` and ``masks`` as read-only memory maps (no validation: use
+    :meth:`SliceCache.open` first; this is for reopening them in a DataLoader worker)."""
+    root = Path(root)
+    try:
+        return (
+            np.load(root / IMAGES_FILE, mmap_mode="r", allow_pickle=False),
+            np.load(root / MASKS_FILE, mmap_mode="r", allow_pickle=False),
+        )
+    except (OSError, ValueError) as err:
+        raise _not_a_cache(root, f"cannot read its arrays ({err})") from err
 
 
 def _load_meta(root: Path) -> dict[str, Any]:

@@ -55,6 +55,10 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -82,6 +86,11 @@ class CaseRecord:
     modality: tuple[str, ...]
     slice_index: tuple[int, ...]
     area: tuple[int, ...]
+    patient_id: str = ""  # the split group; "" means the case id
+
+    @property
+    def patient(self) -> str:
+        return self.patient_id or self.case_id
 
     @property
     def n_rows(self) -> int:
@@ -100,6 +109,7 @@ class CaseRecord:
             "modality": list(self.modality),
             "slice_index": list(self.slice_index),
             "area": list(self.area),
+            "patient_id": self.patient,
         }
 
     @classmethod
@@ -117,6 +127,7 @@ class CaseRecord:
             modality=tuple(str(v) for v in data["modality"]),
             slice_index=tuple(int(v) for v in data["slice_index"]),
             area=tuple(int(v) for v in data["area"]),
+            patient_id=str(data.get("patient_id") or data["case_id"]),
         )
 
 

@@ -64,12 +64,14 @@ def index_columns(cases: Sequence[CaseRecord], split: np.ndarray) -> dict[str, n
         "split": np.asarray(split, dtype=object),
         "spacing_x": np.repeat(per_row([r.pixel_spacing[0] for r in cases], np.float64), rows),
         "spacing_y": np.repeat(per_row([r.pixel_spacing[1] for r in cases], np.float64), rows),
+        "patient_id": np.repeat(per_row([r.patient for r in cases], object), rows),
     }
 
 
 def write_index(path: Path, columns: dict[str, np.ndarray]) -> None:
-    """index.csv with the columns of ``INDEX_COLUMNS`` (booleans as 0/1, floats as repr)."""
-    names = list(INDEX_COLUMNS)
+    """index.csv: the columns of ``INDEX_COLUMNS``, then any others given (``patient_id``),
+    booleans as 0/1, floats as repr."""
+    names = list(INDEX_COLUMNS) + [name for name in columns if name not in INDEX_COLUMNS]
     text_columns = []
     for name in names:
         values = columns[name]
@@ -116,6 +118,7 @@ def case_entries(cases: Sequence[CaseRecord]) -> list[dict[str, Any]]:
                 "spacing": list(r.spacing),
                 "pixel_spacing": list(r.pixel_spacing),
                 "label_source": r.label_source,
+                "patient_id": r.patient,
             }
         )
         start += r.n_rows

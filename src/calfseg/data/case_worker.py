@@ -100,6 +100,7 @@ def prepare_case(task: CaseTask, job: CaseJob) -> CaseOutcome:
         modality=tuple(slices.modality),
         slice_index=tuple(int(k) for k in slices.slice_index),
         area=tuple(int(a) for a in slices.area),
+        patient_id=case.patient,
     )
     write_part(task.cache, record, slices)
     return CaseOutcome(

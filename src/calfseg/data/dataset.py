@@ -20,11 +20,8 @@ composition and filters.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,135 +29,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from calfseg.data.cache import INDEX_FILE, SliceCache, open_memmaps, read_index
 from calfseg.data.filters import Filter, apply_filters
-
-CACHE_FORMAT = "calfseg.cache/1"
-IMAGE_DTYPES = ("uint8", "float16")
-# index.csv columns and the numpy dtype of each parsed column ("U": str).
-INDEX_COLUMNS: dict[str, str] = {
-    "row": "int64",
-    "case_id": "U",
-    "dataset": "U",
-    "modality": "U",
-    "slice_index": "int64",
-    "area": "int64",
-    "has_tumour": "bool",
-    "split": "U",
-    "spacing_x": "float64",
-    "spacing_y": "float64",
-}
 
 Sample = tuple[torch.Tensor, torch.Tensor]
 SampleTransform = Callable[[torch.Tensor, torch.Tensor], Sample]
-
-
-@dataclass(frozen=True)
-class CacheArrays:
-    """An opened cache: memory-mapped arrays, index columns and meta.json (the same
-    attributes as :class:`calfseg.data.cache.SliceCache`)."""
-
-    path: Path
-    meta: dict[str, Any]
-    images: np.ndarray  # (N, C, H, W) uint8 or float16, read-only memmap
-    masks: np.ndarray  # (N, H, W) uint8 0/1, read-only memmap
-    index: dict[str, np.ndarray]  # column name -> (N,) array
-
-
-def open_cache_arrays(path: str | os.PathLike[str]) -> CacheArrays:
-    """Open a cache folder: check ``meta.json`` (format, ``complete``), memory-map the arrays,
-    parse ``index.csv`` into numpy columns, and check that all of them agree in shape.
-
-    Raises ValueError naming the file for an incomplete, foreign or inconsistent cache and
-    FileNotFoundError for a missing file.
-    """
-    root = Path(path)
-    meta = _read_meta(root)
-    images, masks = _open_memmaps(root)
-    index = _read_index(root / "index.csv")
-    _check_consistent(root, meta, images, masks, index)
-    return CacheArrays(root, meta, images, masks, index)
-
-
-def _read_meta(root: Path) -> dict[str, Any]:
-    meta_path = root / "meta.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{root} is not a calfseg cache: no meta.json (run calf prepare)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{meta_path}: format {found!r}, expected {CACHE_FORMAT!r}")
-    if meta.get("complete") is not True:
-        raise ValueError(
-            f"{root}: the cache is incomplete (meta.json has complete != true); an interrupted "
-            "`calf prepare` leaves it so: run it again"
-        )
-    for key in ("channels", "size", "image_dtype", "n_slices"):
-        if key not in meta:
-            raise ValueError(f"{meta_path}: missing the field {key!r}")
-    if meta["image_dtype"] not in IMAGE_DTYPES:
-        raise ValueError(f"{meta_path}: image_dtype must be one of {IMAGE_DTYPES}")
-    return meta
-
-
-def _open_memmaps(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    return (
-        np.load(root / "images.npy", mmap_mode="r", allow_pickle=False),
-        np.load(root / "masks.npy", mmap_mode="r", allow_pickle=False),
-    )
-
-
-def _read_index(path: Path) -> dict[str, np.ndarray]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise ValueError(f"{path}: empty file, expected a header row")
-        missing = [name for name in INDEX_COLUMNS if name not in header]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; header is {header}")
-        records = list(reader)
-    if any(len(record) != len(header) for record in records):
-        bad = next(i for i, r in enumerate(records) if len(r) != len(header))
-        raise ValueError(
-            f"{path}: line {bad + 2} has {len(records[bad])} fields, not {len(header)}"
-        )
-    raw = list(zip(*records)) if records else [() for _ in header]
-    index: dict[str, np.ndarray] = {}
-    for name, values in zip(header, raw):
-        strings = np.array(values, dtype=str)
-        kind = INDEX_COLUMNS.get(name, "U")
-        try:
-            if kind == "U":
-                index[name] = strings
-            elif kind == "bool":
-                index[name] = strings.astype(np.int64) != 0
-            else:
-                index[name] = strings.astype(kind)
-        except ValueError:
-            raise ValueError(f"{path}: column {name!r} must hold {kind} values") from None
-    return index
-
-
-def _check_consistent(
-    root: Path, meta: Mapping[str, Any], images: np.ndarray, masks: np.ndarray, index: Mapping
-) -> None:
-    n = int(meta["n_slices"])
-    c = len(meta["channels"])
-    h, w = (int(x) for x in meta["size"])
-    if images.shape != (n, c, h, w) or images.dtype != np.dtype(meta["image_dtype"]):
-        raise ValueError(
-            f"{root / 'images.npy'}: {images.dtype} {images.shape}, but meta.json says "
-            f"{meta['image_dtype']} {(n, c, h, w)}"
-        )
-    if masks.shape != (n, h, w) or masks.dtype != np.uint8:
-        raise ValueError(
-            f"{root / 'masks.npy'}: {masks.dtype} {masks.shape}, expected uint8 {(n, h, w)}"
-        )
-    if len(index["row"]) != n or not np.array_equal(index["row"], np.arange(n)):
-        raise ValueError(f"{root / 'index.csv'}: rows must be numbered 0 .. {n - 1} in order")
 
 
 class SliceDataset(Dataset[Sample]):
@@ -193,7 +66,7 @@ class SliceDataset(Dataset[Sample]):
         seed: int = 0,
     ) -> None:
         self.path = Path(cache)
-        arrays = open_cache_arrays(self.path)
+        arrays = SliceCache.open(self.path)
         self.meta = arrays.meta
         rows = _split_rows(arrays.index["split"], split, self.path)
         self.filters = tuple(filters)
@@ -222,7 +95,7 @@ class SliceDataset(Dataset[Sample]):
         """Every index.csv column, for the selected rows. Not pickled (a worker needs only
         ``rows``); a copy re-reads it from the cache on first access."""
         if self._index is None:
-            full = _read_index(self.path / "index.csv")
+            full = read_index(self.path / INDEX_FILE)
             self._index = {name: column[self.rows] for name, column in full.items()}
         return self._index
 
@@ -343,7 +216,7 @@ class SliceDataset(Dataset[Sample]):
     def _memmaps(self) -> tuple[np.ndarray, np.ndarray]:
         # Reopen in every new process: a forked worker gets its own file mapping.
         if self._arrays is None or self._pid != os.getpid():
-            images, masks = _open_memmaps(self.path)
+            images, masks = open_memmaps(self.path)
             if (images.shape, masks.shape) != self._shape:
                 raise ValueError(f"{self.path}: the cache changed since the dataset was made")
             # Plain ndarray views of the maps: indexing an np.memmap costs ~10x more.

@@ -394,9 +394,10 @@ def _assemble(
         )
     if not rows:
         raise PrepareError("every case was skipped: nothing to write")
-    case_ids = np.repeat([r.record.case_id for r in rows], [r.record.n_rows for r in rows])
+    # Splits group rows by patient: the cases (time points) of one patient stay together.
+    patients = np.repeat([r.record.patient for r in rows], [r.record.n_rows for r in rows])
     datasets = np.repeat([r.record.dataset for r in rows], [r.record.n_rows for r in rows])
-    split = SplitOptions(**_split_arguments(settings["splits"])).assign(case_ids, datasets)
+    split = SplitOptions(**_split_arguments(settings["splits"])).assign(patients, datasets)
     options = PreprocessOptions.from_dict(settings["options"])
     meta = {
         "channels": list(options.channels),
@@ -436,6 +437,7 @@ def _rows_from_cache(cache: SliceCache, entry: dict[str, Any], key: str) -> Case
         modality=tuple(index["modality"][start:stop].tolist()),
         slice_index=tuple(index["slice_index"][start:stop].tolist()),
         area=tuple(index["area"][start:stop].tolist()),
+        patient_id=str(entry.get("patient_id") or entry["case_id"]),
     )
     return CaseRows(record, cache.images[start:stop], cache.masks[start:stop])
 

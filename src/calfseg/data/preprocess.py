@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from calfseg.data.cache import IMAGE_DTYPES
 from calfseg.data.sources.base import MODALITIES, CaseError, CaseVolumes
 from calfseg.stats import foreground_areas
 
@@ -51,7 +52,6 @@ ImageDtype = Literal["uint8", "float16"]
 
 NORMALISATIONS: tuple[str, ...] = ("minmax-slice", "minmax-volume", "zscore-brain", "paper")
 MASK_RESIZES: tuple[str, ...] = ("paper", "nearest")
-IMAGE_DTYPES: tuple[str, ...] = ("uint8", "float16")
 MODALITY_PRESETS: tuple[str, ...] = ("paper", "all")
 ZSCORE_CLIP = 5.0  # zscore-brain keeps z in [-5, 5] sd before mapping to [0, 1]
 

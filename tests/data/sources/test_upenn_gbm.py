@@ -69,3 +69,14 @@ def test_load_gives_the_structural_images(upenn):
 def test_unknown_label_choice_is_refused():
     with pytest.raises(ValueError, match="labels must be one of automated, manual"):
         UpennGbmSource(labels="best")
+
+
+def test_time_points_of_one_patient_share_the_patient_id(upenn):
+    cases = UpennGbmSource().find_cases(upenn)
+    assert [c.patient for c in cases] == [
+        "UPENN-GBM-00001",
+        "UPENN-GBM-00002",
+        "UPENN-GBM-00003",
+        "UPENN-GBM-00003",
+        "UPENN-GBM-00004",
+    ]

@@ -52,6 +52,14 @@ class CaseFiles:
     # What the reader chose or could not know, for the record (e.g. {"label": "manual"} for
     # UPENN-GBM, {"spacing": "unknown"} for 2D slices without geometry).
     info: dict[str, str] = field(default_factory=dict)
+    # The patient, where one patient has several cases (e.g. UPENN-GBM time points _11 and
+    # _21); None means the case is the patient. Splits keep a patient's cases together.
+    patient_id: str | None = None
+
+    @property
+    def patient(self) -> str:
+        """The id that splits group by: ``patient_id``, or the case id."""
+        return self.patient_id or self.case_id
 
 
 @dataclass

@@ -137,6 +137,7 @@ class NiftiLayout(SourceReader):
         *,
         problems: Iterable[str] = (),
         info: Mapping[str, str] | None = None,
+        patient_id: str | None = None,
     ) -> CaseFiles:
         """One case from the files found for each role (a modality name, or ``"label"``).
 
@@ -174,6 +175,7 @@ class NiftiLayout(SourceReader):
             files=files,
             problems=tuple(issues),
             info=dict(info or {}),
+            patient_id=patient_id,
         )
 
     def load(self, case: CaseFiles) -> CaseVolumes:

@@ -105,5 +105,9 @@ class UpennGbmSource(NiftiLayout):
             expected[LABEL] = f"{AUTOMATED}/{scan}_automated_approx_segm.nii.gz"
             if self.labels == "manual":
                 expected[LABEL] = f"{MANUAL}/{scan}_segm.nii.gz or {expected[LABEL]}"
-            cases.append(self.case_files(case_id, folder, found, expected, info=info))
+            cases.append(
+                self.case_files(
+                    case_id, folder, found, expected, info=info, patient_id=match["patient"]
+                )
+            )
         return unique_ids(cases)
