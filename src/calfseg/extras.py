@@ -13,6 +13,9 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
     "tifffile": ("io", "tifffile"),
     "tqdm": ("io", "tqdm"),
     "matplotlib": ("plot", "matplotlib"),
+    "segmentation_models_pytorch": ("train", "segmentation-models-pytorch"),
+    "monai": ("train", "monai"),
+    "torchvision": ("train", "torchvision"),
 }
 
 
