@@ -29,11 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import median_seconds
 from calfseg.data.case_worker import CaseJob, CaseTask, prepare_case
 from calfseg.data.file_state import sha256_file, stat_files
 from calfseg.data.prepare import prepare_cache
@@ -69,16 +69,6 @@ def library_seconds(source: PrepareSource, options: PreprocessOptions, workers: 
         return fresh, time.perf_counter() - start, report.n_slices
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def phases(source: PrepareSource, options: PreprocessOptions, repeats: int) -> None:
     case = source.find_cases()[0]
     files = source_files(case)
@@ -89,13 +79,15 @@ def phases(source: PrepareSource, options: PreprocessOptions, repeats: int) -> N
         volumes = source.reader.load(case)
         slices = slice_case(volumes, options)
         rows = {
-            "whole case (prepare_case)": median_time(lambda: prepare_case(task, job), repeats),
-            "  read (reader.load)": median_time(lambda: source.reader.load(case), repeats),
-            "    of which gunzip alone": median_time(
+            "whole case (prepare_case)": median_seconds(lambda: prepare_case(task, job), repeats),
+            "  read (reader.load)": median_seconds(lambda: source.reader.load(case), repeats),
+            "    of which gunzip alone": median_seconds(
                 lambda: [gzip.decompress(p.read_bytes()) for p in gz], repeats
             ),
-            "  sha256 of the files": median_time(lambda: [sha256_file(p) for p in files], repeats),
-            "  slice_case (normalise, resize, quantise)": median_time(
+            "  sha256 of the files": median_seconds(
+                lambda: [sha256_file(p) for p in files], repeats
+            ),
+            "  slice_case (normalise, resize, quantise)": median_seconds(
                 lambda: slice_case(volumes, options), repeats
             ),
         }

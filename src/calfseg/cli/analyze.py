@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
     from calfseg.analyze import (
         FingerprintError,
         NoMaskFilesError,
-        analyze_areas,
         analyze_moments,
         build_report,
         load_fingerprint,
@@ -217,35 +216,17 @@ def run(args: argparse.Namespace) -> int:
     if not scan.files:
         _print_skipped(scan.skipped)
         return error(prog, f"none of the {scan.found} mask files could be read", EXIT_FAILURE)
-    try:
-        result = analyze_areas(
-            scan.areas,
-            empty=scan.empty,
-            exclude_empty=args.exclude_empty,
-            batch_size=args.batch_size,
-            batches=args.batches,
-            bootstrap=args.bootstrap,
-            seed=args.seed,
-        )
-    except ValueError as err:
-        return error(prog, str(err), EXIT_USAGE)
-
-    print(_format_result(args, scan, result))
-    try:
-        if args.json is not None:
-            report = build_report(result, path=args.path, scan=scan, options=options)
-            write_json(report, args.json)
-        if args.plot is not None:
-            from calfseg.plots import plot_area_histogram
-
-            kept = scan.areas[~scan.empty] if args.exclude_empty else scan.areas
-            plot_area_histogram(
-                kept, result, args.plot, title=str(args.path), xlabel=_area_label(args)
-            )
-    except MissingExtraError as err:
-        return error(prog, str(err), EXIT_FAILURE)
-    except OSError as err:
-        return error(prog, f"cannot write the output: {err}", EXIT_FAILURE)
+    failed = _analyse_and_write(
+        args,
+        options,
+        scan.areas,
+        scan.empty,
+        describe=lambda result: _format_result(args, scan, result),
+        report=lambda result: build_report(result, path=args.path, scan=scan, options=options),
+        xlabel=_area_label(args),
+    )
+    if failed is not None:
+        return failed
 
     if scan.skipped:
         _print_skipped(scan.skipped)
@@ -255,9 +236,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_cache(args: argparse.Namespace, options: dict[str, Any]) -> int:
     """PATH is a slice cache: analyse the areas in its index (all rows, or one split)."""
-    from calfseg.analyze import analyze_areas, build_report, cache_areas, write_json
+    from calfseg.analyze import build_report, cache_areas
     from calfseg.data.cache import CacheError
-    from calfseg.extras import MissingExtraError
 
     prog = "calf analyze"
     ignored = [o for o in _options_needing_areas(args) if o not in ("--exclude-empty", "--plot")]
@@ -272,10 +252,38 @@ def _run_cache(args: argparse.Namespace, options: dict[str, Any]) -> int:
         cache = cache_areas(args.path, args.split)
     except CacheError as err:
         return error(prog, str(err), EXIT_FAILURE)
+    failed = _analyse_and_write(
+        args,
+        options,
+        cache.areas,
+        cache.empty,
+        describe=lambda result: _format_cache_result(args, cache, result),
+        report=lambda result: build_report(result, path=args.path, options=options, cache=cache),
+        xlabel="foreground area (pixels)",
+    )
+    return EXIT_OK if failed is None else failed
+
+
+def _analyse_and_write(
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    areas: Any,
+    empty: Any,
+    *,
+    describe: Callable[[AnalysisResult], str],
+    report: Callable[[AnalysisResult], dict[str, Any]],
+    xlabel: str,
+) -> int | None:
+    """The rule, the resampling, the printout, --json and --plot: shared by mask files and
+    caches. Returns an exit code on failure, None on success."""
+    from calfseg.analyze import analyze_areas, write_json
+    from calfseg.extras import MissingExtraError
+
+    prog = "calf analyze"
     try:
         result = analyze_areas(
-            cache.areas,
-            empty=cache.empty,
+            areas,
+            empty=empty,
             exclude_empty=args.exclude_empty,
             batch_size=args.batch_size,
             batches=args.batches,
@@ -284,23 +292,20 @@ def _run_cache(args: argparse.Namespace, options: dict[str, Any]) -> int:
         )
     except ValueError as err:
         return error(prog, str(err), EXIT_USAGE)
-    print(_format_cache_result(args, cache, result))
+    print(describe(result))
     try:
         if args.json is not None:
-            report = build_report(result, path=args.path, options=options, cache=cache)
-            write_json(report, args.json)
+            write_json(report(result), args.json)
         if args.plot is not None:
             from calfseg.plots import plot_area_histogram
 
-            kept = cache.areas[~cache.empty] if args.exclude_empty else cache.areas
-            plot_area_histogram(
-                kept, result, args.plot, title=str(args.path), xlabel="foreground area (pixels)"
-            )
+            kept = areas[~empty] if args.exclude_empty else areas
+            plot_area_histogram(kept, result, args.plot, title=str(args.path), xlabel=xlabel)
     except MissingExtraError as err:
         return error(prog, str(err), EXIT_FAILURE)
     except OSError as err:
         return error(prog, f"cannot write the output: {err}", EXIT_FAILURE)
-    return EXIT_OK
+    return None
 
 
 def _format_cache_result(
