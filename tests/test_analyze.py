@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,6 @@ from calfseg.analyze import (
 )
 from calfseg.data.mask_files import MaskFileError
 from calfseg.rule import BRANCHES
-from calfseg.stats import AreaMoments
-from calfseg.stats.resampling import batch_indices, row_skew_kurt
 
 from .shared_data import BRATS2015_SUBSET as BRATS
 
@@ -153,31 +150,9 @@ def test_batch_frequencies_sum_to_one_and_are_deterministic_under_a_seed() -> No
     assert other.batch.skewness_median != one.batch.skewness_median
 
 
-@pytest.mark.parametrize(("population", "size"), [(1000, 32), (40, 32), (32, 32)])
-def test_batches_are_drawn_without_replacement(population: int, size: int) -> None:
-    rows = np.concatenate(list(batch_indices(np.random.default_rng(0), population, size, 50)))
-    assert rows.shape == (50, size)
-    assert all(np.unique(row).size == size for row in rows)
-    assert rows.min() >= 0 and rows.max() < population
-
-
 def test_batch_size_larger_than_the_data_is_an_error() -> None:
     with pytest.raises(ValueError, match="larger than the number of areas"):
         analyze_areas([1.0, 2.0, 3.0], batch_size=4)
-
-
-def test_row_statistics_match_area_moments() -> None:
-    values = np.random.default_rng(2).gamma(2.0, 50.0, size=(20, 17))
-    values[3] = 4.0  # a constant row: undefined
-    # A spread of a few ulp around 1e6: defined for the eps test of AreaMoments and scipy.
-    values[4] = 1e6 + np.arange(17) % 8 * np.spacing(1e6)
-    skew, kurt = row_skew_kurt(values)
-    for row, s, k in zip(values, skew, kurt, strict=True):
-        m = AreaMoments.from_areas(row)
-        assert math.isnan(s) == math.isnan(m.skewness())
-        if not math.isnan(s):
-            assert s == pytest.approx(m.skewness(), rel=1e-9)
-            assert k == pytest.approx(m.kurtosis(), rel=1e-9)
 
 
 def test_bootstrap_of_a_clearly_skewed_set_agrees_with_the_pick() -> None:
@@ -186,13 +161,6 @@ def test_bootstrap_of_a_clearly_skewed_set_agrees_with_the_pick() -> None:
     assert result.bootstrap is not None and result.bootstrap.agreement == 1.0
     lo, hi = result.bootstrap.skewness_ci95
     assert lo < result.skewness < hi
-
-
-def test_hundred_thousand_areas_analyse_in_a_couple_of_seconds() -> None:
-    areas = np.random.default_rng(4).lognormal(5, 1, size=100_000)
-    start = time.perf_counter()
-    analyze_areas(areas, batch_size=32, batches=1000, bootstrap=200)
-    assert time.perf_counter() - start < 5.0  # about 0.3 s on two cores
 
 
 # -- fingerprints and reports -------------------------------------------------------------
