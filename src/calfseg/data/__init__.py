@@ -1,6 +1,21 @@
-"""Data layer: mask files on disk (find, read, validate) and, later, dataset sources,
-preprocessing cache, splits and filters."""
+"""Data layer: dataset layouts on disk -> preprocessing -> slice cache -> splits and filters
+-> ``SliceDataset``; plus mask files for ``calf analyze`` and the synthetic source.
 
+    sources (one reader per layout) ─► preprocess ─► cache (calf prepare) ─► SliceDataset
+                                                        ▲                        ▲
+                                    synthetic source ───┘      splits, filters ──┘
+"""
+
+from calfseg.data.cache import CacheError, SliceCache
+from calfseg.data.dataset import SliceDataset
+from calfseg.data.filters import (
+    DropEmpty,
+    KeepEveryKthEmpty,
+    MinArea,
+    TumourSliceRatio,
+    apply_filters,
+    parse_filter,
+)
 from calfseg.data.mask_files import (
     DEFAULT_MAX_LABELS,
     MASK_SUFFIXES,
@@ -9,12 +24,33 @@ from calfseg.data.mask_files import (
     foreground,
     read_mask,
 )
+from calfseg.data.sources import SOURCES, detect_layout, get_source, open_source
+from calfseg.data.splits import LeakageWarning, assign_splits, kfold_splits
+from calfseg.data.synthetic import PRESETS, SyntheticSource
 
 __all__ = [
     "DEFAULT_MAX_LABELS",
     "MASK_SUFFIXES",
+    "PRESETS",
+    "SOURCES",
+    "CacheError",
+    "DropEmpty",
+    "KeepEveryKthEmpty",
+    "LeakageWarning",
     "MaskFileError",
+    "MinArea",
+    "SliceCache",
+    "SliceDataset",
+    "SyntheticSource",
+    "TumourSliceRatio",
+    "apply_filters",
+    "assign_splits",
+    "detect_layout",
     "find_mask_files",
     "foreground",
+    "get_source",
+    "kfold_splits",
+    "open_source",
+    "parse_filter",
     "read_mask",
 ]
