@@ -16,6 +16,7 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
     "segmentation_models_pytorch": ("train", "segmentation-models-pytorch"),
     "monai": ("train", "monai"),
     "torchvision": ("train", "torchvision"),
+    "scipy": ("train", "scipy"),
 }
 
 
