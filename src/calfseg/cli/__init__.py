@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from calfseg import __version__
-from calfseg.cli import analyze, prepare
+from calfseg.cli import analyze, benchmark, evaluate, predict, prepare, report, train
 from calfseg.cli.common import EXIT_USAGE
 
 
@@ -43,4 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     analyze.add_parser(commands)
     prepare.add_parser(commands)
+    train.add_parser(commands)
+    evaluate.add_parser(commands)
+    predict.add_parser(commands)
+    benchmark.add_parser(commands)
+    report.add_parser(commands)
     return parser

@@ -1,0 +1,229 @@
+"""Read the finished run folders of a benchmark into one table, and write it as CSV.
+
+``OUT/results.csv`` has one row per run and metric (run, model, loss, seed, metric,
+reduction, group, value); ``OUT/per_image.csv`` keeps the per-image test scores of every
+run (run, model, loss, seed, then the columns of ``per_image_test.csv``). Only runs with a
+``done.json`` are read; runs with a ``failed.json`` are listed as failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calfseg.bench.grid import DONE_FILE, FAILED_FILE, RUNS_FOLDER
+
+RESULTS_CSV = "results.csv"
+PER_IMAGE_CSV = "per_image.csv"
+RESULT_COLUMNS = ("run", "model", "loss", "seed", "metric", "reduction", "group", "value")
+RUN_COLUMNS = ("run", "model", "loss", "seed")
+TEXT_COLUMNS = ("case_id",)  # kept as text: "007" must not become 7
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A finished run: its name, grid coordinates and folder."""
+
+    name: str
+    model: str
+    loss: str
+    seed: int
+    folder: Path
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One number of ``eval_test.json``: ``metric/reduction[/group]`` split up."""
+
+    run: str
+    model: str
+    loss: str
+    seed: int
+    metric: str
+    reduction: str
+    group: str
+    value: float | None
+
+
+@dataclass
+class ResultsTable:
+    """Everything the statistics and the report read, gathered from the run folders.
+
+    Attributes:
+        runs: the finished runs, in folder-name order.
+        rows: one :class:`ResultRow` per run and numeric result.
+        per_image: per run name, the rows of ``per_image_test.csv`` (numbers or None).
+        logs: per run name, the rows of ``log.csv`` (numbers or None).
+        failed: per failed run name, its error text.
+    """
+
+    runs: list[RunInfo] = field(default_factory=list)
+    rows: list[ResultRow] = field(default_factory=list)
+    per_image: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        """The models, in :data:`calfseg.models.MODELS` order, unknown names last."""
+        from calfseg.models import MODELS
+
+        return _ordered(_unique(r.model for r in self.runs), MODELS)
+
+    @property
+    def losses(self) -> list[str]:
+        """The losses, in registry order (CALF first), unknown names last."""
+        from calfseg.losses.registry import list_losses
+
+        return _ordered(_unique(r.loss for r in self.runs), list_losses())
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({r.seed for r in self.runs})
+
+    def run(self, model: str, loss: str, seed: int) -> RunInfo | None:
+        for info in self.runs:
+            if (info.model, info.loss, info.seed) == (model, loss, seed):
+                return info
+        return None
+
+
+def collect_results(out: str | Path, *, write: bool = True) -> ResultsTable:
+    """Read every finished run under ``OUT/runs`` and (by default) write the two CSVs."""
+    out = Path(out)
+    table = ResultsTable()
+    folders = sorted(p for p in (out / RUNS_FOLDER).glob("*") if p.is_dir())
+    for folder in folders:
+        if (folder / DONE_FILE).is_file():
+            _read_run(folder, table)
+        elif (folder / FAILED_FILE).is_file():
+            table.failed[folder.name] = _failure(folder / FAILED_FILE)
+    if write:
+        _write_results(out / RESULTS_CSV, table)
+        _write_per_image(out / PER_IMAGE_CSV, table)
+    return table
+
+
+def split_key(key: str) -> tuple[str, str, str]:
+    """``"dice/per_image/small"`` -> ``("dice", "per_image", "small")``; count keys keep
+    their prefix in the metric: ``"n_undefined/dice/pooled"`` -> ``("n_undefined/dice",
+    "pooled", "")``; ``"n_images"`` -> ``("n_images", "", "")``."""
+    parts = key.split("/")
+    if parts[0].startswith("n_") and len(parts) > 1:
+        parts = [f"{parts[0]}/{parts[1]}", *parts[2:]]
+    metric = parts[0]
+    reduction = parts[1] if len(parts) > 1 else ""
+    return metric, reduction, "/".join(parts[2:])
+
+
+def _read_run(folder: Path, table: ResultsTable) -> None:
+    config = _read_json(folder / "config.json")
+    info = _run_info(folder, config)
+    table.runs.append(info)
+    evaluation = _read_json(folder / "eval_test.json")
+    for key, value in sorted((evaluation.get("results") or {}).items()):
+        number = _number(value)
+        if number is None and value is not None:
+            continue  # strings (settings such as the empty-mask policy)
+        metric, reduction, group = split_key(key)
+        table.rows.append(
+            ResultRow(info.name, info.model, info.loss, info.seed, metric, reduction, group, number)
+        )
+    table.per_image[info.name] = _read_csv(folder / "per_image_test.csv")
+    table.logs[info.name] = _read_csv(folder / "log.csv")
+
+
+def _run_info(folder: Path, config: dict[str, Any]) -> RunInfo:
+    """Model, loss and seed from config.json, else from the ``{model}-{loss}-s{seed}`` name."""
+    name = folder.name
+    model, loss, seed = config.get("model"), config.get("loss"), config.get("seed")
+    if model is None or loss is None or seed is None:
+        head, _, seed_text = name.rpartition("-s")
+        model_part, _, loss_part = head.partition("-")
+        model, loss = model or model_part, loss or loss_part
+        seed = seed if seed is not None else int(seed_text or 0)
+    return RunInfo(name, str(model), str(loss), int(seed), folder)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) else {}
+
+
+def _failure(path: Path) -> str:
+    try:
+        return str(_read_json(path).get("error", "unknown error"))
+    except (OSError, ValueError) as err:
+        return f"unreadable {path.name}: {err}"
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV file with numeric cells as numbers and empty cells as None."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [
+            {k: v if k in TEXT_COLUMNS else _cell(v) for k, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def _cell(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if math.isfinite(value) and value.is_integer() and "." not in text and "e" not in text:
+        return int(value)
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _write_results(path: Path, table: ResultsTable) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(RESULT_COLUMNS)
+        for r in table.rows:
+            value = "" if r.value is None else repr(r.value)
+            writer.writerow([r.run, r.model, r.loss, r.seed, r.metric, r.reduction, r.group, value])
+
+
+def _write_per_image(path: Path, table: ResultsTable) -> None:
+    columns: list[str] = []
+    for rows in table.per_image.values():
+        for key in rows[0] if rows else ():
+            if key not in columns:
+                columns.append(key)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*RUN_COLUMNS, *columns])
+        for info in table.runs:
+            for row in table.per_image.get(info.name, []):
+                cells = ["" if row.get(c) is None else row.get(c) for c in columns]
+                writer.writerow([info.name, info.model, info.loss, info.seed, *cells])
+
+
+def _unique(values: Any) -> list[Any]:
+    seen: list[Any] = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def _ordered(names: list[str], order: tuple[str, ...]) -> list[str]:
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))

@@ -1,0 +1,84 @@
+"""``calf evaluate CHECKPOINT --data CACHE --split test``: metrics of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, positive_int
+
+PROG = "calf evaluate"
+TABLE_METRICS = (
+    "dice", "iou", "sensitivity", "specificity", "precision", "accuracy", "mae", "hd95_mm",
+    "assd_mm",
+)  # fmt: skip
+TABLE_REDUCTIONS = ("per_image", "pooled", "pooled_by_batch", "per_case")
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="evaluate a checkpoint on a split of a cache",
+        description=(
+            "Run a checkpoint over a split of a cache and print the metrics (rows) under "
+            "each reduction (columns). See docs/train.md and docs/metrics.md."
+        ),
+    )
+    p.set_defaults(run=run)
+    p.add_argument("checkpoint", metavar="CHECKPOINT", type=Path, help="best.pt, last.pt, ...")
+    p.add_argument("--data", metavar="CACHE", type=Path, help="cache (default: the training one)")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--json", metavar="OUT", type=Path, help="write the results dict as JSON")
+    p.add_argument(
+        "--out", metavar="DIR", type=Path, help="write eval_, per_image_ and qualitative_ files"
+    )
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    p.add_argument("--no-surface", action="store_true", help="skip HD95 and ASSD")
+    p.add_argument("--progress", action="store_true", help="a progress bar on stderr")
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """The metrics table: one row per metric, one column per reduction ('-': not computed)."""
+    width = max(len(m) for m in TABLE_METRICS)
+    head = f"{'metric':<{width}}  " + "  ".join(f"{r:>15}" for r in TABLE_REDUCTIONS)
+    lines = [head]
+    for metric in TABLE_METRICS:
+        cells = []
+        for reduction in TABLE_REDUCTIONS:
+            value = results.get(f"{metric}/{reduction}")
+            cells.append(f"{value:>15.4f}" if isinstance(value, int | float) else f"{'-':>15}")
+        if any(c.strip() != "-" for c in cells):
+            lines.append(f"{metric:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from calfseg.data import CacheError
+    from calfseg.train import CheckpointError, evaluate_checkpoint
+    from calfseg.train.build import RunSetupError
+
+    try:
+        report = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            args.split,
+            batch_size=args.batch_size,
+            device=args.device,
+            surface=not args.no_surface,
+            out_dir=args.out,
+            progress=args.progress,
+        )
+    except (CheckpointError, CacheError, RunSetupError) as err:
+        return error(PROG, str(err), EXIT_USAGE)
+    except ValueError as err:
+        return error(PROG, str(err), EXIT_FAILURE)
+    results = report["results"]
+    print(f"{args.checkpoint} on split {args.split!r} ({results.get('n_images')} slices)")
+    print(format_results(results))
+    if args.json is not None:
+        payload = {k: report[k] for k in ("split", "checkpoint", "results")}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    return EXIT_OK

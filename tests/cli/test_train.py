@@ -1,0 +1,92 @@
+"""`calf train`, `calf evaluate` and `calf predict`: end to end on the synthetic cache."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from calfseg.cli import main
+from calfseg.cli.common import EXIT_OK, EXIT_USAGE
+
+from ..train.synthetic_cache import make_synthetic_cache
+
+TINY = ["--preset", "tiny", "--epochs", "1", "--max-steps", "2", "--no-progress"]
+TINY += ["--device", "cpu"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One intra-op thread (see tests/train/conftest.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_synthetic_cache(tmp_path_factory.mktemp("cli_train") / "cache")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_evaluate_then_predict(capsys, cache: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    code, out, err = _run(capsys, "train", "--data", cache, "--out", run, *TINY)
+    assert code == EXIT_OK, err
+    assert "epoch 1/1  train_loss" in out and "branches" in out  # CALF by default
+    assert "dice" in out and "per_image" in out and "hd95_mm" in out
+    assert (run / "done.json").is_file()
+
+    code, out, err = _run(capsys, "train", "--data", cache, "--out", run, *TINY)
+    assert code == EXIT_USAGE and "--resume" in err
+    code, out, _ = _run(capsys, "train", "--data", cache, "--out", run, *TINY, "--resume")
+    assert code == EXIT_OK and "best epoch 1 of 1" in out
+
+    report = tmp_path / "eval.json"
+    code, out, err = _run(
+        capsys, "evaluate", run / "best.pt", "--data", cache, "--split", "val", "--json", report
+    )
+    assert code == EXIT_OK, err
+    assert out.splitlines()[1].split() == ["metric", "per_image", "pooled", "pooled_by_batch",
+                                           "per_case"]  # fmt: skip
+    assert json.loads(report.read_text())["split"] == "val"
+
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(tmp_path / "in.png")
+    code, out, err = _run(
+        capsys, "predict", run / "best.pt", tmp_path / "in.png", tmp_path / "m.png"
+    )
+    assert code == EXIT_OK, err
+    assert (tmp_path / "m.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "valid"),
+    [("--model", "resnet", "unet, deeplabv3, fpn"), ("--loss", "xyz", "calf, calf-dataset")],
+)
+def test_unknown_names_list_the_valid_ones(capsys, cache: Path, tmp_path, option, value, valid):
+    code, _, err = _run(capsys, "train", "--data", cache, "--out", tmp_path, option, value)
+    assert code == EXIT_USAGE and valid in err
+
+
+def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(capsys, cache: Path, tmp_path: Path):
+    (tmp_path / "x.pt").write_bytes(b"junk")
+    code, _, err = _run(capsys, "evaluate", tmp_path / "x.pt", "--data", cache)
+    assert code == EXIT_USAGE and "not a readable checkpoint" in err
+
+
+def test_a_cache_too_small_for_the_model_says_which_sizes_work(capsys, tmp_path: Path):
+    small = make_synthetic_cache(tmp_path / "small", size=24, cases=4)
+    code, _, err = _run(capsys, "train", "--data", small, "--out", tmp_path / "r", "--model",
+                        "fpn", *TINY)  # fmt: skip
+    assert code == EXIT_USAGE and "24x24" in err and "try" in err
