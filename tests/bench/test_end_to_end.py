@@ -1,0 +1,39 @@
+"""The benchmark for real: synthetic data made on first use, real training of a tiny grid,
+collection and the report; and the paper preset's configurations validate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from calfseg.bench import PRESETS, runs
+from calfseg.bench.runner import make_train_config, train_options
+from calfseg.cli import main
+
+
+def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--out", str(out), "--models", "unet", "--losses", "bce", "calf"]
+    code = main([*argv, "--seeds", "1", "--epochs", "1", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "data" / "meta.json").is_file()  # generated on first use
+    for name in ("unet-bce-s0", "unet-calf-s0"):
+        assert (out / "runs" / name / "done.json").is_file()
+    results = (out / "results.csv").read_text()
+    assert "unet,calf,0,dice,per_image" in results.replace('"', "")
+    html = (out / "report.html").read_text()
+    assert "CALF against BCE" in html and "data:image/png;base64," in html
+    # A rerun finds every run finished and only rebuilds the report.
+    assert main([*argv, "--seeds", "1", "--epochs", "1", "--no-progress"]) == 0
+    assert "2 already done" in capsys.readouterr().out
+
+
+def test_the_paper_preset_builds_valid_training_configurations(tmp_path: Path):
+    config = PRESETS["paper"].with_overrides(out=tmp_path, data=tmp_path / "cache")
+    specs = runs(config)
+    assert {s.loss for s in specs} == {
+        "calf", "calf-region", "bce", "dice", "focal", "tversky", "iou", "combo"
+    }  # fmt: skip
+    for spec in specs[:8]:
+        train = make_train_config(train_options(config, spec), paper=True)
+        train.validate()
+        assert (train.epochs, train.batch_size, train.lr, train.preset) == (20, 32, 1e-5, "paper")
