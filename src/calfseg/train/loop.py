@@ -305,11 +305,12 @@ def _train_epoch(
             nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         scaler.step(optimizer)
         scaler.update()
-        total += float(loss.detach())
+        value = float(loss.detach())  # one host sync per step, shared by the sum and the bar
+        total += value
         _count_branches(loss_fn, branches)
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+            bar.set_postfix(loss=f"{value:.4f}")
     if bar is not None:
         bar.close()
     steps = len(batches)
