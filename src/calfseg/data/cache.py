@@ -17,6 +17,7 @@ columns. A folder without ``meta.json``, or whose meta is not ``complete``, is n
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ INDEX_COLUMNS: dict[str, str] = {
     "spacing_y": "float64",
 }
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+# meta.json keys that say when and by which version a cache was written, not what it holds.
+_VOLATILE_META = ("created", "calfseg_version")
 IMAGE_DTYPES: tuple[str, ...] = ("uint8", "float16")
 
 
@@ -107,6 +110,11 @@ class SliceCache:
     def channels(self) -> list[str]:
         return list(self.meta["channels"])
 
+    @property
+    def digest(self) -> str:
+        """What this cache holds, as 16 hex digits: see :func:`cache_digest`."""
+        return cache_digest(self.path)
+
     def rows(self, split: str | None = None) -> np.ndarray:
         """Row indices (int64) of one split, or of every row when ``split`` is None."""
         if split is None:
@@ -137,6 +145,26 @@ class SliceCache:
             raise CacheError(f"{self.path / MASKS_FILE}: {self.masks.dtype}, expected uint8")
         if not np.array_equal(self.index["row"], np.arange(n)):
             raise CacheError(f"{self.path / INDEX_FILE}: rows must be numbered 0 .. {n - 1}")
+
+
+def cache_digest(path: str | os.PathLike[str]) -> str:
+    """A short digest (16 hex digits of SHA-256) of what a finished cache holds.
+
+    It covers ``meta.json`` (source, preprocessing options, splits, counts, the cases and
+    their files) without its timestamp and version, and the bytes of ``index.csv`` (every
+    slice's case, area, tumour flag and split). Re-preparing with other options, labels or
+    splits changes it; an idempotent re-run of ``calf prepare`` keeps it. The pixel arrays
+    are not read (gigabytes): they are a function of the source files and the options,
+    which the digest covers. Raises :class:`CacheError` if ``path`` is not a finished cache.
+    """
+    root = Path(path)
+    meta = {k: v for k, v in _load_meta(root).items() if k not in _VOLATILE_META}
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    try:
+        digest.update((root / INDEX_FILE).read_bytes())
+    except OSError as err:
+        raise _not_a_cache(root, f"cannot read {INDEX_FILE} ({err})") from err
+    return digest.hexdigest()[:16]
 
 
 def open_memmaps(root: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
