@@ -2,12 +2,14 @@
 
 Prints, for each branch, the time of CALFLoss in dataset mode (fixed branch) and in batch
 mode (areas, moments and rule recomputed per call) as a ratio to BCEWithLogitsLoss measured
-in the same run, plus the naive sigmoid-clamp-log versions for comparison.
+in the same run, plus the naive sigmoid-clamp-log versions for comparison, the paper
+numerics, and the cost of the default target check (values in [0, 1]) for each target dtype.
 
     python -m benchmarks.bench_losses [--batch 32 --size 256 --repeats 15 --threads N]
 
 Targets (issue 2): dataset mode <= 1.5x BCE for every branch (ln and log10 <= 1.1x); batch
-mode adds <= 0.3x on top of dataset mode.
+mode adds <= 0.3x on top of dataset mode. The target check (issue 9) should cost about
+0.03x or less.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 
 from benchmarks.common import interleaved_medians
 from calfseg.losses import CALFLoss
+from calfseg.losses.inputs import check_target_range
 from calfseg.rule import BRANCHES
 
 # Area fractions u^k (right-skewed) or 1 - u^k (left-skewed) for u evenly spaced in [0, 1]:
@@ -114,13 +117,17 @@ def main() -> None:
         assert batch_fn.last_selection.branch == branch, (branch, batch_fn.last_selection)
         steps[f"{branch} dataset"] = step_fn(CALFLoss("dataset").fit(y), logits, y)
         steps[f"{branch} batch"] = step_fn(batch_fn, logits, y)
-        steps[f"{branch} paper"] = step_fn(CALFLoss("dataset", clamp="paper").fit(y), logits, y)
+        paper_fn = CALFLoss("dataset", numerics="paper").fit(y)
+        steps[f"{branch} paper"] = step_fn(paper_fn, logits, y)
+    for dtype in (torch.float32, torch.uint8, torch.int64, torch.bool):
+        target = bce_target.to(dtype)
+        steps[f"check {dtype}"] = lambda t=target: check_target_range(t)
     t = interleaved_medians(steps, repeats=args.repeats)
     base = t["bce"]
     print(f"BCEWithLogitsLoss: {base * 1e3:.2f} ms (= 1.00x)")
     print(f"naive clamp ln:     {t['naive ln'] / base:.2f}x")
     print(f"naive clamp fisher: {t['naive fisher'] / base:.2f}x")
-    print(f"{'branch':<10}{'dataset':>9}{'batch':>9}{'batch-dataset':>15}{'paper clamp':>13}")
+    print(f"{'branch':<10}{'dataset':>9}{'batch':>9}{'batch-dataset':>15}{'paper':>10}")
     worst = {"dataset": 0.0, "extra": 0.0}
     for branch in BRANCHES:
         dataset = t[f"{branch} dataset"] / base
@@ -128,11 +135,16 @@ def main() -> None:
         paper = t[f"{branch} paper"] / base
         worst["dataset"] = max(worst["dataset"], dataset)
         worst["extra"] = max(worst["extra"], batch - dataset)
-        print(f"{branch:<10}{dataset:>8.2f}x{batch:>8.2f}x{batch - dataset:>14.2f}x{paper:>12.2f}x")
+        print(f"{branch:<10}{dataset:>8.2f}x{batch:>8.2f}x{batch - dataset:>14.2f}x{paper:>9.2f}x")
     print(
         f"worst dataset-mode ratio {worst['dataset']:.2f}x (target <= 1.5x, ln/log10 <= 1.1x); "
         f"worst batch-mode overhead {worst['extra']:.2f}x (target <= 0.3x)"
     )
+    checks = ", ".join(
+        f"{str(dtype).removeprefix('torch.')} {t[f'check {dtype}'] / base:.3f}x"
+        for dtype in (torch.float32, torch.uint8, torch.int64, torch.bool)
+    )
+    print(f"target check (included in every loss above) per target dtype: {checks}")
 
 
 if __name__ == "__main__":

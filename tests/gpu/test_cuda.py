@@ -38,10 +38,13 @@ def test_branches_under_cuda_autocast_match_float32(branch, dtype):
     assert loss.item() == pytest.approx(reference.item(), rel=1e-4, abs=1e-5)
 
 
-@pytest.mark.parametrize("clamp", ["stable", "paper"])
-def test_calf_modules_on_cuda_equal_cpu(clamp):
+@pytest.mark.parametrize("numerics", ["bounded", "paper"])
+def test_calf_modules_on_cuda_equal_cpu(numerics):
     logits, target = _pair("fisher")
-    for make in (lambda: CALFLoss(clamp=clamp), lambda: RegionCALFLoss(grid=2, clamp=clamp)):
+    for make in (
+        lambda: CALFLoss(numerics=numerics),
+        lambda: RegionCALFLoss(grid=2, numerics=numerics),
+    ):
         cpu_fn, gpu_fn = make(), make()
         cpu = cpu_fn(logits, target)
         gpu = gpu_fn(logits.cuda(), target.cuda())

@@ -103,3 +103,35 @@ def exact(branch: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
         bce = -(y * np.log(p) + (1 - y) * np.log1p(-p))
         return bce + (1 - _dice_terms(p, y)[0])
     return FORMULAS[branch](p, 1 - p, y)
+
+
+# -- the bounded default, written from METHOD.md section 3 in float64 --------------------------
+
+
+def bounded(branch: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-element value of the default numerics, in float64, for any logit.
+
+    fisher and logit: the paper's formula with p and 1 - p clipped to [1e-7, 1 - 1e-7] (both
+    computed directly, sigmoid(z) and sigmoid(-z), so that 1 - p keeps its digits).
+    arcsine: the unclamped formula. ln and log10: the exact BCE, -ln p = ln(1 + e^-z) written
+    with ``np.logaddexp``. bce_dice: that BCE plus 1 - one Dice of the whole input, p unclamped.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    p, q = sigmoid(z), sigmoid(-z)
+    if branch in ("fisher", "logit"):
+        pc, qc = np.clip(p, EPS, 1 - EPS), np.clip(q, EPS, 1 - EPS)
+        if branch == "fisher":
+            return -(y * 0.5 * np.log((1 + pc) / qc) + (1 - y) * 0.5 * np.log((1 + qc) / pc))
+        return -(y * np.log(pc / qc) + (1 - y) * np.log(qc / pc))
+    if branch == "arcsine":
+        # asin(sqrt(p)) as atan2(sqrt(p), sqrt(1 - p)) with 1 - p = q: the same angle, but
+        # without rounding q to 1 where p is tiny (asin(sqrt(q)) would lose sqrt(p) there).
+        sp, sq = np.sqrt(p), np.sqrt(q)
+        return -(y * np.arctan2(sp, sq) + (1 - y) * np.arctan2(sq, sp))
+    bce = y * np.logaddexp(0.0, -z) + (1 - y) * np.logaddexp(0.0, z)
+    if branch == "ln":
+        return bce
+    if branch == "log10":
+        return bce / np.log(10)
+    return bce + (1 - _dice_terms(p, y)[0])

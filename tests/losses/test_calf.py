@@ -83,11 +83,11 @@ def test_thresholds_override_changes_the_pick():
     assert loss_fn.last_selection.branch == "ln"
 
 
-def test_paper_clamp_is_passed_to_the_branch():
+def test_paper_numerics_are_passed_to_the_branch():
     masks = masks_with_areas(AREAS_FOR["fisher"])
     logits = _logits_like(masks) * 30
-    loss = CALFLoss(clamp="paper")(logits, masks)
-    assert torch.equal(loss, branch_loss("fisher", logits, masks, clamp="paper"))
+    loss = CALFLoss(numerics="paper")(logits, masks)
+    assert torch.equal(loss, branch_loss("fisher", logits, masks, numerics="paper"))
     assert not torch.equal(loss, branch_loss("fisher", logits, masks))
 
 
@@ -258,7 +258,7 @@ class TestBadInput:
             ({"statistics": "epoch"}, "statistics"),
             ({"mode": "multiclass"}, "mode"),
             ({"area": "voxels"}, "area"),
-            ({"clamp": "off"}, "clamp"),
+            ({"numerics": "off"}, "numerics"),
             ({"reduction": "sum"}, "reduction"),
         ],
     )

@@ -55,10 +55,10 @@ def _train(loss_fn, steps: int = 60) -> tuple[float, float, float]:
     return first, final, dice
 
 
-@pytest.mark.parametrize("clamp", ["stable", "paper"])
+@pytest.mark.parametrize("numerics", ["bounded", "paper"])
 @pytest.mark.parametrize("branch", BRANCHES)
-def test_each_branch_trains_a_tiny_network(branch, clamp):
-    first, final, dice = _train(lambda z, y: branch_loss(branch, z, y, clamp=clamp))
+def test_each_branch_trains_a_tiny_network(branch, numerics):
+    first, final, dice = _train(lambda z, y: branch_loss(branch, z, y, numerics=numerics))
     assert final < first
     assert dice > 0.6, f"{branch}: Dice {dice:.3f}"
 

@@ -1,12 +1,14 @@
-"""The fused mean-reduced stable losses equal the per-element forms, values and gradients."""
+"""The fused mean-reduced bounded losses equal the per-element forms, values and gradients."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from calfseg.losses.branches import branch_terms
-from calfseg.losses.fused import STABLE_MEAN
+from calfseg.losses.fused import BOUNDED_MEAN
 from calfseg.rule import BRANCHES
 
 
@@ -23,7 +25,7 @@ def test_fused_equals_per_element_form(branch):
     z, y = _inputs()
     z1 = z.clone().requires_grad_(True)
     z2 = z.clone().requires_grad_(True)
-    fused = STABLE_MEAN[branch](z1, y)
+    fused = BOUNDED_MEAN[branch](z1, y)
     composed = branch_terms(branch, z2, y).mean()
     fused.backward()
     composed.backward()
@@ -35,7 +37,7 @@ def test_fused_equals_per_element_form(branch):
 def test_fused_gradcheck_float64(branch):
     z, y = _inputs(torch.float64, seed=1, shape=(2, 1, 4, 4))
     z = z.clamp(-25, 25).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda t: STABLE_MEAN[branch](t, y), (z,))
+    assert torch.autograd.gradcheck(lambda t: BOUNDED_MEAN[branch](t, y), (z,))
 
 
 @pytest.mark.parametrize("branch", BRANCHES)
@@ -43,8 +45,8 @@ def test_fused_handles_non_contiguous_views(branch):
     z, y = _inputs(shape=(4, 3, 8, 8))
     view_z, view_y = z[:, 1], y[:, 1]
     assert not view_z.is_contiguous()
-    expected = STABLE_MEAN[branch](view_z.contiguous(), view_y.contiguous())
-    assert STABLE_MEAN[branch](view_z, view_y).item() == pytest.approx(expected.item(), rel=1e-6)
+    expected = BOUNDED_MEAN[branch](view_z.contiguous(), view_y.contiguous())
+    assert BOUNDED_MEAN[branch](view_z, view_y).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("branch", BRANCHES)
@@ -52,6 +54,32 @@ def test_fused_gradient_scales_with_upstream_gradient(branch):
     z, y = _inputs(seed=2)
     z1 = z.clone().requires_grad_(True)
     z2 = z.clone().requires_grad_(True)
-    STABLE_MEAN[branch](z1, y).backward()
-    (3.0 * STABLE_MEAN[branch](z2, y)).backward()
+    BOUNDED_MEAN[branch](z1, y).backward()
+    (3.0 * BOUNDED_MEAN[branch](z2, y)).backward()
     torch.testing.assert_close(z2.grad, 3.0 * z1.grad)
+
+
+@pytest.mark.parametrize("branch", BRANCHES)
+def test_fused_computes_in_the_input_dtype(branch):
+    z, y = _inputs(torch.float64, seed=3)
+    z.requires_grad_(True)
+    value = BOUNDED_MEAN[branch](z, y)
+    value.backward()
+    assert value.dtype == z.grad.dtype == torch.float64
+    # A float64-only digit: 1e-6 on one logit of 1024 moves the mean by about 1e-9 x its
+    # gradient, below float32 resolution.
+    nudged = z.detach().clone()
+    nudged.view(-1)[10] += 1e-6
+    assert BOUNDED_MEAN[branch](nudged, y).item() != value.item()
+
+
+@pytest.mark.parametrize("branch", ["fisher", "logit"])
+def test_fused_bound_is_built_in(branch):
+    bound = math.log((1 - 1e-7) / 1e-7)
+    z = torch.tensor([bound + 0.01, 30.0, -bound - 0.01, -30.0, 3.0], requires_grad=True)
+    y = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0])
+    value = BOUNDED_MEAN[branch](z, y)
+    value.backward()
+    clamped = z.detach().clamp(-bound, bound)
+    assert value.item() == pytest.approx(branch_terms(branch, clamped, y).mean().item(), rel=1e-6)
+    assert torch.equal(z.grad[:4], torch.zeros(4)) and z.grad[4] != 0

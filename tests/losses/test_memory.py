@@ -41,13 +41,15 @@ def _batch(row="log10", side=32):
     return logits, target
 
 
-@pytest.mark.parametrize("clamp", ["stable", "paper"])
+@pytest.mark.parametrize("numerics", ["bounded", "paper"])
 @pytest.mark.parametrize("branch", BRANCHES)
-def test_branch_losses_make_no_full_size_float64(branch, clamp):
+def test_branch_losses_make_no_full_size_float64(branch, numerics):
     logits, target = _batch()
     for reduction in ("mean", "none"):
         largest = _largest_float64(
-            lambda z, y, r=reduction: branch_loss(branch, z, y, clamp=clamp, reduction=r).sum(),
+            lambda z, y, r=reduction: branch_loss(
+                branch, z, y, numerics=numerics, reduction=r
+            ).sum(),
             logits,
             target,
         )

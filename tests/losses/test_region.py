@@ -27,7 +27,7 @@ def test_grid_larger_than_the_image_is_an_error():
         RegionCALFLoss(grid=8)(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
 
 
-def _hand_computed(logits, target, grid, clamp):
+def _hand_computed(logits, target, grid, numerics):
     """Straight from METHOD.md section 4, one tile at a time."""
     hs, ws = tile_bounds(logits.shape[-2], grid), tile_bounds(logits.shape[-1], grid)
     num, den = 0.0, 0.0
@@ -38,8 +38,8 @@ def _hand_computed(logits, target, grid, clamp):
             m = AreaMoments.from_areas(y.reshape(y.shape[0], -1).sum(1))
             branch = select_branch(m.skewness(), m.kurtosis()).branch
             branches.append(branch)
-            if clamp == "paper":
-                loss = branch_terms(branch, z, y, clamp="paper", clamp_probability=True).mean()
+            if numerics == "paper":
+                loss = branch_terms(branch, z, y, numerics="paper", clamp_probability=True).mean()
             else:
                 loss = branch_loss(branch, z, y)
             pred = torch.round(torch.sigmoid(z))
@@ -51,9 +51,9 @@ def _hand_computed(logits, target, grid, clamp):
     return num / den, branches
 
 
-@pytest.mark.parametrize("clamp", ["stable", "paper"])
+@pytest.mark.parametrize("numerics", ["bounded", "paper"])
 @pytest.mark.parametrize(("height", "width", "grid"), [(16, 16, 4), (18, 13, 4), (9, 9, 2)])
-def test_matches_hand_computation(clamp, height, width, grid):
+def test_matches_hand_computation(numerics, height, width, grid):
     g = torch.Generator().manual_seed(height * width)
     # Foreground concentrated top-left so that tiles differ in their statistics.
     rows = torch.arange(height).view(1, 1, -1, 1)
@@ -61,9 +61,9 @@ def test_matches_hand_computation(clamp, height, width, grid):
     density = 0.8 * torch.exp(-(rows + cols) / 8.0)
     target = (torch.rand(6, 1, height, width, generator=g) < density).float()
     logits = torch.randn(6, 1, height, width, generator=g) * 3
-    loss_fn = RegionCALFLoss(grid=grid, clamp=clamp)
+    loss_fn = RegionCALFLoss(grid=grid, numerics=numerics)
     loss = loss_fn(logits, target)
-    expected, branches = _hand_computed(logits, target, grid, clamp)
+    expected, branches = _hand_computed(logits, target, grid, numerics)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     assert [s.branch for s in loss_fn.last_selection] == branches
 
@@ -71,7 +71,7 @@ def test_matches_hand_computation(clamp, height, width, grid):
 def test_paper_clamp_also_clamps_bce_dice():
     target = torch.zeros(3, 1, 4, 4)  # every tile empty -> NaN statistics -> bce_dice
     logits = torch.full((3, 1, 4, 4), 40.0)
-    loss_fn = RegionCALFLoss(grid=2, clamp="paper")
+    loss_fn = RegionCALFLoss(grid=2, numerics="paper")
     paper = loss_fn(logits, target)
     assert {s.branch for s in loss_fn.last_selection} == {"bce_dice"}
     # With p clamped to 1 - 1e-7 the BCE term is -ln(1e-7) = 16.1, not torch's floor of 100.

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from calfseg.losses import LOSSES, PAPER_LOSSES, CALFLoss, build_loss, list_losses
+from calfseg.losses.registry import markdown_table
 from calfseg.stats import AreaMoments
 
 from .area_cases import AREAS_FOR, masks_with_areas
@@ -55,8 +57,9 @@ def _sums(p: torch.Tensor, y: torch.Tensor, per_image: bool):
 
 
 def ref_bce(z, y):
-    p = torch.sigmoid(z)
-    return (-(y * torch.log(p) + (1 - y) * torch.log1p(-p))).mean()
+    """-(y log p + (1 - y) log(1 - p)) in the form that stays exact for any z:
+    max(z, 0) - y z + log(1 + exp(-|z|))."""
+    return (z.clamp_min(0) - y * z + torch.log1p(torch.exp(-z.abs()))).mean()
 
 
 def ref_dice(z, y, smooth_nr=0.0, smooth_dr=1e-5):
@@ -64,14 +67,27 @@ def ref_dice(z, y, smooth_nr=0.0, smooth_dr=1e-5):
     return (1 - (2 * tp + smooth_nr) / (sp + sy + smooth_dr)).mean()
 
 
-def ref_focal(z, y, alpha=0.25, gamma=2.0):
+def ref_focal(z, y, alpha=0.25, gamma=2.0, eps=1e-6):
+    """METHOD.md 5: p = sigmoid(z) clamped to [1e-6, 1 - 1e-6]; per-pixel BCE of that p times
+    (y(1 - p) + (1 - y)p)^2, times 0.25 on positives and 0.75 on negatives; mean."""
     p = torch.sigmoid(z)
+    if eps is not None:
+        p = torch.clamp(p, eps, 1 - eps)
     p_t = torch.where(y == 1, p, 1 - p)
     a_t = torch.where(y == 1, alpha, 1 - alpha) if alpha is not None else 1.0
     return (a_t * (1 - p_t) ** gamma * F.binary_cross_entropy(p, y, reduction="none")).mean()
 
 
-def ref_tversky(z, y, per_image=False):
+def ref_focal_unclamped(z, y, alpha=0.25, gamma=2.0):
+    """Lin et al. 2017 without a clamp, in log-space: -log p_t = softplus(-z) or softplus(z)."""
+    p = torch.sigmoid(z)
+    p_t = torch.where(y == 1, p, 1 - p)
+    minus_log_p_t = torch.where(y == 1, F.softplus(-z), F.softplus(z))
+    a_t = torch.where(y == 1, alpha, 1 - alpha)
+    return (a_t * (1 - p_t) ** gamma * minus_log_p_t).mean()
+
+
+def ref_tversky(z, y, per_image=True):
     p = torch.sigmoid(z)
     dims = (1, 2, 3) if per_image else (0, 1, 2, 3)
     tp = (p * y).sum(dims)
@@ -110,7 +126,7 @@ REFERENCES = {
     "iou": ref_iou,
     "combo": ref_combo,
     "dice-ce": lambda z, y: ref_bce(z, y) + ref_dice(z, y, 1e-5, 1e-5),
-    "dice-focal": lambda z, y: ref_dice(z, y, 1e-5, 1e-5) + ref_focal(z, y, alpha=None),
+    "dice-focal": lambda z, y: ref_dice(z, y, 1e-5, 1e-5) + ref_focal(z, y, alpha=None, eps=None),
     "focal-tversky": ref_focal_tversky,
     "generalized-dice": ref_generalized_dice,
 }
@@ -232,6 +248,64 @@ def test_loss_equals_its_reference_formula(name, seed):
     assert got.item() == pytest.approx(want.item(), rel=2e-6, abs=1e-6)
 
 
+PAPER_BASELINES = ("bce", "dice", "focal", "tversky", "iou", "combo")
+
+
+@pytest.mark.parametrize("name", PAPER_BASELINES)
+@pytest.mark.parametrize("scale", [1.0, 20.0])
+def test_paper_baseline_equals_the_authors_formula_in_float64(name, scale):
+    """Random logits of scale 1 and 20 (where the focal clamp is active), float64 in: the value
+    equals the formula of METHOD.md section 5 computed in float64."""
+    g = torch.Generator().manual_seed(7)
+    z = scale * torch.randn(4, 1, 16, 16, generator=g, dtype=torch.float64)
+    y = (torch.rand(4, 1, 16, 16, generator=g) > 0.8).double()
+    y[1] = 0  # an empty truth
+    got = build_loss(name)(z, y)
+    assert got.item() == pytest.approx(REFERENCES[name](z, y).item(), rel=1e-6)
+
+
+def test_focal_is_the_authors_clamped_one_and_eps_none_the_unclamped_one():
+    g = torch.Generator().manual_seed(0)
+    z = 20.0 * torch.randn(8, 1, 64, 64, generator=g, dtype=torch.float64)
+    y = (torch.rand(8, 1, 64, 64, generator=g) < 0.2).double()
+    clamped = build_loss("focal")(z, y).item()
+    unclamped = build_loss("focal", eps=None)(z, y).item()
+    assert clamped == pytest.approx(ref_focal(z, y).item(), rel=1e-6)
+    assert unclamped == pytest.approx(ref_focal_unclamped(z, y).item(), rel=1e-5)
+    # At logit scale 20 the clamp bounds each pixel's BCE by -ln(1e-6) = 13.8: far apart.
+    assert unclamped - clamped > 1.0
+    # Within |z| < 13 the clamp is inactive and the two agree.
+    small = z.clamp(-13, 13)
+    assert build_loss("focal")(small, y).item() == pytest.approx(
+        build_loss("focal", eps=None)(small, y).item(), rel=1e-5
+    )
+
+
+def test_focal_gradient_is_zero_where_the_clamp_is_active():
+    z = torch.tensor([-20.0, -5.0, 5.0, 20.0], dtype=torch.float64).reshape(1, 1, 2, 2)
+    y = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64).reshape(1, 1, 2, 2)
+    z.requires_grad_(True)
+    (grad,) = torch.autograd.grad(build_loss("focal")(z, y), z)
+    flat = grad.flatten()
+    assert flat[0] == 0 and flat[3] == 0  # confidently wrong beyond |z| = 13.8: no gradient
+    assert flat[1] != 0 and flat[2] != 0
+
+
+def test_focal_float32_follows_the_authors_float32_arithmetic():
+    g = torch.Generator().manual_seed(3)
+    z = 20.0 * torch.randn(4, 1, 16, 16, generator=g)
+    y = (torch.rand(4, 1, 16, 16, generator=g) > 0.5).float()
+    got = build_loss("focal")(z, y)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(ref_focal(z, y).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.5, -1e-6])
+def test_focal_eps_out_of_range_is_named(eps):
+    with pytest.raises(ValueError, match=r"eps must be in \(0, 0\.5\).*or None"):
+        build_loss("focal", eps=eps)
+
+
 def test_paper_baselines_all_have_a_reference():
     assert {n for n in PAPER_LOSSES if not n.startswith("calf")} <= set(REFERENCES)
 
@@ -256,13 +330,30 @@ def test_tversky_weights_false_positives_by_0_7():
     assert tversky(only_fn, y).item() == pytest.approx(1 - 4 / (4 + 0.3 * 4), rel=1e-5)
 
 
-def test_tversky_sums_over_the_batch_unless_per_image():
+def test_tversky_is_per_image_unless_per_image_is_false():
     z, y = _batch(2)
-    batch = build_loss("tversky")(z.float(), y.float())
-    per_image = build_loss("tversky", per_image=True)(z.float(), y.float())
-    assert batch.item() == pytest.approx(ref_tversky(z, y).item(), rel=2e-6)
-    assert per_image.item() == pytest.approx(ref_tversky(z, y, per_image=True).item(), rel=2e-6)
+    per_image = build_loss("tversky")(z.float(), y.float())
+    batch = build_loss("tversky", per_image=False)(z.float(), y.float())
+    assert per_image.item() == pytest.approx(ref_tversky(z, y).item(), rel=2e-6)
+    assert batch.item() == pytest.approx(ref_tversky(z, y, per_image=False).item(), rel=2e-6)
     assert batch.item() != pytest.approx(per_image.item())
+
+
+def test_tversky_gives_an_empty_image_zero_gradient_per_image_only():
+    """Per image (the authors'): TP = 0 on an empty truth, so TI = 0 and the image's loss is
+    1 with zero gradient whatever the prediction. Summed over the batch, that image's false
+    positives enter FP and get a gradient."""
+    g = torch.Generator().manual_seed(5)
+    z = torch.randn(2, 1, 8, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(2, 1, 8, 8, dtype=torch.float64)
+    y[0, 0, 2:6, 2:6] = 1  # image 1 is empty
+    (per_image,) = torch.autograd.grad(build_loss("tversky")(z, y), z)
+    assert torch.count_nonzero(per_image[1]) == 0
+    assert torch.count_nonzero(per_image[0]) > 0
+    (batch,) = torch.autograd.grad(build_loss("tversky", per_image=False)(z, y), z)
+    assert (batch[1] > 0).all()  # raising an empty image's logits raises the loss
+    alone = build_loss("tversky")(z[1:], y[1:])
+    assert alone.item() == 1.0
 
 
 def test_lovasz_is_zero_when_every_margin_exceeds_one():
@@ -281,3 +372,22 @@ def test_building_a_loss_registry_does_not_import_the_training_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_docs_hold_the_registry_table_verbatim():
+    """docs/baselines.md is generated from the registry: every LossSpec's summary, reference,
+    empty-mask text and options are in it, exactly as the registry says them."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "baselines.md").read_text()
+    table = markdown_table()
+    assert table in doc, (
+        "docs/baselines.md is out of date with the registry; regenerate its table with: "
+        'python -c "from calfseg.losses.registry import markdown_table; '
+        'print(markdown_table())"'
+    )
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(LOSSES)
+    for row, spec in zip(rows, LOSSES.values(), strict=True):
+        assert row.startswith(f"| `{spec.name}`")
+        for text in (spec.summary, spec.reference, spec.empty_masks):
+            assert text.replace("|", "\\|") in row
+        assert all(f"`{option}`" in row for option in spec.options)

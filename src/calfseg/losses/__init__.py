@@ -12,7 +12,7 @@ from calfseg.losses.adapter import BinaryLossAdapter
 from calfseg.losses.alternatives import FocalTverskyLoss
 from calfseg.losses.branches import (
     BRANCH_LOSSES,
-    CLAMPS,
+    NUMERICS,
     arcsine_loss,
     bce_dice_loss,
     branch_loss,
@@ -21,7 +21,7 @@ from calfseg.losses.branches import (
     log10_loss,
     logit_loss,
 )
-from calfseg.losses.calf import STATISTICS, CALFLoss
+from calfseg.losses.calf import STATISTICS, CALFLoss, DegenerateStatisticsWarning
 from calfseg.losses.region import RegionCALFLoss, tile_bounds
 from calfseg.losses.registry import (
     LOSSES,
@@ -34,12 +34,13 @@ from calfseg.losses.registry import (
 
 __all__ = [
     "BRANCH_LOSSES",
-    "CLAMPS",
     "LOSSES",
+    "NUMERICS",
     "PAPER_LOSSES",
     "STATISTICS",
     "BinaryLossAdapter",
     "CALFLoss",
+    "DegenerateStatisticsWarning",
     "FocalTverskyLoss",
     "LossSpec",
     "RegionCALFLoss",

@@ -39,11 +39,14 @@ class BinaryLossAdapter(nn.Module):
     """Call ``loss`` on float32 binary inputs with autocast off; return a float32 scalar.
 
     Args:
-        loss: a module mapping ``(logits, target)``, both float32 ``(B, 1, *spatial)``, to a
-            scalar (a MONAI or smp loss configured for sigmoid outputs, or one of ours).
+        loss: a module mapping ``(logits, target)``, both float32 ``(B, 1, *spatial)`` (float64
+            for float64 logits), to a scalar (a MONAI or smp loss configured for sigmoid
+            outputs, or one of ours).
         name: the registry name, shown in ``repr``.
         validate: also reject NaN/inf logits and target values outside {0, 1} (this reads
-            the values, so it synchronises with a GPU).
+            the values, so it synchronises with a GPU). Target values outside [0, 1] (a 0/255
+            mask) are an error in any case, checked without a host synchronisation
+            (:func:`calfseg.losses.inputs.check_target_range`).
     """
 
     def __init__(self, loss: nn.Module, name: str, *, validate: bool = False) -> None:

@@ -6,6 +6,8 @@ METHOD.md sections 1-3; arXiv 2504.04458 and the authors' training code (per-bat
 from __future__ import annotations
 
 import json
+import math
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from calfseg.losses.branches import CLAMPS, Clamp, branch_mean, branch_terms
+from calfseg.losses.branches import Numerics, branch_mean, branch_terms, check_numerics
 from calfseg.losses.inputs import MODES, REDUCTIONS, Mode, Reduction, check_choice, prepare_pair
 from calfseg.rule import Selection, Thresholds, select_branch
 from calfseg.stats.areas import AREA_METHODS, AreaMethod, foreground_areas
@@ -34,6 +36,38 @@ FitSource = (
     | Path
     | Iterable[torch.Tensor]
 )
+
+
+class DegenerateStatisticsWarning(UserWarning):
+    """CALF's (S, K) are undefined for the data a loss was fitted on, so the rule falls back
+    to ``bce_dice`` (METHOD.md section 2: fewer than two areas, or all areas equal)."""
+
+
+def _check_fitted(moments: AreaMoments, channel: int | None, *, statistics: str) -> None:
+    """Refuse a summary of 0 masks; in dataset mode warn loudly when S and K are undefined,
+    saying the counts and what the rule does with them (a running seed is refined by the
+    training calls, so it is not warned about)."""
+    where = "" if channel is None else f" for channel {channel}"
+    n = moments.count
+    if n == 0:
+        raise ValueError(
+            f"fit() found 0 masks{where}: there are no areas to measure. Pass the training "
+            "masks (a tensor, an array or an iterable of mask batches) or the fingerprint of a "
+            "non-empty split"
+        )
+    if statistics != "dataset" or not math.isnan(moments.skewness()):
+        return
+    # Undefined S and K means every area equals the mean (or n = 1): all empty or none.
+    empty = n if moments.mean == 0 else 0
+    why = "fewer than 2 masks" if n < 2 else f"all {n} areas are equal ({moments.mean:g})"
+    warnings.warn(
+        f"CALF statistics{where} are undefined: fitted on {n} mask(s), {empty} of them "
+        f"empty ({why}), so skewness and kurtosis are NaN and the rule falls back to "
+        "bce_dice for the whole training. Fit on the training split's masks including "
+        "lesion slices, or pick a branch yourself (calfseg.losses.branch_loss)",
+        DegenerateStatisticsWarning,
+        stacklevel=3,
+    )
 
 
 class CALFLoss(nn.Module):
@@ -61,8 +95,9 @@ class CALFLoss(nn.Module):
             channels. 2D and 3D inputs; a 3D sample's area is its voxel count.
         area: ``"pixels"`` (count of foreground elements) or ``"contour"`` (the authors'
             OpenCV polygon area; 2D only, slow, needs the ``contour`` extra).
-        clamp: ``"stable"`` (default) or ``"paper"`` numerics, see
-            :mod:`calfseg.losses.branches`.
+        numerics: ``"bounded"`` (default: the paper's functions and their bound, evaluated
+            exactly; float64 logits are computed in float64) or ``"paper"`` (the authors'
+            literal code), see :mod:`calfseg.losses.branches`.
         thresholds: overrides of the rule's cut points (:class:`~calfseg.rule.Thresholds` or
             a dict such as ``{"log10": 1.5}``).
         sync: under an initialised ``torch.distributed`` group, combine batch statistics
@@ -70,6 +105,8 @@ class CALFLoss(nn.Module):
             the authors' independent per-rank pick. No effect on ``"dataset"``.
         reduction: ``"mean"`` over all elements, or ``"none"`` for the per-element map.
         validate: reject NaN/inf logits and target values outside {0, 1} (synchronises).
+            Without it, target values outside [0, 1] (a 0/255 mask) are still an error,
+            checked without a host synchronisation.
 
     Empty targets: an all-empty batch has sigma = 0, so S and K are NaN and the rule falls to
     ``bce_dice`` (whose Dice is then close to 0 unless the prediction is empty as well). A
@@ -90,7 +127,7 @@ class CALFLoss(nn.Module):
         *,
         mode: Mode = "binary",
         area: AreaMethod = "pixels",
-        clamp: Clamp = "stable",
+        numerics: Numerics = "bounded",
         thresholds: Thresholds | dict[str, float] | None = None,
         sync: bool = True,
         reduction: Reduction = "mean",
@@ -100,12 +137,12 @@ class CALFLoss(nn.Module):
         check_choice("statistics", statistics, STATISTICS)
         check_choice("mode", mode, MODES)
         check_choice("area", area, AREA_METHODS)
-        check_choice("clamp", clamp, CLAMPS)
+        check_numerics(numerics)
         check_choice("reduction", reduction, REDUCTIONS)
         self.statistics = statistics
         self.mode = mode
         self.area = area
-        self.clamp = clamp
+        self.numerics = numerics
         self.thresholds = Thresholds.coerce(thresholds)
         self.sync = sync
         self.reduction = reduction
@@ -124,7 +161,17 @@ class CALFLoss(nn.Module):
         batches (e.g. a DataLoader's masks); an :class:`AreaMoments` (binary) or a sequence
         of them (one per channel); a fingerprint dict (``AreaMoments.to_dict()``, a
         ``calf analyze --json`` output with its ``"moments"`` key, or ``{"channels": [...]}``);
-        or the path of such a JSON file.
+        or the path of such a JSON file, or of a ``calf prepare`` cache folder (its
+        ``fingerprint.json``: the train split's areas).
+
+        Raises:
+            ValueError: the source holds no mask (0 masks, e.g. an empty iterable or an
+                empty split's fingerprint).
+
+        Warns:
+            DegenerateStatisticsWarning: in dataset mode, when S and K are undefined (fewer
+                than two masks, or all areas equal, e.g. all masks empty): the rule then falls
+                back to ``bce_dice`` for the whole training.
         """
         if self.statistics == "batch":
             raise ValueError(
@@ -133,6 +180,8 @@ class CALFLoss(nn.Module):
         moments = self._moments_from(source)
         if self.mode == "binary" and len(moments) != 1:
             raise ValueError(f"mode='binary' takes one area summary, got {len(moments)}")
+        for channel, m in enumerate(moments):
+            _check_fitted(m, channel if len(moments) > 1 else None, statistics=self.statistics)
         self._set_moments(moments)
         return self
 
@@ -140,7 +189,15 @@ class CALFLoss(nn.Module):
         if isinstance(source, AreaMoments):
             return [source.copy()]
         if isinstance(source, (str, Path)):
-            return self._moments_from(json.loads(Path(source).read_text()))
+            path = Path(source)
+            if path.is_dir():  # a cache folder of calf prepare: its train-split fingerprint
+                path = path / "fingerprint.json"
+                if not path.is_file():
+                    raise FileNotFoundError(
+                        f"{source} is a folder without fingerprint.json: give a cache folder "
+                        "written by calf prepare, or the path of a fingerprint JSON file"
+                    )
+            return self._moments_from(json.loads(path.read_text()))
         if isinstance(source, dict):
             if "channels" in source:
                 return [AreaMoments.from_dict(d) for d in source["channels"]]
@@ -154,7 +211,11 @@ class CALFLoss(nn.Module):
             for batch in source:
                 moments = self._moments_of_masks(torch.as_tensor(batch), moments)
             if moments is None:
-                raise ValueError("fit() got an empty iterable of masks")
+                raise ValueError(
+                    "fit() found 0 masks: the iterable of mask batches was empty; pass the "
+                    "training masks (or a loader over them), or a fingerprint of a non-empty "
+                    "split"
+                )
             return moments
         raise TypeError(f"cannot fit CALFLoss from {type(source).__name__}")
 
@@ -208,7 +269,7 @@ class CALFLoss(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"statistics={self.statistics!r}, mode={self.mode!r}, area={self.area!r}, "
-            f"clamp={self.clamp!r}, sync={self.sync}, reduction={self.reduction!r}"
+            f"numerics={self.numerics!r}, sync={self.sync}, reduction={self.reduction!r}"
         )
 
     # -- forward ------------------------------------------------------------------------------
@@ -237,8 +298,8 @@ class CALFLoss(nn.Module):
 
     def _reduce(self, branch: str, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.reduction == "mean":
-            return branch_mean(branch, z, y, clamp=self.clamp)
-        return branch_terms(branch, z, y, clamp=self.clamp)
+            return branch_mean(branch, z, y, numerics=self.numerics)
+        return branch_terms(branch, z, y, numerics=self.numerics)
 
     def _select_from_batch(self, y: torch.Tensor) -> tuple[Selection, ...]:
         areas = foreground_areas(y, self.area, per_channel=True).cpu()  # host sync
@@ -249,7 +310,7 @@ class CALFLoss(nn.Module):
             if self.training:
                 if self._moments is None or len(self._moments) != len(batch):
                     self._moments = [AreaMoments() for _ in batch]
-                for total, m in zip(self._moments, batch):
+                for total, m in zip(self._moments, batch, strict=True):
                     total.merge(m)
             if self._moments is not None:
                 batch = self._moments

@@ -1,4 +1,4 @@
-"""Mean-reduced stable branch losses with hand-written gradients, for speed.
+"""Mean-reduced bounded branch losses with hand-written gradients, for speed.
 
 Composed from autograd primitives, fisher costs about 3.7x and arcsine about 4x a
 ``BCEWithLogitsLoss`` forward+backward on a CPU (torch's ``softplus``, ``tanh`` and ``atan``
@@ -8,8 +8,11 @@ are slow there, and every intermediate is a full-size tensor that autograd keeps
 write the gradient directly (derivations below). ``tests/losses/test_fused.py`` checks them
 against the per-element forms; ``benchmarks/bench_losses.py`` measures them.
 
-Every function takes float32 (or float64) logits ``z`` and target ``y`` of one shape and
-returns the mean over all elements; gradients flow to ``z`` only.
+Every function takes logits ``z`` and target ``y`` of one shape and one floating dtype (the
+compute dtype: float32, or float64 for float64 logits) and returns the mean over all
+elements in that dtype; gradients flow to ``z`` only. fisher and logit have the paper's
+bound built in: the forward uses ``z`` clamped to ``[-BOUND, BOUND]`` and the backward is
+zero where ``|z| >= BOUND`` (zero at the bound itself too, a set of measure zero).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+BOUND = math.log((1.0 - 1e-7) / 1e-7)
+"""L = ln((1 - 1e-7) / 1e-7) = 16.118...: sigmoid(+-L) is exactly the paper's clamp of p."""
 _LN2 = math.log(2.0)
 _HALF_PI = math.pi / 2.0
 _DICE_EPS = 1e-7
@@ -32,8 +37,15 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum()
 
 
+def _inside_bound(grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``grad`` where ``-L < z < L``, else 0, in one pass: the derivative of ``clamp(z, -L, L)``
+    applied to ``grad`` (aten's ``hardtanh_backward`` is exactly that operation)."""
+    return torch.ops.aten.hardtanh_backward(grad, z, -BOUND, BOUND)
+
+
 class FisherMean(torch.autograd.Function):
-    """mean(-0.5 softplus(t)), t = ln 2 + (2y - 1) z;  d/dz = 0.5 (1 - 2y) sigmoid(t).
+    """mean(-0.5 softplus(t)), t = ln 2 + (2y - 1) zc, zc = clamp(z, -L, L);
+    d/dz = 0.5 (1 - 2y) sigmoid(t) where |z| < L, else 0.
 
     ``-0.5 softplus(ln 2 + z)`` is ``-atanh(sigmoid(z))`` and ``-0.5 softplus(ln 2 - z)`` is
     ``-atanh(1 - sigmoid(z))``; folding the two into the sign ``2y - 1`` is exact for y in {0, 1}.
@@ -41,32 +53,33 @@ class FisherMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        t = torch.rsub(z, _LN2).addcmul_(y, z, value=2.0)  # ln2 - z + 2yz
-        ctx.save_for_backward(t, y)
+        zc = z.clamp(-BOUND, BOUND)
+        t = torch.rsub(zc, _LN2).addcmul_(y, zc, value=2.0)  # ln2 - zc + 2y zc
+        ctx.save_for_backward(t, y, z)
         return F.softplus(t).sum().mul_(-0.5 / z.numel())
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        t, y = ctx.saved_tensors
+        t, y, z = ctx.saved_tensors
         out = torch.sigmoid(t)
         out.addcmul_(y, out, value=-2.0)  # (1 - 2y) sigmoid(t)
-        return out.mul_(grad * (0.5 / t.numel())), None
+        return _inside_bound(out, z).mul_(grad * (0.5 / t.numel())), None
 
 
 class LogitMean(torch.autograd.Function):
-    """mean((1 - 2y) z);  d/dz = 1 - 2y."""
+    """mean((1 - 2y) zc), zc = clamp(z, -L, L);  d/dz = 1 - 2y where |z| < L, else 0."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # sum(z) - 2 sum(y z) would cancel catastrophically for large logits; keep the sign.
+        # sum(zc) - 2 sum(y zc) would cancel catastrophically; keep the sign per element.
         sign = torch.rsub(y, 1.0, alpha=2.0)
-        ctx.save_for_backward(sign)
-        return _dot(sign, z) / z.numel()
+        ctx.save_for_backward(sign, z)
+        return _dot(sign, z.clamp(-BOUND, BOUND)) / z.numel()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (sign,) = ctx.saved_tensors
-        return sign * (grad / sign.numel()), None
+        sign, z = ctx.saved_tensors
+        return _inside_bound(sign, z).mul_(grad / sign.numel()), None
 
 
 class ArcsineMean(torch.autograd.Function):
@@ -135,7 +148,7 @@ def log10_mean(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(z, y) / math.log(10.0)
 
 
-STABLE_MEAN = {
+BOUNDED_MEAN = {
     "fisher": FisherMean.apply,
     "logit": LogitMean.apply,
     "arcsine": ArcsineMean.apply,

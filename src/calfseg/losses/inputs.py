@@ -1,9 +1,15 @@
-"""Checks and conversions shared by every loss: logits and target in, float32 tensors out.
+"""Checks and conversions shared by every loss: logits and target in, tensors of the compute
+dtype out.
 
 Cheap checks (dtype, shape, empty batch) always run: they read only metadata, so they cost
-nothing and never synchronise with a GPU. Checks that read values (NaN or inf logits,
-target values outside {0, 1}) run only with ``validate=True``, because they force a
-host-device synchronisation and would break ``torch.compile(fullgraph=True)``.
+nothing and never synchronise with a GPU. The target range check (values in [0, 1]; a 0/255
+mask is the usual mistake) also always runs, at almost no cost: see
+:func:`check_target_range`. The fuller checks (NaN or inf logits, target values outside
+{0, 1}) run only with ``validate=True``, because they force a host-device synchronisation and
+would break ``torch.compile(fullgraph=True)``.
+
+Precision follows the logits (:func:`compute_dtype`): float64 in, float64 computation and
+result; float32, float16, bfloat16 (and any other floating dtype) are computed in float32.
 """
 
 from __future__ import annotations
@@ -16,6 +22,60 @@ Mode = Literal["binary", "multilabel"]
 MODES: tuple[str, ...] = ("binary", "multilabel")
 Reduction = Literal["mean", "none"]
 REDUCTIONS: tuple[str, ...] = ("mean", "none")
+
+
+TARGET_RANGE_MESSAGE = (
+    "target values must lie in [0, 1]; a mask stored as 0/255 (usual for PNG) must be "
+    "divided by 255 or binarised (mask > 0) before the loss"
+)
+
+
+_WIDE_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
+
+
+def compute_dtype(logits: torch.Tensor) -> torch.dtype:
+    """The dtype a loss computes in: float64 for float64 logits, float32 for every other
+    floating dtype (float16 and bfloat16 are upcast so that no sum runs in half precision)."""
+    return torch.float64 if logits.dtype == torch.float64 else torch.float32
+
+
+def _raise_unless(ok: torch.Tensor, message: str) -> None:
+    """Fail when the 0-d bool ``ok`` is False, without a host-device synchronisation.
+
+    On a CPU, reading a scalar costs nothing, so the error is a plain ValueError. On CUDA (and
+    while ``torch.compile`` traces) an asynchronous device assertion runs instead: the step
+    is not stalled, and a failure surfaces at the next synchronisation (on CUDA as a
+    device-side assertion; rerun with ``validate=True`` for the ValueError). Other devices
+    (MPS, ...) may lack that assertion, so they read the scalar, which synchronises.
+    """
+    if torch.compiler.is_compiling() or ok.device.type == "cuda":
+        torch._assert_async(ok, message)
+    elif not bool(ok):
+        raise ValueError(message)
+
+
+def check_target_range(target: torch.Tensor) -> None:
+    """Reject target values outside [0, 1] at almost no cost (no host sync on a GPU).
+
+    The cost depends on the dtype (measured by ``benchmarks/bench_losses.py``):
+
+    - bool: nothing to check;
+    - uint8: ``max <= 1``, one pass over one byte per element;
+    - other integers: ``min >= 0`` and ``max <= 1`` (one ``aminmax`` pass; uint16/32/64, which
+      torch reduces on few devices, are widened to int64 first, where a wrapped value is
+      negative and still fails);
+    - floating: ``min >= 0`` and ``max <= 1`` (one ``aminmax`` pass); NaN fails the check.
+    """
+    if target.dtype == torch.bool:
+        return
+    if target.dtype == torch.uint8:
+        ok = target.amax() <= 1
+    else:
+        if target.dtype in _WIDE_UNSIGNED:
+            target = target.to(torch.int64)
+        low, high = torch.aminmax(target)
+        ok = (low >= 0) & (high <= 1)
+    _raise_unless(ok, TARGET_RANGE_MESSAGE)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -31,17 +91,20 @@ def prepare_pair(
     mode: Mode | None = None,
     validate: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return ``(logits, target)`` as float32 tensors of the same shape.
+    """Return ``(logits, target)`` in the compute dtype (:func:`compute_dtype`), same shape.
 
     Args:
-        logits: raw scores, any floating dtype (float16/bfloat16 are upcast, so every
-            formula and reduction runs in float32).
-        target: {0, 1} mask of the logits' shape; bool, integer or floating. In
+        logits: raw scores, any floating dtype (float64 stays float64; float16/bfloat16 are
+            upcast, so every formula and reduction runs in float32 at least).
+        target: mask of the logits' shape with values in [0, 1] ({0, 1} for a hard mask);
+            bool, integer or floating. Values outside [0, 1] are always an error
+            (:func:`check_target_range`). In
             ``mode="binary"`` a target without the channel axis, ``(B, *spatial)`` for logits
             ``(B, 1, *spatial)``, is accepted.
         mode: ``"binary"`` expects ``(B, 1, *spatial)`` logits, ``"multilabel"``
             ``(B, C, *spatial)``; ``None`` accepts any matching shapes (the functionals).
-        validate: also reject NaN/inf logits and target values outside {0, 1}.
+        validate: also reject NaN/inf logits and target values outside {0, 1} (fractional
+            targets included); this synchronises with a GPU.
     """
     if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError(
@@ -76,4 +139,7 @@ def prepare_pair(
             raise ValueError("logits contain NaN or inf")
         if not ((target == 0) | (target == 1)).all():
             raise ValueError("target values must be 0 or 1")
-    return logits.float(), target.to(torch.float32)
+    else:
+        check_target_range(target)
+    dtype = compute_dtype(logits)
+    return logits.to(dtype), target.to(dtype)

@@ -15,7 +15,7 @@ import itertools
 import torch
 from torch import nn
 
-from calfseg.losses.branches import CLAMPS, Clamp, branch_mean
+from calfseg.losses.branches import Numerics, branch_mean, check_numerics
 from calfseg.losses.inputs import check_choice, prepare_pair
 from calfseg.rule import Selection, Thresholds, select_branch
 from calfseg.stats.areas import AREA_METHODS, AreaMethod, foreground_areas
@@ -40,17 +40,20 @@ class RegionCALFLoss(nn.Module):
             differ in size by at most one pixel (see :func:`tile_bounds`); each tile's loss is
             still the mean over its own pixels, so smaller tiles are not down-weighted.
         area: ``"pixels"`` or ``"contour"`` (2D only), as in :class:`CALFLoss`.
-        clamp: ``"stable"`` (default) or ``"paper"``. With ``"paper"`` p is clamped to
-            [1e-7, 1 - 1e-7] before every branch, ``bce_dice`` included, as the authors'
-            region variant does (the plain CALF leaves ``bce_dice`` unclamped).
+        numerics: ``"bounded"`` (default, as in :class:`CALFLoss`) or ``"paper"``. With
+            ``"paper"`` p is clamped to [1e-7, 1 - 1e-7] before every branch, ``bce_dice``
+            included, as the authors' region variant does (the plain CALF leaves
+            ``bce_dice`` unclamped).
         thresholds: overrides of the rule's cut points.
         sync: combine each tile's batch statistics across torch.distributed ranks (default).
-        validate: reject NaN/inf logits and target values outside {0, 1} (synchronises).
+        validate: reject NaN/inf logits and target values outside {0, 1} (synchronises);
+            targets outside [0, 1] are an error in any case.
 
     Inputs are binary: logits ``(B, 1, H, W)`` or ``(B, 1, D, H, W)`` (tiles split the last
     two axes; depth stays whole). The statistics are per batch (one host synchronisation per
-    call). The result is a float32 scalar. An empty tile over the whole batch has NaN
-    statistics and uses ``bce_dice``, like an empty batch in :class:`CALFLoss`.
+    call). The result is a scalar, float64 for float64 logits and float32 otherwise. An empty
+    tile over the whole batch has NaN statistics and uses ``bce_dice``, like an empty batch
+    in :class:`CALFLoss`.
     """
 
     def __init__(
@@ -58,7 +61,7 @@ class RegionCALFLoss(nn.Module):
         grid: int = 4,
         *,
         area: AreaMethod = "pixels",
-        clamp: Clamp = "stable",
+        numerics: Numerics = "bounded",
         thresholds: Thresholds | dict[str, float] | None = None,
         sync: bool = True,
         validate: bool = False,
@@ -67,10 +70,10 @@ class RegionCALFLoss(nn.Module):
         if not isinstance(grid, int) or grid < 1:
             raise ValueError(f"grid must be a positive integer, got {grid!r}")
         check_choice("area", area, AREA_METHODS)
-        check_choice("clamp", clamp, CLAMPS)
+        check_numerics(numerics)
         self.grid = grid
         self.area = area
-        self.clamp = clamp
+        self.numerics = numerics
         self.thresholds = Thresholds.coerce(thresholds)
         self.sync = sync
         self.validate = validate
@@ -82,7 +85,7 @@ class RegionCALFLoss(nn.Module):
         return self._selections
 
     def extra_repr(self) -> str:
-        return f"grid={self.grid}, area={self.area!r}, clamp={self.clamp!r}, sync={self.sync}"
+        return f"grid={self.grid}, area={self.area!r}, numerics={self.numerics!r}, sync={self.sync}"
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         z, y = prepare_pair(logits, target, mode="binary", validate=self.validate)
@@ -100,9 +103,7 @@ class RegionCALFLoss(nn.Module):
         with torch.no_grad():
             predicted = z > 0  # round(sigmoid(z)): sigmoid(0) = 0.5 rounds to 0
             wrong = predicted != (y > 0.5)  # FP or FN
-            weights = torch.stack(
-                [1.0 + wrong[..., sh, sw].sum(dtype=torch.float32) for sh, sw in tiles]
-            )
+            weights = torch.stack([1.0 + wrong[..., sh, sw].sum(dtype=z.dtype) for sh, sw in tiles])
 
         with torch.autocast(z.device.type, enabled=False):
             losses = torch.stack(
@@ -111,10 +112,10 @@ class RegionCALFLoss(nn.Module):
                         s.branch,
                         z[..., sh, sw],
                         y[..., sh, sw],
-                        clamp=self.clamp,
-                        clamp_probability=self.clamp == "paper",
+                        numerics=self.numerics,
+                        clamp_probability=self.numerics == "paper",
                     )
-                    for s, (sh, sw) in zip(selections, tiles)
+                    for s, (sh, sw) in zip(selections, tiles, strict=True)
                 ]
             )
             return (weights * losses).sum() / weights.sum()

@@ -6,7 +6,7 @@ the same shape to a float32 scalar::
     from calfseg.losses import build_loss, list_losses
 
     loss_fn = build_loss("dice")                       # the paper's per-image Dice
-    loss_fn = build_loss("tversky", per_image=True)    # options of that loss
+    loss_fn = build_loss("tversky", per_image=False)   # options of that loss
     loss_fn = build_loss("calf-dataset", fingerprint="cache/fingerprint.json")
 
 The formulas, references and empty-mask behaviour are in each :class:`LossSpec`, in
@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from calfseg.losses import alternatives, baselines
-from calfseg.losses.branches import Clamp
+from calfseg.losses.branches import Numerics
 from calfseg.losses.calf import CALFLoss
 from calfseg.losses.region import RegionCALFLoss
 from calfseg.rule import Thresholds
@@ -70,13 +70,18 @@ class LossSpec:
 def _calf(
     *,
     area: AreaMethod = "pixels",
-    clamp: Clamp = "stable",
+    numerics: Numerics = "bounded",
     thresholds: Thresholds | dict[str, float] | None = None,
     sync: bool = True,
     validate: bool = False,
 ) -> nn.Module:
     return CALFLoss(
-        "batch", area=area, clamp=clamp, thresholds=thresholds, sync=sync, validate=validate
+        "batch",
+        area=area,
+        numerics=numerics,
+        thresholds=thresholds,
+        sync=sync,
+        validate=validate,
     )
 
 
@@ -84,11 +89,13 @@ def _calf_dataset(
     *,
     fingerprint: Fingerprint,
     area: AreaMethod = "pixels",
-    clamp: Clamp = "stable",
+    numerics: Numerics = "bounded",
     thresholds: Thresholds | dict[str, float] | None = None,
     validate: bool = False,
 ) -> nn.Module:
-    loss = CALFLoss("dataset", area=area, clamp=clamp, thresholds=thresholds, validate=validate)
+    loss = CALFLoss(
+        "dataset", area=area, numerics=numerics, thresholds=thresholds, validate=validate
+    )
     return loss.fit(fingerprint)
 
 
@@ -96,13 +103,13 @@ def _calf_region(
     *,
     grid: int = 4,
     area: AreaMethod = "pixels",
-    clamp: Clamp = "stable",
+    numerics: Numerics = "bounded",
     thresholds: Thresholds | dict[str, float] | None = None,
     sync: bool = True,
     validate: bool = False,
 ) -> nn.Module:
     return RegionCALFLoss(
-        grid, area=area, clamp=clamp, thresholds=thresholds, sync=sync, validate=validate
+        grid, area=area, numerics=numerics, thresholds=thresholds, sync=sync, validate=validate
     )
 
 
@@ -161,20 +168,25 @@ _SPECS = (
     ),
     LossSpec(
         "focal",
-        "focal loss, alpha 0.25 on positives, gamma 2, mean over pixels",
-        "paper (METHOD.md 5), Lin et al. 2017; monai.losses.FocalLoss(alpha=0.25, gamma=2, "
-        "use_softmax=False)",
-        "per pixel: penalises false positives of an empty image (weight 0.75)",
+        "focal loss on p clamped to [1e-6, 1 - 1e-6], alpha 0.25 on positives, gamma 2, "
+        "mean over pixels",
+        "paper (METHOD.md 5, the authors' FocalLoss), Lin et al. 2017; "
+        "calfseg.losses.baselines.clamped_focal_loss; eps=None: no clamp, "
+        "monai.losses.FocalLoss(alpha=0.25, gamma=2, use_softmax=False)",
+        "per pixel: penalises false positives of an empty image (weight 0.75); the clamp "
+        "zeroes the gradient of pixels with |z| > 13.8",
         baselines.focal_baseline,
         in_paper=True,
     ),
     LossSpec(
         "tversky",
-        "1 - TP / (TP + 0.7 FP + 0.3 FN + 1e-5), one index over the batch",
-        "paper (METHOD.md 5); monai.losses.TverskyLoss(sigmoid=True, alpha=0.7 (FP), "
-        "beta=0.3 (FN), smooth_nr=0, smooth_dr=1e-5, batch=True)",
-        "empty images add their false positives to the batch's FP; an all-empty batch has "
-        "loss exactly 1 with zero gradient",
+        "1 - TP / (TP + 0.7 FP + 0.3 FN + 1e-5) per image, averaged",
+        "paper (METHOD.md 5, the authors' TverskyLoss); monai.losses.TverskyLoss("
+        "sigmoid=True, alpha=0.7 (FP), beta=0.3 (FN), smooth_nr=0, smooth_dr=1e-5, "
+        "batch=False); per_image=False: one index over the batch (batch=True)",
+        _DICE_EMPTY
+        + "; with per_image=False empty images add their false positives to the batch's FP "
+        "and get a gradient",
         baselines.tversky_baseline,
         in_paper=True,
     ),
@@ -249,6 +261,27 @@ def format_losses() -> str:
     """A two-column listing, name and summary, for ``--help`` and ``calf losses``."""
     width = max(len(name) for name in LOSSES)
     return "\n".join(f"{name:<{width}}  {spec.summary}" for name, spec in LOSSES.items())
+
+
+def markdown_table() -> str:
+    """The registry as a Markdown table (name, formula, reference, empty masks, options), the
+    one docs/baselines.md holds verbatim (a test checks it). Regenerate with
+    ``python -c "from calfseg.losses.registry import markdown_table; print(markdown_table())"``.
+    """
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        "| name | formula | reference and implementation | empty masks | options |",
+        "|---|---|---|---|---|",
+    ]
+    for name, spec in LOSSES.items():
+        paper = " (paper)" if spec.in_paper else ""
+        options = ", ".join(f"`{option}`" for option in spec.options)
+        cells = (f"`{name}`{paper}", spec.summary, spec.reference, spec.empty_masks, options)
+        lines.append("| " + " | ".join(cell(c) for c in cells) + " |")
+    return "\n".join(lines)
 
 
 def build_loss(name: str, *, fingerprint: Fingerprint | None = None, **options: Any) -> nn.Module:
