@@ -1,4 +1,5 @@
-"""The model factory: offline builds, one logit per pixel, sizes checked at start-up."""
+"""The smp presets (tiny, paper): offline builds, one logit per pixel, sizes checked at
+start-up. The authors' hand-written models (preset ``authors``) are in test_authors.py."""
 
 from __future__ import annotations
 
@@ -6,14 +7,12 @@ import itertools
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 from calfseg.models import (
     MODELS,
-    PRESETS,
     build_model,
     check_input_size,
     count_parameters,
@@ -21,16 +20,18 @@ from calfseg.models import (
     input_size_rule,
 )
 
-PAIRS = list(itertools.product(MODELS, PRESETS))
+SMP_PRESETS = ("tiny", "paper")
+PAIRS = list(itertools.product(MODELS, SMP_PRESETS))
 
 # Parameter counts documented in docs/models.md (millions), with some slack for smp releases.
+# These are smp models, not the authors' (whose exact counts test_authors.py checks).
 PARAMETER_RANGES = {
     ("unet", "tiny"): (1.0, 2.5),
     ("deeplabv3", "tiny"): (0.3, 1.0),
     ("fpn", "tiny"): (4.0, 6.0),
-    ("unet", "paper"): (28.0, 34.0),  # paper: 31.0 M
-    ("deeplabv3", "paper"): (24.0, 28.0),  # paper: about 26 M (ResNet-34 + ASPP)
-    ("fpn", "paper"): (15.0, 18.5),  # paper: about 16.7 M (bottleneck [2, 2, 2, 2] + FPN)
+    ("unet", "paper"): (28.0, 34.0),  # vgg16_bn U-Net: 30.42 M (authors' U-Net: 31.04 M)
+    ("deeplabv3", "paper"): (24.0, 28.0),  # ResNet-34 + ASPP: 26.00 M (authors': 14.50 M)
+    ("fpn", "paper"): (15.0, 18.5),  # resnet26 + panoptic FPN: 16.55 M (authors': 15.51 M)
 }
 
 
@@ -74,7 +75,7 @@ def test_size_rule_follows_the_encoders_output_stride(models, name, size):
 
 
 @pytest.mark.parametrize("name", ["deeplabv3", "fpn"])
-@pytest.mark.parametrize("size", PRESETS)
+@pytest.mark.parametrize("size", SMP_PRESETS)
 def test_size_that_is_not_a_multiple_is_rejected_with_sizes_that_work(models, name, size):
     d = input_size_rule(name, size).divisor
     bad = 2 * d + d // 2
@@ -86,7 +87,7 @@ def test_size_that_is_not_a_multiple_is_rejected_with_sizes_that_work(models, na
         models[(name, size)](torch.randn(2, 1, bad, 2 * d))
 
 
-@pytest.mark.parametrize("size", PRESETS)
+@pytest.mark.parametrize("size", SMP_PRESETS)
 def test_unet_takes_odd_sizes_but_not_too_small_ones(models, size):
     minimum = input_size_rule("unet", size).minimum
     check_input_size("unet", size, minimum + 3, 2 * minimum + 1)
@@ -181,20 +182,14 @@ def test_importing_the_factory_does_not_import_smp():
     assert out.stdout.strip() == ""
 
 
-def test_tiny_training_step_time_is_reported(models, capsys):
-    """Forward + backward of 8 images of 64x64, median of 5; printed, not asserted."""
-    lines = []
-    for name in MODELS:
-        model = build_model(name, preset="tiny").train()
-        x = torch.randn(8, 1, 64, 64)
-        y = (torch.rand(8, 1, 64, 64) > 0.8).float()
-        times = []
-        for _ in range(7):
-            start = time.perf_counter()
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
-            loss.backward()
-            times.append(time.perf_counter() - start)
-        median = sorted(times[2:])[2]
-        lines.append(f"{name:>9} tiny: {1000 * median:6.1f} ms  ({describe_model(model)})")
-    with capsys.disabled():
-        print("\nforward+backward, batch 8 at 64x64, CPU:\n" + "\n".join(lines))
+@pytest.mark.parametrize("name", MODELS)
+def test_every_tiny_parameter_gets_a_gradient(name):
+    """No unused parameters (DDP would need find_unused_parameters=True): the depth-reduced
+    tiny presets use timm encoders, which drop the stages they do not run."""
+    torch.manual_seed(0)
+    model = build_model(name, preset="tiny").train()
+    x = torch.randn(2, 1, 64, 64)
+    y = (torch.rand(2, 1, 64, 64) > 0.8).float()
+    torch.nn.functional.binary_cross_entropy_with_logits(model(x), y).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
