@@ -17,6 +17,7 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
     "monai": ("train", "monai"),
     "torchvision": ("train", "torchvision"),
     "scipy": ("train", "scipy"),
+    "safetensors": ("train", "safetensors"),
 }
 
 

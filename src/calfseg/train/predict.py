@@ -1,7 +1,9 @@
-"""Masks for new images with a trained checkpoint: NIfTI volumes and PNG/TIFF slices.
+"""Masks for new images with a trained model: NIfTI volumes and PNG/TIFF slices.
 
-The image goes through the cache's preprocessing, read from the checkpoint
-(``cache_options``, the ``calf prepare`` options of the training cache):
+The model is a checkpoint, a run folder or an export (``calf export``), read by
+:func:`calfseg.train.trained_model.load_trained_model`. The image goes through the cache's
+preprocessing, read from the model file (the ``calf prepare`` options of the training
+cache):
 
 - NIfTI: the volume is put in the closest canonical orientation (RAS+, with
   ``nibabel.as_closest_canonical``, as the dataset readers do), so that its last axis is
@@ -20,6 +22,7 @@ Only one-channel models can predict from one image (the paper's setting).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,31 +33,52 @@ from torch import nn
 
 from calfseg.data.preprocess import normalise, pad_to_square, resize_images, to_image_dtype
 from calfseg.extras import require
-from calfseg.train.checkpoint import load_checkpoint
 from calfseg.train.distributed import resolve_device
-from calfseg.train.evaluate import model_from_checkpoint
+from calfseg.train.trained_model import load_trained_model
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
+# Lossless formats a 2-D mask is written in (JPEG would blur the 0/255 edges into other values).
+MASK_IMAGE_FORMATS = {".png": "PNG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+class NoPreprocessingWarning(UserWarning):
+    """The model file does not say how its training images were preprocessed."""
 
 
 class Predictor:
-    """A checkpoint's model with the preprocessing of its training cache."""
+    """A trained model (a checkpoint, a run folder or an export: :func:`load_trained_model`)
+    with the preprocessing of its training cache.
+
+    A model file with no record of that preprocessing (a hand-made export) warns
+    (:class:`NoPreprocessingWarning`) and predicts with ``minmax-slice`` normalisation, no
+    padding and uint8 quantisation, which may not be what the network was trained on.
+    """
 
     def __init__(
         self, checkpoint: str | os.PathLike[str], *, device: str = "auto", batch_size: int = 32
     ) -> None:
         self.device = resolve_device(device)
-        state = load_checkpoint(checkpoint, map_location="cpu")
-        if int(state["in_channels"]) != 1:
+        trained = load_trained_model(checkpoint, self.device)
+        if trained.in_channels != 1:
             raise ValueError(
-                f"{checkpoint}: the model takes {state['in_channels']} channels; predicting "
+                f"{checkpoint}: the model takes {trained.in_channels} channels; predicting "
                 "from one image needs a one-channel model"
             )
-        self.model: nn.Module = model_from_checkpoint(state, self.device)
-        self.options: dict[str, Any] = dict(state.get("cache_options") or {})
-        self.size = int(state["size"][0])
-        self.image_dtype = str(state.get("cache_image_dtype", "uint8"))
+        if not trained.has_preprocessing:
+            warnings.warn(
+                NoPreprocessingWarning(
+                    f"{trained.source} has no record of its training cache's preprocessing "
+                    "(cache options and image dtype): predicting with minmax-slice "
+                    "normalisation, no padding and uint8 quantisation; the masks may be "
+                    "wrong if the model was trained otherwise"
+                ),
+                stacklevel=2,
+            )
+        self.model: nn.Module = trained.model
+        self.options: dict[str, Any] = dict(trained.cache_options or {})
+        self.size = int(trained.size[0])
+        self.image_dtype = str(trained.image_dtype or "uint8")
         self.batch_size = batch_size
 
     @torch.no_grad()
@@ -86,11 +110,15 @@ class Predictor:
     def predict_nifti(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         """Write the mask of the NIfTI volume ``source`` to ``target`` (same affine)."""
         nib = require("nibabel", "reading NIfTI files")
-        image = nib.load(os.fspath(source))
-        if len(image.shape) != 3:
-            raise ValueError(f"{source}: expected a 3-D volume, got shape {image.shape}")
-        canonical = nib.as_closest_canonical(image)
-        volume = np.asarray(canonical.get_fdata(dtype=np.float32))
+        try:  # a truncated or corrupt file fails in nibabel or zlib with anything
+            image = nib.load(os.fspath(source))
+            if len(image.shape) != 3:
+                raise ValueError(f"expected a 3-D volume, got shape {image.shape}")
+            canonical = nib.as_closest_canonical(image)
+            volume = np.asarray(canonical.get_fdata(dtype=np.float32))
+        except Exception as err:
+            why = f"{type(err).__name__}: {err}"
+            raise ValueError(f"{source}: cannot read the file ({why})") from err
         normalised = self._normalise(volume)  # (X, Y, Z), Z axial
         mask = self.predict_slices(np.moveaxis(normalised, -1, 0))
         mask = np.moveaxis(mask, 0, -1).astype(np.uint8)
@@ -118,7 +146,8 @@ class Predictor:
             raise ValueError(f"{source}: expected a 2-D image, got shape {array.shape}")
         normalised = normalise(array[:, :, None], "minmax-slice")[:, :, 0]
         mask = self.predict_slices(normalised[None])[0]
-        pil.fromarray(mask.astype(np.uint8) * 255).save(os.fspath(target), format="PNG")
+        format_ = MASK_IMAGE_FORMATS[Path(target).suffix.lower()]  # checked by predict_file
+        pil.fromarray(mask.astype(np.uint8) * 255).save(os.fspath(target), format=format_)
 
 
 def predict_file(
@@ -130,6 +159,10 @@ def predict_file(
 ) -> Path:
     """Predict the mask of ``source`` (NIfTI, PNG or TIFF) into ``target``; returns it."""
     name = Path(source).name.lower()
+    out_name = Path(target).name.lower()
+    wanted = NIFTI_SUFFIXES if name.endswith(NIFTI_SUFFIXES) else tuple(MASK_IMAGE_FORMATS)
+    if name.endswith(NIFTI_SUFFIXES + IMAGE_SUFFIXES) and not out_name.endswith(wanted):
+        raise ValueError(f"{target}: cannot write the mask as this type; use {', '.join(wanted)}")
     predictor = Predictor(checkpoint, device=device)
     if name.endswith(NIFTI_SUFFIXES):
         predictor.predict_nifti(source, target)

@@ -1,0 +1,244 @@
+"""Exported models: the weights as safetensors plus a JSON record, made for sharing.
+
+``calf export RUN_OR_CHECKPOINT OUT`` writes the folder ``OUT``::
+
+    OUT/model.safetensors   the network's state dict (safetensors: tensors and a JSON
+                            header, no pickle: reading it runs nothing)
+    OUT/model.json          what the network is and how it was trained (EXPORT_FORMAT)
+
+``model.json`` holds ``format``, ``calfseg_version``, ``architecture`` (model, preset,
+encoder, in_channels, size [H, W]), ``preprocessing`` (the training cache's ``calf
+prepare`` options and image dtype, which ``calf predict`` applies), ``loss`` (name,
+options), ``cache`` (its path, digest and train-split fingerprint S, K, branch, and its
+meta entries: see :mod:`calfseg.train.cache_record`), ``training`` (the checkpoint's epoch,
+the best epoch and its validation score ``dice/per_image``, the full TrainConfig) and
+``weights`` (the file name and its SHA-256, checked on reading). The optimizer state and
+the RNG internals are left out: they resume a run, they do not describe a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from calfseg.extras import require
+from calfseg.train.atomic import atomic_write, atomic_write_text
+from calfseg.train.checkpoint import (
+    CheckpointError,
+    CheckpointFileError,
+    load_checkpoint,
+    require_model_keys,
+)
+
+EXPORT_FORMAT = "calfseg.model/1"
+WEIGHTS_FILE = "model.safetensors"
+RECORD_FILE = "model.json"
+# What model.json must hold, and the type of each entry (checked before anything is used).
+RECORD_ENTRIES: dict[str, tuple[type, ...]] = {
+    "format": (str,),
+    "architecture": (dict,),
+    "preprocessing": (dict,),
+    "loss": (dict,),
+    "cache": (dict, type(None)),  # None: converted from a format-1 checkpoint
+    "training": (dict,),
+    "weights": (dict,),
+}
+ARCHITECTURE_ENTRIES = ("model", "preset", "encoder", "in_channels", "size")
+
+
+def export_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(weights, record)`` of an export given as its folder or as either of its files."""
+    where = Path(path)
+    if where.is_dir():
+        return where / WEIGHTS_FILE, where / RECORD_FILE
+    if where.suffix == ".safetensors":
+        return where, where.with_suffix(".json")
+    return where.with_suffix(".safetensors"), where
+
+
+def is_export(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names an export: a folder holding either file, or a .safetensors
+    or .json file."""
+    where = Path(path)
+    if where.is_dir():
+        return (where / WEIGHTS_FILE).exists() or (where / RECORD_FILE).exists()
+    return where.suffix in (".safetensors", ".json")
+
+
+class ExportExistsError(CheckpointError):
+    """OUT already holds an export (pass ``overwrite``), or is not a folder."""
+
+
+def export_model(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    trust_pickle: bool = False,
+) -> tuple[Path, Path]:
+    """Export the checkpoint ``source`` (a ``.pt`` file, or a run folder: its ``best.pt``)
+    into the folder ``out`` (module docstring); returns ``(weights, record)``.
+
+    The checkpoint is read safely (``trust_pickle`` only for a format-1 checkpoint one
+    made oneself) and its weights are loaded into a network of its architecture before
+    anything is written, so an export always loads. Raises :class:`ExportExistsError` if
+    ``out`` already holds an export and not ``overwrite``, or names a file.
+    """
+    from calfseg.train.trained_model import (
+        config_of,
+        network_with_weights,
+        resolve_model_path,
+    )
+
+    checkpoint = resolve_model_path(source)
+    if is_export(checkpoint):
+        raise CheckpointError(
+            f"{source} is already an export ({WEIGHTS_FILE} + {RECORD_FILE}); give a "
+            "checkpoint (.pt) or a run folder"
+        )
+    target = Path(out)
+    if target.suffix in (".safetensors", ".json", ".pt") or (
+        target.exists() and not target.is_dir()
+    ):
+        raise ExportExistsError(
+            f"OUT {target} must be a folder (it will hold {WEIGHTS_FILE} and {RECORD_FILE})"
+        )
+    existing = [p.name for p in (target / WEIGHTS_FILE, target / RECORD_FILE) if p.exists()]
+    if existing and not overwrite:
+        raise ExportExistsError(
+            f"{target} already holds an export ({', '.join(existing)}): pass --overwrite "
+            "(overwrite=True) to replace it, or choose another OUT"
+        )
+    state = load_checkpoint(checkpoint, trust_pickle=trust_pickle)
+    require_model_keys(state, checkpoint)
+    config = config_of(state["config"], checkpoint)
+    network_with_weights(config, int(state["in_channels"]), state["model"], checkpoint)
+    return write_export(target, state, source=checkpoint)
+
+
+def write_export(
+    out: str | os.PathLike[str],
+    state: dict[str, Any],
+    *,
+    source: str | os.PathLike[str],
+) -> tuple[Path, Path]:
+    """Write the export of the checkpoint dict ``state`` (read from ``source``) into the
+    folder ``out``; returns the two paths. Each file is written atomically, the weights
+    first, so a record always describes the weights beside it."""
+    st = require("safetensors.torch", "exporting a model as safetensors")
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in state["model"].items()}
+    blob: bytes = st.save(tensors, metadata={"format": EXPORT_FORMAT})
+    weights, record_path = Path(out) / WEIGHTS_FILE, Path(out) / RECORD_FILE
+    atomic_write(weights, lambda handle: handle.write(blob))
+    record = export_record(state, source=source, sha256=hashlib.sha256(blob).hexdigest())
+    atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
+    return weights, record_path
+
+
+def export_record(
+    state: dict[str, Any], *, source: str | os.PathLike[str], sha256: str
+) -> dict[str, Any]:
+    """The ``model.json`` of a checkpoint dict (module docstring)."""
+    from calfseg import __version__
+
+    config = dict(state["config"])
+    size = [int(v) for v in state["size"]]
+    score = state.get("best_score")
+    return {
+        "format": EXPORT_FORMAT,
+        "calfseg_version": __version__,
+        "architecture": {
+            "model": config.get("model"),
+            "preset": config.get("preset"),
+            "encoder": config.get("encoder"),
+            "in_channels": int(state["in_channels"]),
+            "size": size,
+        },
+        "preprocessing": {
+            "options": state.get("cache_options"),
+            "image_dtype": state.get("cache_image_dtype"),
+        },
+        "loss": {"name": config.get("loss"), "options": config.get("loss_options")},
+        "cache": state.get("cache"),
+        "training": {
+            "checkpoint": Path(source).name,
+            "epoch": state.get("epoch"),
+            "best_epoch": state.get("best_epoch"),
+            "best_score": None if score is None else float(score),
+            "score": "validation dice/per_image",
+            "config": config,
+        },
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256},
+    }
+
+
+def read_export(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict and the record of an export (its folder or either file).
+
+    Raises :class:`CheckpointError` if the files do not exist and
+    :class:`CheckpointFileError` if either is malformed: unreadable JSON, a missing or
+    mistyped entry, weights whose SHA-256 is not the recorded one, or a file safetensors
+    cannot parse. Nothing is unpickled."""
+    weights, record_path = export_files(path)
+    missing = [str(p) for p in (weights, record_path) if not p.is_file()]
+    if missing:
+        raise CheckpointError(
+            f"no exported model at {path}: {' and '.join(missing)} not found (an export is a "
+            f"folder holding {WEIGHTS_FILE} and {RECORD_FILE}, written by calf export)"
+        )
+    record = read_record(record_path)
+    blob = weights.read_bytes()
+    expected = record["weights"].get("sha256")
+    if hashlib.sha256(blob).hexdigest() != expected:
+        raise CheckpointFileError(
+            f"{weights} does not match {record_path}: its SHA-256 is not the recorded "
+            f"{expected!r} (a damaged or replaced file)"
+        )
+    st = require("safetensors.torch", "reading an exported model")
+    try:
+        tensors: dict[str, torch.Tensor] = st.load(blob)
+    except Exception as err:  # safetensors raises its own error type on a malformed header
+        raise CheckpointFileError(f"{weights} is not a readable safetensors file ({err})") from None
+    return tensors, record
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """``model.json``, checked: the format and each entry of :data:`RECORD_ENTRIES`."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise CheckpointFileError(f"{path} is not readable JSON ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise CheckpointFileError(
+            f"{path} is not a calf-seg model record (format {found!r}; expected {EXPORT_FORMAT!r})"
+        )
+    wrong = [
+        f"{key} (expected a JSON {'object' if dict in kinds else 'string'})"
+        for key, kinds in RECORD_ENTRIES.items()
+        if not isinstance(record.get(key), kinds)
+    ]
+    architecture = record.get("architecture") or {}
+    wrong += [f"architecture.{k}" for k in ARCHITECTURE_ENTRIES if k not in architecture]
+    if not isinstance((record.get("training") or {}).get("config"), dict):
+        wrong.append("training.config (the TrainConfig, a JSON object)")
+    if not isinstance((record.get("weights") or {}).get("sha256"), str):
+        wrong.append("weights.sha256 (the weights file's SHA-256, a string)")
+    if not wrong and not _is_size(architecture["size"]):
+        wrong.append("architecture.size (expected [H, W], positive integers)")
+    if wrong:
+        raise CheckpointFileError(f"{path} is a malformed model record: {', '.join(wrong)}")
+    return record
+
+
+def _is_size(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
