@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,23 @@ def test_splits_keep_a_patients_time_points_together(capsys, tmp_path: Path, see
     assert scans["UPENN-GBM-00001_11"] == scans["UPENN-GBM-00001_21"]
     assert len(scans["UPENN-GBM-00001_11"]) == 1
     assert set(index["patient_id"][index["case_id"] == "UPENN-GBM-00001_21"]) == {"UPENN-GBM-00001"}
+
+
+def test_re_preparing_with_other_options_needs_overwrite(capsys, brats: Path, tmp_path: Path):
+    out = tmp_path / "cache"
+    assert _prepare(capsys, brats, "--out", out, "--size", "8")[0] == EXIT_OK
+    before = (out / "index.csv").read_text()
+    code, _, stderr = _prepare(capsys, brats, "--out", out, "--size", "8", "--labels", "4")
+    assert code == EXIT_FAILURE
+    assert "other settings (labels null -> [4])" in stderr
+    assert "--overwrite" in stderr and "another --out" in stderr and "Traceback" not in stderr
+    assert (out / "index.csv").read_text() == before  # the cache is untouched
+    code, _, stderr = _prepare(capsys, brats, "--out", out, "--size", "8", "--seed", "3")
+    assert code == EXIT_FAILURE and "seed 0 -> 3" in stderr
+
+    argv = (brats, "--out", out, "--size", "8", "--labels", "4", "--overwrite")
+    code, stdout, stderr = _prepare(capsys, *argv)
+    assert code == EXIT_OK and f"wrote {out}" in stdout
+    assert re.search(r"changed \(digest [0-9a-f]{16} -> [0-9a-f]{16}\)", stderr), stderr
+    code, stdout, stderr = _prepare(capsys, *argv)  # the same again: nothing to do
+    assert code == EXIT_OK and "is up to date" in stdout and "changed" not in stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 
 from calfseg.data import cache_writer
-from calfseg.data.cache import CacheError, SliceCache
+from calfseg.data.cache import CacheError, SliceCache, cache_digest
 from calfseg.data.prepare import (
+    CacheReplaceError,
     CaseFailedError,
     MissingPartsError,
     PrepareError,
@@ -190,7 +192,7 @@ def test_a_crash_while_assembling_leaves_no_finished_cache(
 
     monkeypatch.setattr(cache_writer.os, "replace", crash_on_masks)
     with pytest.raises(OSError, match="disk full"):
-        _prepare(src, out, options=PreprocessOptions(size=8))
+        _prepare(src, out, options=PreprocessOptions(size=8), overwrite=True)
     with pytest.raises(CacheError, match=r"no meta\.json"):
         SliceCache.open(out)
     monkeypatch.undo()
@@ -226,8 +228,10 @@ def test_new_splits_rewrite_the_index_but_not_the_arrays(src: Path, tmp_path: Pa
     out = tmp_path / "cache"
     _prepare(src, out)
     images = (out / "images.npy").stat().st_mtime_ns
+    with pytest.raises(CacheReplaceError, match=r"mode case -> slice; seed 0 -> 3.*--overwrite"):
+        _prepare(src, out, splits=SplitOptions(mode="slice", seed=3))
     with pytest.warns(LeakageWarning):
-        report = _prepare(src, out, splits=SplitOptions(mode="slice", seed=3))
+        report = _prepare(src, out, splits=SplitOptions(mode="slice", seed=3), overwrite=True)
     assert report.status == "reindexed" and report.processed == 0
     assert (out / "images.npy").stat().st_mtime_ns == images
     cache = SliceCache.open(out)
@@ -235,11 +239,61 @@ def test_new_splits_rewrite_the_index_but_not_the_arrays(src: Path, tmp_path: Pa
     assert len(set(cache.index["split"][cache.index["case_id"] == "c0"])) > 1
 
 
-def test_other_options_rebuild(src: Path, tmp_path: Path):
+def test_other_options_need_overwrite_then_rebuild(src: Path, tmp_path: Path):
     out = tmp_path / "cache"
     _prepare(src, out)
-    report = _prepare(src, out, options=PreprocessOptions(size=16, labels=(4,)))
+    before = cache_digest(out)
+    labels = PreprocessOptions(size=16, labels=(4,))
+    with pytest.raises(CacheReplaceError, match=r"labels null -> \[4\]") as refused:
+        _prepare(src, out, options=labels)
+    assert refused.value.differences == ["labels null -> [4]"]
+    assert cache_digest(out) == before  # untouched
+    moved = tmp_path / "moved"
+    shutil.copytree(src, moved)
+    with pytest.raises(CacheReplaceError, match=r"source root .*/src -> .*/moved"):
+        _prepare(moved, out)
+    report = _prepare(src, out, options=labels, overwrite=True)
     assert report.status == "written" and report.processed == 3
+    assert cache_digest(out) != before
+    assert _prepare(src, out, options=labels).status == "up-to-date"  # now the same: no-op
+
+
+def test_an_overwrite_run_that_was_interrupted_resumes_with_overwrite(src: Path, tmp_path: Path):
+    out = tmp_path / "cache"
+    _prepare(src, out)
+    labels = PreprocessOptions(size=16, labels=(4,))
+    _prepare(src, out, options=labels, overwrite=True, shard=(1, 2))  # c0, c2 done
+    report = _prepare(src, out, options=labels, overwrite=True)
+    assert (report.processed, report.reused) == (1, 2)
+
+
+# -- cache_digest ---------------------------------------------------------------------------
+
+
+def _independent_digest(cache: Path) -> str:
+    """METHOD: sha256 of meta.json without created/calfseg_version (sorted JSON), then the
+    bytes of index.csv; the first 16 hex digits."""
+    meta = json.loads((cache / "meta.json").read_text())
+    kept = {k: v for k, v in meta.items() if k not in ("created", "calfseg_version")}
+    digest = hashlib.sha256(json.dumps(kept, sort_keys=True).encode())
+    digest.update((cache / "index.csv").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def test_cache_digest_covers_what_the_cache_holds(src: Path, tmp_path: Path):
+    out = tmp_path / "cache"
+    _prepare(src, out)
+    digest = cache_digest(out)
+    assert len(digest) == 16 and digest == _independent_digest(out)
+    assert SliceCache.open(out).digest == digest
+    again = tmp_path / "again"
+    _prepare(src, again)  # another folder, another time stamp: the same content
+    assert cache_digest(again) == digest
+    index = (out / "index.csv").read_text().replace(",train,", ",test,", 1)
+    (out / "index.csv").write_text(index)
+    assert cache_digest(out) != digest
+    with pytest.raises(CacheError, match="not a finished calfseg cache"):
+        cache_digest(tmp_path / "nothing")
 
 
 # -- shards ---------------------------------------------------------------------------------

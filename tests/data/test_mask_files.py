@@ -246,3 +246,26 @@ def test_foreground_selects_the_given_labels() -> None:
     np.testing.assert_array_equal(foreground(LABELS_2D, [2]), LABELS_2D == 2)
     with pytest.raises(ValueError, match="at least one label"):
         foreground(LABELS_2D, [])
+
+
+def test_integer_label_map_with_hundreds_of_labels_is_a_mask(tmp_path: Path) -> None:
+    seg = (np.arange(20 * 20 * 3).reshape(20, 20, 3) % 300).astype(np.int16)  # 300 labels
+    np.save(tmp_path / "seg.npy", seg)
+    np.testing.assert_array_equal(read_mask(tmp_path / "seg.npy"), seg)
+
+
+def test_float_data_with_many_whole_numbers_is_refused_naming_the_override(
+    tmp_path: Path,
+) -> None:
+    ct = np.arange(-500, 500, dtype=np.float32).reshape(20, 50)  # Hounsfield-like, integral
+    np.save(tmp_path / "ct.npy", ct)
+    with pytest.raises(MaskFileError, match=r"ct\.npy: looks like an image.*--max-labels N"):
+        read_mask(tmp_path / "ct.npy")
+    assert read_mask(tmp_path / "ct.npy", max_labels=1000).shape == (20, 50)
+
+
+def test_grey_png_with_many_levels_is_still_an_image(tmp_path: Path) -> None:
+    """PNG/TIFF store photographs as integers: their grey levels are still counted."""
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(tmp_path / "photo.png")
+    with pytest.raises(MaskFileError, match=r"grey values; .*--max-labels"):
+        read_mask(tmp_path / "photo.png")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -79,6 +81,21 @@ def test_zscore_brain_of_a_constant_or_empty_volume_has_no_nan():
     out = normalise(constant, "zscore-brain")
     assert set(np.unique(out).tolist()) == {0.0, 0.5}
     np.testing.assert_array_equal(normalise(np.zeros((3, 3, 2)), "zscore-brain"), 0)
+
+
+def test_paper_normalisation_is_per_slice_for_upenn_flair_too():
+    # METHOD.md section 5, correction: the authors' UPENN slices were rescaled per slice when
+    # saved, so `paper` is minmax-slice for every dataset. Reference: numpy, per slice.
+    volumes = _volumes(dataset="upenn-gbm", modalities=("flair", "t2"))
+    flair = volumes.images["flair"].astype(np.float64)
+    low, high = flair.min(axis=(0, 1)), flair.max(axis=(0, 1))
+    span = np.where(high > low, high - low, 1.0)
+    want = np.where(high > low, (flair - low) / span, 0.0)
+    options = PreprocessOptions(size=8, normalise="paper", image_dtype="float16")
+    paper = slice_case(volumes, options)
+    per_slice = slice_case(volumes, replace(options, normalise="minmax-slice"))
+    np.testing.assert_array_equal(paper.images, per_slice.images)
+    np.testing.assert_allclose(normalise(flair, "paper"), want, atol=1e-6)
 
 
 def test_normalise_refuses_non_finite_and_unknown_methods():

@@ -3,7 +3,9 @@ determinism."""
 
 from __future__ import annotations
 
+import math
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -14,7 +16,11 @@ from calfseg.data.splits import (
     LeakageWarning,
     assign_splits,
     check_fractions,
+    cv_case_folds,
+    cv_row_folds,
+    cv_splits,
     kfold_splits,
+    paper_slice_splits,
     split_counts,
 )
 
@@ -237,3 +243,192 @@ def test_kfold_is_deterministic_and_validates_its_arguments():
         kfold_splits(case_ids, datasets, 3, 0, val_fraction=1.0)
     with pytest.raises(ValueError, match="at least 12 cases"):
         kfold_splits(case_ids, datasets, 12, 0)
+
+
+# -- the paper's slice split, re-dealt from a cache's index -----------------------------------
+
+
+def _paper_index() -> dict[str, np.ndarray]:
+    """Two BraTS patients with three modalities of 155 slices, one LGG patient (T2, 50)."""
+    rows: list[tuple[str, str, str, str]] = []
+    for patient in ("p1", "p2"):
+        for modality in ("t1c", "t2w", "t2f"):
+            rows += [("brats", f"{patient}-{modality}", patient, modality)] * 155
+    rows += [("lgg", "l1", "l1", "t2")] * 50
+    dataset, case_id, patient_id, modality = (np.array(c) for c in zip(*rows, strict=True))
+    return {"dataset": dataset, "case_id": case_id, "patient_id": patient_id, "modality": modality}
+
+
+def test_paper_slice_split_sends_a_tenth_of_every_patient_and_modality_to_test():
+    index = _paper_index()
+    with pytest.warns(LeakageWarning, match="every patient"):
+        splits = paper_slice_splits(index, seed=12345)
+    assert set(splits.tolist()) == {"train", "test"}  # no validation set
+    groups = zip(index["dataset"], index["patient_id"], index["modality"], strict=True)
+    keys = np.array(["/".join(g) for g in groups])
+    for key in np.unique(keys):
+        mine = splits[keys == key]
+        n = mine.size
+        # METHOD.md: 15 of a 155-slice volume per modality; round(0.1 n) in general
+        want = 15 if n == 155 else 5
+        assert (mine == "test").sum() == want, key
+        assert (mine == "train").sum() == n - want
+
+
+def test_paper_slice_split_is_deterministic_under_its_seed_and_changes_with_it():
+    index = _paper_index()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeakageWarning)
+        a = paper_slice_splits(index, seed=12345)
+        b = paper_slice_splits(index, seed=12345)
+        c = paper_slice_splits(index, seed=1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_paper_slice_split_falls_back_to_the_case_without_patient_ids_and_names_missing_columns():
+    index = _paper_index()
+    index["patient_id"] = np.array([""] * index["case_id"].size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeakageWarning)
+        splits = paper_slice_splits(index, seed=0)
+    assert (splits[index["case_id"] == "l1"] == "test").sum() == 5
+    del index["modality"]
+    with pytest.raises(ValueError, match="'modality'"):
+        paper_slice_splits(index, seed=0)
+
+
+# -- patient-level cross-validation (split="cv") ----------------------------------------------
+
+
+def _cv_index(patients_per_dataset: dict[str, int]) -> dict[str, np.ndarray]:
+    """Patients with one to three cases (every third patient has two more) of 4 slices."""
+    rows: list[tuple[str, str, str]] = []
+    for name, n in patients_per_dataset.items():
+        for p in range(n):
+            for c in range(3 if p % 3 == 0 else 1):
+                rows += [(name, f"{name}-p{p}-c{c}", f"{name}-p{p}")] * 4
+    dataset, case_id, patient_id = (np.array(c) for c in zip(*rows, strict=True))
+    return {"dataset": dataset, "case_id": case_id, "patient_id": patient_id}
+
+
+def _patients_in(index: dict[str, np.ndarray], splits: np.ndarray, part: str) -> set[str]:
+    keys = np.char.add(np.char.add(index["dataset"], "/"), index["patient_id"])
+    return set(keys[splits == part].tolist())
+
+
+CV_DATA = {"a": 23, "b": 8, "c": 3}
+
+
+@pytest.mark.parametrize("k", [2, 5, 34])
+def test_cv_tests_every_patient_exactly_once_and_never_trains_or_validates_on_it(k):
+    index = _cv_index(CV_DATA)
+    every = _patients_in(index, np.full(index["case_id"].size, "x"), "x")
+    tested: list[set[str]] = []
+    for fold in range(1, k + 1):
+        splits = cv_splits(index, k, fold, seed=7)
+        test = _patients_in(index, splits, "test")
+        train, val = _patients_in(index, splits, "train"), _patients_in(index, splits, "val")
+        assert test and train and val
+        assert not (test & train) and not (test & val) and not (train & val)  # by patient
+        assert test | train | val == every
+        tested.append(test)
+    assert sum(len(t) for t in tested) == len(every) == 34  # each patient in one test fold
+    assert set().union(*tested) == every
+    sizes = [len(t) for t in tested]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_cv_validates_ceil_15_percent_of_the_other_folds_patients_shared_by_dataset():
+    index = _cv_index(CV_DATA)
+    for k in (3, 4, 6):
+        for fold in range(1, k + 1):
+            splits = cv_splits(index, k, fold, seed=1)
+            rest = _patients_in(index, splits, "train") | _patients_in(index, splits, "val")
+            val = _patients_in(index, splits, "val")
+            want = max(1, math.ceil(Fraction(15, 100) * len(rest)))  # exact, no float ceil
+            assert len(val) == want
+            for name in CV_DATA:  # each dataset gets its proportional share, rounded
+                n_rest = sum(p.startswith(f"{name}/") for p in rest)
+                n_val = sum(p.startswith(f"{name}/") for p in val)
+                share = Fraction(want * n_rest, len(rest))
+                assert math.floor(share) <= n_val <= math.ceil(share)
+    # 20 patients outside the test fold: 15 % is exactly 3 (a float ceil would give 4)
+    index = _cv_index({"a": 25})
+    splits = cv_splits(index, 5, 1, seed=0)
+    assert len(_patients_in(index, splits, "val")) == 3
+
+
+def test_cv_folds_are_stratified_by_dataset():
+    index = _cv_index(CV_DATA)
+    k = 4
+    patient_folds = {}
+    for key, fold in zip(
+        np.char.add(np.char.add(index["dataset"], "/"), index["patient_id"]).tolist(),
+        cv_row_folds(index, k, seed=3).tolist(),
+        strict=True,
+    ):
+        assert patient_folds.setdefault(key, fold) == fold  # one fold per patient
+    for name, n in CV_DATA.items():
+        per_fold = [
+            sum(p.startswith(f"{name}/") and f == fold for p, f in patient_folds.items())
+            for fold in range(1, k + 1)
+        ]
+        assert sum(per_fold) == n and max(per_fold) - min(per_fold) <= 1
+
+
+def test_cv_is_deterministic_independent_of_row_order_and_changes_with_its_seed():
+    index = _cv_index(CV_DATA)
+    first = cv_splits(index, 5, 2, seed=11)
+    np.testing.assert_array_equal(first, cv_splits(index, 5, 2, seed=11))
+    order = np.random.default_rng(0).permutation(index["case_id"].size)
+    shuffled = {name: column[order] for name, column in index.items()}
+    np.testing.assert_array_equal(cv_splits(shuffled, 5, 2, seed=11), first[order])
+    assert not np.array_equal(cv_row_folds(index, 5, seed=12), cv_row_folds(index, 5, seed=11))
+
+
+def test_cv_falls_back_to_the_case_id_without_a_patient_id():
+    index = _cv_index({"a": 6})
+    index["patient_id"] = np.where(index["case_id"] == "a-p0-c1", "", index["patient_id"])
+    without = {name: index[name] for name in ("dataset", "case_id")}
+    folds = cv_row_folds(without, 3, seed=0)
+    case_folds = {c: set(folds[index["case_id"] == c].tolist()) for c in index["case_id"]}
+    assert all(len(f) == 1 for f in case_folds.values())  # the case is the unit
+    n_patients = len(set(index["case_id"].tolist()))  # 6 patients, 2 with 3 cases: 10 cases
+    assert n_patients == 10 and len(set(folds.tolist())) == 3
+    # an empty patient_id makes its case a patient of its own: 6 + 1 = 7 patients
+    mixed = cv_row_folds(index, 7, seed=0)
+    with pytest.raises(ValueError, match="at least 8 patients; the cache has 7"):
+        cv_row_folds(index, 8, seed=0)
+    fold_of = {c: int(mixed[index["case_id"] == c][0]) for c in ("a-p0-c0", "a-p0-c1", "a-p0-c2")}
+    assert fold_of["a-p0-c0"] == fold_of["a-p0-c2"] != fold_of["a-p0-c1"]
+
+
+def test_cv_case_folds_lists_each_case_once_with_the_fold_that_tests_it():
+    index = _cv_index(CV_DATA)
+    table = cv_case_folds(index, 4, seed=5)
+    assert list(table) == ["case_id", "patient_id", "dataset", "fold"]
+    cases = list(zip(table["dataset"].tolist(), table["case_id"].tolist(), strict=True))
+    assert len(cases) == len(set(cases)) == len(set(zip(index["dataset"], index["case_id"])))
+    for fold in range(1, 5):
+        splits = cv_splits(index, 4, fold, seed=5)
+        tested = set(index["case_id"][splits == "test"].tolist())
+        assert tested == set(table["case_id"][table["fold"] == fold].tolist())
+    for case, patient in zip(table["case_id"], table["patient_id"], strict=True):
+        assert case.startswith(f"{patient}-")
+
+
+def test_cv_refuses_bad_arguments_naming_the_numbers():
+    index = _cv_index({"a": 6})  # 6 patients
+    with pytest.raises(ValueError, match="integer >= 2, got 1"):
+        cv_row_folds(index, 1, seed=0)
+    with pytest.raises(ValueError, match=r"7-fold .* at least 7 patients; the cache has 6"):
+        cv_splits(index, 7, 1, seed=0)
+    with pytest.raises(ValueError, match=r"fold must be an integer in 1\.\.3, got 0"):
+        cv_splits(index, 3, 0, seed=0)
+    with pytest.raises(ValueError, match="seed must be"):
+        cv_row_folds(index, 3, seed=-1)
+    two = _cv_index({"a": 2})
+    with pytest.raises(ValueError, match=r"leaves 1 patient\(s\) outside .* at least 3 patients"):
+        cv_splits(two, 2, 1, seed=0)
+    with pytest.raises(ValueError, match="no 'dataset' column"):
+        cv_row_folds({"case_id": index["case_id"]}, 2, seed=0)

@@ -13,10 +13,12 @@ from calfseg.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    check_output_folder,
     error,
     label_list,
     non_negative_int,
     positive_int,
+    warn,
 )
 
 if TYPE_CHECKING:
@@ -26,7 +28,8 @@ PROG = "calf prepare"
 NORMALISATIONS = ("minmax-slice", "minmax-volume", "zscore-brain", "paper")
 # Options that --merge takes from the shards instead (dest names).
 _MADE_BY_SHARDS = (
-    "layout", "manifest", "label_source", "synthetic", "cases", "size", "modalities", "stack",
+    "layout", "manifest", "label_source", "synthetic", "cases", "slices", "size", "modalities",
+    "stack",
     "labels", "normalise", "mask_resize", "keep_aspect", "drop_outside_brain", "dtype",
     "split", "val", "test", "seed", "kfold", "fold", "shard", "on_error",
 )  # fmt: skip
@@ -45,14 +48,22 @@ def add_parser(commands: Any) -> None:
     )
     p.set_defaults(run=run)
     src = p.add_argument_group("source and target")
-    src.add_argument("src", metavar="SRC", type=Path, nargs="?", help="dataset folder")
+    src.add_argument(
+        "src",
+        metavar="SRC",
+        type=Path,
+        nargs="*",
+        help="dataset folder; several are pooled into one cache, each with its own layout "
+        "(docs/sources.md)",
+    )
     src.add_argument("--out", metavar="CACHE", type=Path, help="cache folder to write")
     src.add_argument(
         "--layout",
         default="auto",
         metavar="NAME",
         help="dataset layout: auto (detect, default), brats2015, brats2021, brats2023, "
-        "ucsf-pdgm, upenn-gbm, lgg-kaggle, folder",
+        "ucsf-pdgm, upenn-gbm, lgg-kaggle, lgg-1p19q, folder; several SRC: auto or one "
+        "per SRC, comma-separated",
     )
     src.add_argument("--manifest", type=Path, metavar="CSV", help="manifest of --layout folder")
     src.add_argument(
@@ -66,6 +77,9 @@ def add_parser(commands: Any) -> None:
         help="write generated cases of a calfseg.data.synthetic preset instead of SRC",
     )
     src.add_argument("--cases", type=positive_int, metavar="N", help="--synthetic: number of cases")
+    src.add_argument(
+        "--slices", type=positive_int, metavar="N", help="--synthetic: axial slices per case"
+    )
     src.add_argument(
         "--merge",
         metavar="CACHE",
@@ -171,6 +185,12 @@ def add_parser(commands: Any) -> None:
         help="stop at the first unreadable case (default) or skip it and list it at the "
         "end; either way the exit code is 1",
     )
+    run_.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a cache in --out that was made from another source or with other "
+        "options or splits (without it that is an error; an identical rerun needs none)",
+    )
     run_.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -222,12 +242,17 @@ def _run(args: argparse.Namespace) -> int:
         return _finish(report)
     if args.out is None:
         return error(PROG, "the cache folder is required: --out CACHE", EXIT_USAGE)
-    if (args.src is None) == (args.synthetic is None):
+    unwritable = check_output_folder(args.out, "--out")
+    if unwritable is not None:
+        return error(PROG, unwritable, EXIT_FAILURE)
+    if bool(args.src) == (args.synthetic is not None):
         return error(PROG, "give either SRC (a dataset folder) or --synthetic PRESET", EXIT_USAGE)
-    if args.src is not None and not args.src.is_dir():
-        return error(PROG, f"no such folder: {args.src}", EXIT_USAGE)
-    if args.cases is not None and args.synthetic is None:
-        return error(PROG, "--cases applies to --synthetic", EXIT_USAGE)
+    missing = [str(src) for src in args.src if not src.is_dir()]
+    if missing:
+        return error(PROG, f"no such folder: {', '.join(missing)}", EXIT_USAGE)
+    for flag in ("cases", "slices"):
+        if getattr(args, flag) is not None and args.synthetic is None:
+            return error(PROG, f"--{flag} applies to --synthetic", EXIT_USAGE)
     try:
         options, splits = _options(args)
     except ValueError as err:
@@ -243,6 +268,7 @@ def _run(args: argparse.Namespace) -> int:
             "test (the paper's protocol); test scores are inflated",
             file=sys.stderr,
         )
+    before = _digest(args.out)
     report = prepare_cache(
         source,
         args.out,
@@ -252,8 +278,36 @@ def _run(args: argparse.Namespace) -> int:
         shard=args.shard,
         on_error=args.on_error,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
-    return _finish(report)
+    code = _finish(report)
+    after = _digest(args.out)
+    if before is not None and after is not None and before != after:
+        print(
+            f"{PROG}: the cache in {args.out} changed (digest {before} -> {after}): runs "
+            "trained on the old one are not resumed or skipped against it (calf train "
+            "--resume, calf benchmark)",
+            file=sys.stderr,
+        )
+    from calfseg.cli.degenerate import lesion_problems  # degenerate data: an error or a warning
+
+    first_src = args.src[0] if args.src else None
+    problem, caution = lesion_problems(report.cache, first_src, args.labels)
+    if caution is not None:
+        warn(PROG, caution)
+    return error(PROG, problem, EXIT_FAILURE) if problem is not None else code
+
+
+def _digest(cache: Path) -> str | None:
+    """The digest of a finished cache at ``cache``, or None when there is none."""
+    from calfseg.data.cache import CacheError, cache_digest, read_meta
+
+    if read_meta(cache) is None:
+        return None
+    try:
+        return cache_digest(cache)
+    except CacheError:
+        return None
 
 
 def _options(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -299,7 +353,7 @@ def _default_size(args: argparse.Namespace) -> int:
 
 def _source(args: argparse.Namespace) -> tuple[Any, str] | int:
     """The PrepareSource and a line saying what it is, or an exit code."""
-    from calfseg.data.prepare_source import folder_source, synthetic_source
+    from calfseg.data.prepare_source import folder_source, pooled_source, synthetic_source
 
     if args.synthetic is not None:
         from calfseg.data.synthetic import PRESETS
@@ -309,7 +363,9 @@ def _source(args: argparse.Namespace) -> tuple[Any, str] | int:
             return error(
                 PROG, f"unknown --synthetic preset {args.synthetic!r}; known: {known}", EXIT_USAGE
             )
-        source = synthetic_source(args.synthetic, cases=args.cases, seed=args.seed, size=args.size)
+        source = synthetic_source(
+            args.synthetic, cases=args.cases, slices=args.slices, seed=args.seed, size=args.size
+        )
         return source, f"synthetic preset {args.synthetic} (seed {args.seed})"
     reader_options: dict[str, Any] = {}
     if args.manifest is not None:
@@ -317,14 +373,16 @@ def _source(args: argparse.Namespace) -> tuple[Any, str] | int:
     if args.label_source is not None:
         reader_options["labels"] = args.label_source
     try:
-        return folder_source(args.src, args.layout, **reader_options)
+        if len(args.src) > 1:
+            return pooled_source(args.src, args.layout, **reader_options)
+        return folder_source(args.src[0], args.layout, **reader_options)
     except (ValueError, TypeError, OSError) as err:
-        return error(PROG, f"{args.src}: {err}", EXIT_USAGE)
+        return error(PROG, f"{' '.join(map(str, args.src))}: {err}", EXIT_USAGE)
 
 
 def _options_given_with_merge(args: argparse.Namespace) -> list[str]:
     given = []
-    if args.src is not None or args.out is not None:
+    if args.src or args.out is not None:
         given.append("SRC/--out")
     parser_defaults = {
         "layout": "auto", "modalities": "paper", "stack": False, "normalise": "minmax-slice",

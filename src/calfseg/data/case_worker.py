@@ -12,8 +12,10 @@ a script calling this with ``workers > 1`` needs the ``if __name__ == "__main__"
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -27,7 +29,7 @@ from calfseg.data.file_state import FileState, sha256_file
 from calfseg.data.prepare_source import label_source, source_files
 from calfseg.data.preprocess import PreprocessOptions, slice_case
 from calfseg.data.sources.base import CaseError, CaseFiles, SourceReader
-from calfseg.extras import require
+from calfseg.progress import progress_bar
 
 
 @dataclass(frozen=True)
@@ -123,17 +125,7 @@ def run_cases(
     running finish and keep their parts). ``progress`` draws a tqdm bar on stderr."""
     if not jobs:
         return
-    bar = None
-    if progress:
-        tqdm = require("tqdm", "the progress bar").tqdm
-        bar = tqdm(
-            total=len(jobs),
-            desc="preparing",
-            unit="case",
-            file=sys.stderr,
-            leave=False,
-            disable=None,
-        )
+    bar = progress_bar(len(jobs), "preparing", progress, unit="case")
     try:
         for outcome in _outcomes(task, jobs, workers):
             if bar is not None:
@@ -153,14 +145,15 @@ def _outcomes(task: CaseTask, jobs: Sequence[CaseJob], workers: int) -> Iterator
             yield prepare_case(task, job)
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=_pool_context(),
-        initializer=_init_worker,
-        initargs=(threads,),
-    )
-    try:
+    with _ctrl_c_deferred():  # an interrupt mid-launch would strand half-started workers
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_pool_context(),
+            initializer=_init_worker,
+            initargs=(threads,),
+        )
         futures: list[Future[CaseOutcome]] = [pool.submit(prepare_case, task, j) for j in jobs]
+    try:
         for future in as_completed(futures):
             yield future.result()
     finally:
@@ -173,11 +166,48 @@ def _pool_context() -> BaseContext:
     if "forkserver" in get_all_start_methods():
         context = get_context("forkserver")
         context.set_forkserver_preload([__name__])
+        _start_forkserver_deaf_to_ctrl_c()
         return context
     return get_context("spawn")
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back until the block is done, then raise KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _start_forkserver_deaf_to_ctrl_c() -> None:
+    """Start the forkserver with SIGINT ignored (kept across exec): a Ctrl-C while it
+    imports torch would otherwise print its own traceback; this process handles Ctrl-C."""
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _init_worker(threads: int) -> None:
     import torch
+
+    # Ctrl-C reaches the whole process group: the parent stops the run (cancels the cases
+    # not started, waits for the running ones) and prints one line; a worker interrupted
+    # mid-case would only add a traceback per process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     torch.set_num_threads(threads)

@@ -51,6 +51,8 @@ class SliceDataset(Dataset[Sample]):
         augment: random flips and 90-degree rotations (same for image and mask), seeded by
             ``(seed, epoch, cache row)``; call :meth:`set_epoch` each epoch.
         seed: seed of the augmentation (and the default seed of :meth:`batch_loader`).
+        splits: the split name of every cache row, replacing index.csv's ``split`` column
+            (a run that re-deals the rows, e.g. :func:`calfseg.data.splits.paper_slice_splits`).
 
     The memory maps are opened lazily in each process that reads, so the dataset pickles to
     DataLoader workers (fork or spawn) as its path, meta and row numbers only.
@@ -64,11 +66,16 @@ class SliceDataset(Dataset[Sample]):
         transform: SampleTransform | None = None,
         augment: bool = False,
         seed: int = 0,
+        splits: np.ndarray | None = None,
     ) -> None:
         self.path = Path(cache)
         arrays = SliceCache.open(self.path)
         self.meta = arrays.meta
-        rows = _split_rows(arrays.index["split"], split, self.path)
+        n_rows = len(arrays.index["split"])
+        if splits is not None and len(splits) != n_rows:
+            raise ValueError(f"splits has {len(splits)} entries for the cache's {n_rows} rows")
+        split_column = arrays.index["split"] if splits is None else np.asarray(splits)
+        rows = _split_rows(split_column, split, self.path)
         self.filters = tuple(filters)
         selected = apply_filters(arrays.index, self.filters, rows)
         if selected.size == 0:

@@ -13,11 +13,18 @@ LAST axis):
 - ``.tif`` / ``.tiff``: tifffile, first series. A multi-page stack ``(pages, H, W)`` is
   returned as ``(H, W, pages)`` (a view), so that one page is one slice like for NIfTI.
 
-A label mask holds integer labels: float files are accepted when every value is a whole
-number (BraTS stores its labels as float32), within 1e-3 to absorb the rounding of NIfTI
-scale factors; a fractional value, NaN, or more than
-``max_labels`` distinct values means the file is an image, not a mask, and is refused with
-a :class:`MaskFileError` naming the file.
+A label mask holds integer labels. An integer (or bool) file is a mask whatever its number
+of labels: whole-body CT segmentations have 100+ labels, brain atlases 116 regions, and the
+foreground is chosen with ``labels`` (``--label``/``--labels``). Float files are accepted when
+every value is a whole number (BraTS stores its labels as float32), within 1e-3 to absorb
+the rounding of NIfTI scale factors; a fractional value or NaN means the file is an image,
+and so do more than ``max_labels`` distinct whole numbers in a FLOAT file (a scan stored
+as rounded floats). Both are refused with a :class:`MaskFileError` naming the file and
+what overrides the check. PNG and TIFF are the exception to "integer means labels": they
+store grey photographs as integers too, so a PNG/TIFF with more than ``max_labels``
+distinct grey values is refused as an image (palette PNGs, whose values are indices, and
+``--max-labels`` override this); a folder of PNG scans and masks would otherwise be
+counted as masks without a word.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ _CHUNK = 1 << 22
 # scale factor (scl_slope/scl_inter) read back as e.g. 0.99999997 instead of 1.
 _INTEGER_TOLERANCE = 1e-3
 _GREY_PHOTOMETRIC = (0, 1)  # TIFF MINISWHITE, MINISBLACK: extra samples are not colour
+# Formats that hold grey photographs as integers: their integer data is checked too.
+_RASTER = (".png", ".tif", ".tiff")
 
 
 class MaskFileError(ValueError):
@@ -102,12 +111,14 @@ def _matches(path: Path, base: Path, pattern: str) -> bool:
 def read_mask(path: str | os.PathLike[str], *, max_labels: int = DEFAULT_MAX_LABELS) -> np.ndarray:
     """Read a mask file as an integer label array, 2D or 3D with slices on the last axis.
 
-    Integer files keep their dtype (``.npy`` stays memory-mapped); bool becomes uint8; float
-    files with whole-number values become the smallest integer dtype that holds them.
+    Integer files keep their dtype (``.npy`` stays memory-mapped) and any number of labels;
+    bool becomes uint8; float files with whole-number values become the smallest integer
+    dtype that holds them, and may hold at most ``max_labels`` distinct values.
 
     Raises:
         MaskFileError: unreadable or corrupt file, unsupported shape or dtype, non-integer
-            values, or more than ``max_labels`` distinct values ("looks like an image").
+            values, or a float file with more than ``max_labels`` distinct values ("looks
+            like an image").
         calfseg.extras.MissingExtraError: the reader's package is not installed.
     """
     path = Path(path)
@@ -122,7 +133,7 @@ def read_mask(path: str | os.PathLike[str], *, max_labels: int = DEFAULT_MAX_LAB
         raise
     except Exception as err:  # readers raise anything from OSError to zlib.error on bad files
         raise MaskFileError(path, f"cannot read the file ({type(err).__name__}: {err})") from err
-    return _as_label_array(raw, path, max_labels)
+    return _as_label_array(raw, path, max_labels, integer_is_label=suffix not in _RASTER)
 
 
 def foreground(label_array: np.ndarray, labels: Iterable[int] | None = None) -> np.ndarray:
@@ -212,7 +223,12 @@ _READER_MODULES = {
 # -- validation ---------------------------------------------------------------------------
 
 
-def _as_label_array(raw: np.ndarray, path: Path, max_labels: int) -> np.ndarray:
+def _as_label_array(
+    raw: np.ndarray, path: Path, max_labels: int, *, integer_is_label: bool = True
+) -> np.ndarray:
+    """``raw`` as a 2D/3D integer label array. Integer data is a label map whatever its
+    number of labels when ``integer_is_label``; float data (and, without it, integer data)
+    may hold at most ``max_labels`` distinct whole numbers."""
     array = np.asarray(raw)
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -224,16 +240,25 @@ def _as_label_array(raw: np.ndarray, path: Path, max_labels: int) -> np.ndarray:
         raise MaskFileError(path, f"holds no pixels (shape {array.shape})")
     if array.dtype == np.bool_:
         return array.view(np.uint8)
-    if np.issubdtype(array.dtype, np.floating):
+    what = "values"
+    if np.issubdtype(array.dtype, np.integer):
+        if integer_is_label:
+            return array  # a label map, whatever its number of labels
+        what = "grey values"
+    elif np.issubdtype(array.dtype, np.floating):
         array = _float_to_labels(array, path)
-    elif not np.issubdtype(array.dtype, np.integer):
+        what = "whole-number float values"
+    else:
         raise MaskFileError(path, f"has dtype {array.dtype}, not integer labels")
-    distinct = _count_distinct(array, max_labels)
-    if distinct > max_labels:
+    # Many whole-number floats are more likely a scan than labels (a CT in Hounsfield units
+    # saved as float), and so are many grey levels in a PNG/TIFF.
+    if _count_distinct(array, max_labels) > max_labels:
+        store = "a NIfTI/NPY of integers" if integer_is_label is False else "integers"
         raise MaskFileError(
             path,
-            f"looks like an image, not a mask: more than {max_labels} distinct values "
-            f"(max_labels={max_labels})",
+            f"looks like an image, not a mask: more than {max_labels} distinct {what}; "
+            f"if it is a label map, raise the limit with --max-labels N (max_labels= in "
+            f"Python) or store it as {store} (accepted with any number of labels)",
         )
     return array
 

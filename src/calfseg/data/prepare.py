@@ -67,6 +67,15 @@ class CaseFailedError(PrepareError):
     """A case could not be read under ``on_error="stop"``; the message names case and file."""
 
 
+class CacheReplaceError(PrepareError):
+    """``--out`` holds a finished cache made with other settings; replacing it needs
+    ``overwrite`` (the message names what differs)."""
+
+    def __init__(self, message: str, differences: Sequence[str]) -> None:
+        super().__init__(message)
+        self.differences = list(differences)
+
+
 class MissingPartsError(PrepareError):
     """Assembly needs parts that are not there (unfinished shards or cases)."""
 
@@ -125,11 +134,17 @@ def prepare_cache(
     shard: tuple[int, int] | None = None,
     on_error: OnError = "stop",
     progress: bool = False,
+    overwrite: bool = False,
 ) -> PrepareReport:
     """Prepare ``source`` into the cache folder ``cache`` (see the module docstring).
 
+    ``overwrite``: replace a finished cache at ``cache`` that was made from another source
+    or with other preprocessing or split options (without it: :class:`CacheReplaceError`).
+    An identical rerun, a resumed one and one over changed source files need no overwrite.
+
     Raises:
         CaseFailedError: a case failed under ``on_error="stop"`` (finished parts stay).
+        CacheReplaceError: a cache of other settings is there and ``overwrite`` is False.
         PrepareError: no cases, a target folder that is not a cache, every case skipped.
     """
     start = time.perf_counter()
@@ -144,10 +159,13 @@ def prepare_cache(
         raise PrepareError(f"cannot list the cases of {source.describe()}: {err}") from err
     if not cases:
         raise PrepareError(f"no cases found in {source.describe()}")
+    _check_kfold(splits, cases, source.describe())
     states = {_key(c): stat_files(source_files(c), source.root) for c in cases}
     key = options_key(source.identity, options)
     settings = _settings(source.identity, options, splits, key)
     previous = read_meta(out)
+    if previous is not None and not overwrite:
+        _refuse_other_settings(out, previous, settings)
     if previous is not None and not all((out / f).is_file() for f in _ARRAY_FILES):
         previous = None  # a damaged cache: rebuild it
     if shard is None and _up_to_date(previous, settings, states, on_error):
@@ -288,6 +306,50 @@ def check_target(out: Path) -> None:
 
 
 # -- internals ----------------------------------------------------------------------------
+
+
+def _check_kfold(splits: SplitOptions, cases: Sequence[CaseFiles], where: str) -> None:
+    """K folds need K patients: said before any case is read (splits group by patient)."""
+    patients = len({(c.dataset, c.patient) for c in cases})
+    if splits.kfold is not None and splits.kfold > patients:
+        raise PrepareError(
+            f"--kfold {splits.kfold} needs at least {splits.kfold} patients, but "
+            f"{where} has {patients}; the largest K possible is {patients}"
+        )
+
+
+def settings_differences(meta: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """What a finished cache's meta.json records differently from ``settings`` (source,
+    preprocessing options, splits), one ``"name old -> new"`` phrase per option."""
+    plain = json.loads(json.dumps(settings))  # tuples -> lists, as meta.json holds them
+    found = []
+    for section in ("source", "options", "splits"):
+        old, new = meta.get(section), plain.get(section)
+        if old == new:
+            continue
+        if not (isinstance(old, dict) and isinstance(new, dict)):
+            found.append(f"{section} {_brief(old)} -> {_brief(new)}")
+            continue
+        for name in [*old, *(k for k in new if k not in old)]:
+            if old.get(name) != new.get(name):
+                label = name if section != "source" else f"source {name}"
+                found.append(f"{label} {_brief(old.get(name))} -> {_brief(new.get(name))}")
+    return found
+
+
+def _refuse_other_settings(out: Path, meta: dict[str, Any], settings: dict[str, Any]) -> None:
+    differences = settings_differences(meta, settings)
+    if differences:
+        raise CacheReplaceError(
+            f"{out} holds a cache made with other settings ({'; '.join(differences)}); "
+            "replacing it would change what runs and checkpoints trained on it read: pass "
+            "--overwrite to replace it, or choose another --out",
+            differences,
+        )
+
+
+def _brief(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def _key(case: CaseFiles) -> CaseKey:

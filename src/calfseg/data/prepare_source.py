@@ -58,15 +58,40 @@ def folder_source(
     return reader_source(reader, root, **options), message
 
 
+def pooled_source(
+    roots: list[Path], layout: str = "auto", **options: Any
+) -> tuple[PrepareSource, str]:
+    """Several dataset folders as one source (:mod:`calfseg.data.sources.pooled`): ``layout``
+    is ``auto`` or one layout per root, comma-separated. Paths are recorded relative to the
+    roots' common folder; the identity names every root and its layout."""
+    from calfseg.data.sources.pooled import open_pooled
+
+    layouts = None if layout == "auto" else [part.strip() for part in layout.split(",")]
+    reader, message = open_pooled(roots, layouts, **options)
+    common = os.path.commonpath([os.path.abspath(root) for root in roots])
+    members = [f"{name}={os.path.abspath(root)}" for name, (_, root) in reader.members.items()]
+    return reader_source(reader, common, pooled=members, **options), message
+
+
 def synthetic_source(
-    preset: str, *, cases: int | None = None, seed: int = 0, size: int | None = None
+    preset: str,
+    *,
+    cases: int | None = None,
+    slices: int | None = None,
+    seed: int = 0,
+    size: int | None = None,
 ) -> PrepareSource:
-    """Generated cases of a :mod:`calfseg.data.synthetic` preset."""
+    """Generated cases of a :mod:`calfseg.data.synthetic` preset (``cases``, ``slices`` per
+    case and ``size`` override the preset's)."""
     from calfseg.data.synthetic import SyntheticSource
 
-    reader = SyntheticSource(preset=preset, n_cases=cases, size=size, seed=seed)
-    source = reader_source(reader, None, preset=preset, cases=cases, seed=seed, size=size)
-    return source
+    reader = SyntheticSource(
+        preset=preset, n_cases=cases, slices_per_case=slices, size=size, seed=seed
+    )
+    # slices enters the source record only when set, so that caches prepared before the
+    # option existed keep their source record (and are not re-prepared).
+    extra = {} if slices is None else {"slices": slices}
+    return reader_source(reader, None, preset=preset, cases=cases, seed=seed, size=size, **extra)
 
 
 def source_files(case: CaseFiles) -> tuple[Path, ...]:

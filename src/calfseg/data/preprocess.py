@@ -20,8 +20,10 @@ Intensity normalisations, each giving float32 in [0, 1]:
   ``clip(z, -5, 5)`` mapped linearly to [0, 1] (``(z + 5) / 10``: the brain's mean lands at
   0.5, one sd is 0.1); voxels that are exactly 0 (outside the brain) stay 0. A brain of one
   value maps to 0.5.
-- ``paper``: ``minmax-slice``, except ``minmax-volume`` for the FLAIR of UPENN-GBM, as the
-  authors did.
+- ``paper``: ``minmax-slice`` for every dataset and modality. (An earlier reading had the
+  authors use a per-volume min-max for UPENN-GBM FLAIR; their notebook's per-volume scaling
+  is undone when each slice is saved with matplotlib's ``imsave``, which rescales every
+  slice to its own range: METHOD.md section 5, correction.)
 
 Resizing: slices of any shape become ``size x size``. A non-square slice is stretched to the
 square unless ``keep_aspect`` pads it first (centred, with zeros, after normalisation). The
@@ -357,9 +359,8 @@ def slice_case(volumes: CaseVolumes, options: PreprocessOptions) -> CaseSlices:
     chosen_slices: slice | np.ndarray = slice(None) if len(keep) == label.shape[-1] else keep
     stack = np.empty((len(keep), len(chosen), *label.shape[:2]), dtype=np.float32)
     for c, (name, image) in enumerate(zip(chosen, raw)):
-        method = _normalisation_for(options.normalise, volumes.dataset, name)
         try:
-            normalised = normalise(image, method)
+            normalised = normalise(image, options.normalise)
         except ValueError as err:
             raise CaseError(case_id, f"{name}: {err}") from None
         stack[:, c] = np.moveaxis(normalised[..., chosen_slices], -1, 0)
@@ -392,10 +393,3 @@ def slice_case(volumes: CaseVolumes, options: PreprocessOptions) -> CaseSlices:
             float(spacing[1]) * side_y / options.size,
         ),
     )
-
-
-def _normalisation_for(method: str, dataset: str, modality: str) -> str:
-    if method == "paper":
-        upenn_flair = dataset.lower().startswith("upenn") and modality == "flair"
-        return "minmax-volume" if upenn_flair else "minmax-slice"
-    return method

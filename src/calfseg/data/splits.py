@@ -10,9 +10,19 @@ fraction of the slices of EVERY case goes to test (likewise ``val``), so neighbo
 slices of one patient, nearly identical images, sit on both sides of the split. It inflates
 test scores and is offered for fidelity only; it warns with :class:`LeakageWarning`.
 
+:func:`paper_slice_splits` re-deals the rows of a finished cache the paper's way (used by a
+training run's ``split="paper-slices"``): 10 % of the slices of every (dataset, patient,
+modality) to test, the rest to train, no validation.
+
+:func:`cv_splits` re-deals them for patient-level k-fold cross-validation (a training run's
+``split="cv"``, ``calf benchmark --folds K``): patients dealt to folds 1..k stratified by
+dataset (:func:`cv_row_folds`, :func:`cv_case_folds` for ``folds.csv``), fold ``fold``
+test, ceil(15 %) of the other folds' patients val, the rest train.
+
 Every random choice is drawn from a generator seeded by ``(seed, purpose, dataset[, case])``
 (names hashed with CRC-32), so a dataset's assignment does not change when other datasets
-are added, and the result does not depend on the order of the rows.
+are added (the k-fold deals, which run on from one dataset to the next, keep each dataset's
+order but may shift its folds), and the result does not depend on the order of the rows.
 """
 
 from __future__ import annotations
@@ -31,7 +41,13 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_FRACTIONS: Mapping[str, float] = MappingProxyType({"train": 0.8, "val": 0.1, "test": 0.1})
 SplitMode = Literal["case", "slice"]
 SPLIT_MODES: tuple[str, ...] = ("case", "slice")
+PAPER_FRACTIONS: Mapping[str, float] = MappingProxyType({"train": 0.9, "val": 0.0, "test": 0.1})
+"""The paper's slice split: about 10 % of every patient's slices per modality to test (15 of
+a 155-slice volume), no validation set (METHOD.md section 5)."""
 _FRACTION_TOLERANCE = 1e-6
+CV_VAL_PERCENT = 15
+"""Share of the non-test patients of a cross-validation fold that validate: ceil(15 %)."""
+CV_FOLD_COLUMNS: tuple[str, ...] = ("case_id", "patient_id", "dataset", "fold")
 
 
 class LeakageWarning(UserWarning):
@@ -149,6 +165,44 @@ def assign_splits(
     raise ValueError(f"mode must be one of {SPLIT_MODES}, got {mode!r}")
 
 
+def paper_slice_splits(index: Mapping[str, np.ndarray], *, seed: int) -> np.ndarray:
+    """The paper's split of a cache's rows: one split name per row, ``"train"`` or ``"test"``.
+
+    Rows are grouped by (dataset, patient, modality): the paper took about 10 % of the
+    slices of every patient and modality into its test set (15 of 155 per modality; 5 per
+    LGG patient), so every patient is in both parts. Each group's slices are dealt with
+    :data:`PAPER_FRACTIONS` by :func:`assign_splits` in slice mode: counts by
+    :func:`split_counts` (155 slices -> 140 train, 15 test), the slices chosen by a
+    permutation seeded by ``(seed, dataset, group)``. Warns with :class:`LeakageWarning`.
+
+    Args:
+        index: the cache's index columns (``SliceCache.index``): ``dataset``, ``case_id``,
+            ``modality`` and, when present, ``patient_id`` (the split group; else the case).
+        seed: seeds the choice of each group's test slices (non-negative integer).
+    """
+    for column in ("dataset", "case_id", "modality"):
+        if column not in index:
+            raise ValueError(f"the cache index has no {column!r} column (columns: {sorted(index)})")
+    patients = index.get("patient_id", index["case_id"])
+    patients = np.where(np.asarray(patients, dtype=str) == "", index["case_id"], patients)
+    # One group per (patient, modality); the dataset is the stratum of assign_splits.
+    groups = np.char.add(np.char.add(np.asarray(patients, dtype=str), "\x1f"), index["modality"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LeakageWarning)  # replaced by the warning below
+        splits = assign_splits(
+            groups, np.asarray(index["dataset"], dtype=str), fractions=PAPER_FRACTIONS,
+            seed=seed, mode="slice",
+        )  # fmt: skip
+    warnings.warn(
+        "the paper's slice-level split: 10 % of every patient's slices per modality go to "
+        "test and the rest to train, so every patient is on both sides and test scores are "
+        "inflated (as in the paper). The project protocol splits by patient.",
+        LeakageWarning,
+        stacklevel=2,
+    )
+    return splits
+
+
 def kfold_splits(
     case_ids: Sequence[str] | np.ndarray,
     datasets: Sequence[str] | np.ndarray,
@@ -229,3 +283,141 @@ def _rng(seed: int, *keys: str) -> np.random.Generator:
 def _check_seed(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def cv_row_folds(index: Mapping[str, np.ndarray], k: int, *, seed: int) -> np.ndarray:
+    """The cross-validation fold (1..k) of every row of a cache index.
+
+    Patients, not slices or cases, are dealt: a patient is ``patient_id`` (the case id where
+    that column is absent or empty) within its dataset. Each dataset's patients, in an order
+    seeded by ``(seed, dataset)``, are dealt round-robin to folds 1..k, the deal running on
+    from one dataset to the next (datasets in sorted order), so fold sizes differ by at most
+    one patient overall and within each dataset (stratified by dataset). The result does
+    not depend on the order of the rows.
+
+    Args:
+        index: the cache's index columns (``SliceCache.index``): ``case_id``, ``dataset``
+            and, when present, ``patient_id``.
+        k: the number of folds, at least 2 and at most the number of patients.
+        seed: seeds the deal (non-negative integer).
+
+    Raises:
+        ValueError: a bad ``k`` or ``seed``, a missing column, or fewer patients than ``k``
+            (the message names both numbers).
+    """
+    patient_of_row, patient_fold, _ = _dealt_patients(index, k, seed)
+    return patient_fold[patient_of_row]
+
+
+def cv_splits(index: Mapping[str, np.ndarray], k: int, fold: int, *, seed: int) -> np.ndarray:
+    """One split name per row of a cache index for fold ``fold`` (1..k) of k-fold
+    patient-level cross-validation (a training run's ``split="cv"``).
+
+    - test: the patients of fold ``fold`` (:func:`cv_row_folds`);
+    - val: ``n_val = max(1, ceil(15 % of n_rest))`` of the ``n_rest`` patients of the other
+      folds, shared among the datasets in proportion to their patients there (largest
+      remainder), each dataset's drawn by a permutation seeded by ``(seed, dataset, fold)``;
+    - train: the other folds' remaining patients.
+
+    All slices of a patient go to one part. Over ``fold = 1..k`` every patient is test
+    exactly once. The same ``(index, k, seed)`` gives the same folds for every run, so the
+    runs of a benchmark (any model, loss or training seed) are tested on the same cases.
+
+    Raises:
+        ValueError: as :func:`cv_row_folds`; a fold outside 1..k; fewer than 2 patients
+            outside the test fold (no room for both a train and a val part).
+    """
+    patient_of_row, patient_fold, patient_dataset = _dealt_patients(index, k, seed)
+    if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 1 <= fold <= k:
+        raise ValueError(f"fold must be an integer in 1..{k}, got {fold!r}")
+    rest = np.flatnonzero(patient_fold != fold)
+    if rest.size < 2:
+        raise ValueError(
+            f"fold {fold} of {k} leaves {rest.size} patient(s) outside its test fold: at least "
+            f"2 are needed (one to train, one to validate); use a cache with at least "
+            f"{k + 1} patients or fewer folds"
+        )
+    n_val = max(1, -(-CV_VAL_PERCENT * rest.size // 100))  # ceil in integers: exact
+    names = np.unique(patient_dataset[rest])
+    sizes = [int((patient_dataset[rest] == name).sum()) for name in names]
+    per_patient = np.full(patient_dataset.size, "train", dtype="<U5")
+    per_patient[patient_fold == fold] = "test"
+    for name, count in zip(names, _apportion(n_val, sizes), strict=True):
+        members = rest[patient_dataset[rest] == name]
+        order = members[_rng(seed, "cv-val", str(name), str(fold)).permutation(members.size)]
+        per_patient[order[:count]] = "val"
+    return per_patient[patient_of_row]
+
+
+def cv_case_folds(index: Mapping[str, np.ndarray], k: int, *, seed: int) -> dict[str, np.ndarray]:
+    """One row per case (dataset, case id): the columns of :data:`CV_FOLD_COLUMNS`
+    (``case_id``, ``patient_id``, ``dataset``, ``fold``), sorted by dataset then case id;
+    the table a benchmark writes to ``OUT/folds.csv``."""
+    folds = cv_row_folds(index, k, seed=seed)
+    patients = _patient_ids(index)
+    cases, inverse, case_dataset = _case_table(index["case_id"], index["dataset"])
+    _, first = np.unique(inverse, return_index=True)  # each case's first row
+    return {
+        "case_id": cases,
+        "patient_id": patients[first],
+        "dataset": case_dataset,
+        "fold": folds[first],
+    }
+
+
+def _patient_ids(index: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each row's patient: ``patient_id``, or the case id where that is absent or empty."""
+    for column in ("case_id", "dataset"):
+        if column not in index:
+            raise ValueError(f"the cache index has no {column!r} column (columns: {sorted(index)})")
+    case_ids = np.asarray(index["case_id"], dtype=str)
+    if "patient_id" not in index:
+        return case_ids
+    patients = np.asarray(index["patient_id"], dtype=str)
+    return np.where(patients == "", case_ids, patients)
+
+
+def _dealt_patients(
+    index: Mapping[str, np.ndarray], k: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The checked deal of :func:`cv_row_folds`: each row's position among the patients
+    ((dataset, patient id) pairs, sorted), each patient's fold (1..k) and dataset."""
+    _check_seed(seed)
+    _check_k(k)
+    _, patient_of_row, patient_dataset = _case_table(
+        _patient_ids(index), np.asarray(index["dataset"], dtype=str)
+    )
+    if patient_dataset.size < k:
+        raise ValueError(
+            f"{k}-fold cross-validation needs at least {k} patients; the cache has "
+            f"{patient_dataset.size}"
+        )
+    return patient_of_row, _patient_folds(patient_dataset, k, seed), patient_dataset
+
+
+def _patient_folds(patient_dataset: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Each patient's fold, 1..k: the round-robin deal of :func:`cv_row_folds`."""
+    folds = np.zeros(patient_dataset.size, dtype=np.int64)
+    dealt = 0
+    for name in np.unique(patient_dataset):
+        members = np.flatnonzero(patient_dataset == name)
+        order = members[_rng(seed, "cv-folds", str(name)).permutation(members.size)]
+        folds[order] = (dealt + np.arange(order.size)) % k + 1
+        dealt += order.size
+    return folds
+
+
+def _apportion(total: int, sizes: Sequence[int]) -> list[int]:
+    """Share ``total`` items among groups in proportion to ``sizes`` (largest remainder, in
+    integers; ties to the earlier group). Needs ``total <= sum(sizes)``."""
+    whole = sum(sizes)
+    counts = [total * size // whole for size in sizes]
+    remainders = [total * size % whole for size in sizes]
+    for i in sorted(range(len(sizes)), key=lambda i: -remainders[i])[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
+        raise ValueError(f"the number of folds must be an integer >= 2, got {k!r}")

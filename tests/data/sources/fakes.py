@@ -119,3 +119,31 @@ def kaggle_case(root: Path, case_id: str, slices: int = 12, size: int = 6) -> No
         mask = np.zeros((size, size + 1), dtype=np.uint8)
         mask[0, : k % (size + 1)] = 255
         tifffile.imwrite(folder / f"{case_id}_{k}_mask.tif", mask)
+
+
+def lgg_1p19q_slices(root: Path, case_id: str, slices: int = 11, size: int = 6, t1: bool = False):
+    """The authors' layout: ``T2/t2_slice_01.png`` (zero-padded, as their DICOM names) and
+    ``Segmentation/tumor_slice_1.png`` (not padded). Slice K's T2 pixels are 10 + K (T1:
+    100 + K); its mask (0 / 255) covers the first K mod 5 pixels of its first row."""
+    from PIL import Image
+
+    folder = root / case_id
+    for sub in ("T2", "Segmentation", *(("T1",) if t1 else ())):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for k in range(1, slices + 1):
+        grey = np.full((size, size + 1), 10 + k, dtype=np.uint8)
+        grey[-1, -1] = 0  # not constant, like a real slice
+        Image.fromarray(grey).save(folder / "T2" / f"t2_slice_{k:02d}.png")
+        if t1:
+            Image.fromarray(grey + 90).save(folder / "T1" / f"t1_slice_{k:02d}.png")
+        mask = np.zeros((size, size + 1), dtype=np.uint8)
+        mask[0, : k % 5] = 255
+        Image.fromarray(mask).save(folder / "Segmentation" / f"tumor_slice_{k}.png")
+
+
+def lgg_1p19q_nifti(root: Path, case_id: str, seed: int = 0, prefixed: bool = False):
+    """A NIfTI conversion: ``T2.nii.gz`` + ``Segmentation.nii.gz``, or with the patient
+    prefix ``LGG-NNN_T2.nii.gz`` + ``LGG-NNN_seg.nii.gz``."""
+    head = f"{case_id}_" if prefixed else ""
+    label = f"{head}seg.nii.gz" if prefixed else "Segmentation.nii.gz"
+    return nifti_case(root / case_id, {f"{head}T2.nii.gz": "t2"}, label, seed)

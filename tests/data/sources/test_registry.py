@@ -23,6 +23,7 @@ from .fakes import (
     image_data,
     kaggle_case,
     label_data,
+    lgg_1p19q_slices,
     ucsf_case,
     upenn_scan,
     write_nifti,
@@ -42,6 +43,7 @@ BUILDERS = {
     "ucsf-pdgm": lambda root: ucsf_case(root, "UCSF-PDGM-0004"),
     "upenn-gbm": lambda root: upenn_scan(root, "UPENN-GBM-00001_11"),
     "lgg-kaggle": lambda root: kaggle_case(root / "kaggle_3m", "TCGA_CS_4941_19960909", 2),
+    "lgg-1p19q": lambda root: lgg_1p19q_slices(root / "LGG", "LGG-104", slices=2),
     "folder": _folder_tree,
 }
 

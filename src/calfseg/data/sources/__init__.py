@@ -24,6 +24,7 @@ from calfseg.data.sources.brats2015 import Brats2015Source
 from calfseg.data.sources.brats2021 import Brats2021Source
 from calfseg.data.sources.brats2023 import Brats2023Source
 from calfseg.data.sources.folder import FolderSource
+from calfseg.data.sources.lgg_1p19q import Lgg1p19qSource
 from calfseg.data.sources.lgg_kaggle import LggKaggleSource
 from calfseg.data.sources.ucsf_pdgm import UcsfPdgmSource
 from calfseg.data.sources.upenn_gbm import UpennGbmSource
@@ -37,6 +38,7 @@ SOURCES: dict[str, type[SourceReader]] = {
         UcsfPdgmSource,
         UpennGbmSource,
         LggKaggleSource,
+        Lgg1p19qSource,
         FolderSource,
     )
 }
@@ -117,6 +119,7 @@ __all__ = [
     "CaseFiles",
     "CaseVolumes",
     "FolderSource",
+    "Lgg1p19qSource",
     "LggKaggleSource",
     "SourceReader",
     "UcsfPdgmSource",
