@@ -1,11 +1,16 @@
 """``calf train --data CACHE --model M --loss L --out RUN_DIR``: one training run, then the
-evaluation of its best checkpoint on the test split (docs/train.md)."""
+evaluation of its best checkpoint on the test split (docs/train.md).
+
+Without ``--preset`` the preset follows the device, so that a first try on a laptop does not
+start a paper-scale job: ``tiny`` on the CPU, ``project`` on CUDA (both the project
+protocol); one line says which was chosen, and after the first epoch one line estimates the
+time of the whole run."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +19,15 @@ from calfseg.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     error,
+    loss_option,
     non_negative_int,
     positive_int,
 )
 
 PROG = "calf train"
+PRESET_CHOICES = ("project", "paper", "tiny")
 _RUN_FILES = ("last.pt", "done.json")
+_UNSET: Any = object()  # --patience not given (None means "--patience none")
 
 
 def positive_float(text: str) -> float:
@@ -32,15 +40,22 @@ def positive_float(text: str) -> float:
     return value
 
 
-def loss_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE``; VALUE is read as JSON when it parses (numbers, true, lists), else text."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+def patience_value(text: str) -> int | None:
+    """``--patience``: a positive integer, or ``none`` (never stop early)."""
+    if text.strip().lower() == "none":
+        return None
+    return positive_int(text)
+
+
+def min_delta_value(text: str) -> float:
+    """``--min-delta``: a Dice difference in [0, 1)."""
     try:
-        return key.strip(), json.loads(value)
+        value = float(text)
     except ValueError:
-        return key.strip(), value
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (a Dice difference), got {text!r}")
+    return value
 
 
 def add_parser(commands: Any) -> None:
@@ -48,9 +63,14 @@ def add_parser(commands: Any) -> None:
         "train",
         help="train a model with a loss on a slice cache, then evaluate it on the test split",
         description=(
-            "Train one model with one loss on a cache written by calf prepare, validating "
-            "every epoch; keep best.pt (by validation Dice) and last.pt; evaluate best.pt on "
-            "the test split. Under torchrun, trains with DDP. See docs/train.md."
+            "Train one model with one loss on a cache written by calf prepare and evaluate "
+            "best.pt on the test split. The project protocol (presets project and tiny): "
+            "the cache's patient-level split, validation every epoch, best.pt by the "
+            "validation case Dice (mean per-case Dice), early stopping after 5 validations "
+            "without improvement. --preset paper: the authors' protocol (slice-level split, "
+            "no validation, the last epoch kept, the authors' models and CALF numerics), "
+            "a fixed 20 epochs. Under torchrun, "
+            "trains with DDP. See docs/train.md."
         ),
     )
     p.set_defaults(run=run)
@@ -68,10 +88,14 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=("paper", "tiny"),
-        default="paper",
-        help="paper (default: the paper's protocol and model sizes: 20 epochs, batch 32, "
-        "lr 1e-5) or tiny (tiny models, 2 epochs, batch 8, lr 1e-3)",
+        choices=PRESET_CHOICES,
+        default=None,
+        help="project: the project protocol (patient-level split, validation, best "
+        "checkpoint) with paper-size smp models, 20 epochs, batch 32, lr 1e-5, seed 12345; "
+        "paper: the authors' protocol end to end (their models, contour areas, paper "
+        "numerics, per-rank CALF statistics, slice-level split, no validation, last epoch, "
+        "SyncBatchNorm under DDP); tiny: the project protocol with tiny models, 2 epochs, "
+        "batch 8, lr 1e-3. Default: tiny on the CPU, project on CUDA",
     )
     p.add_argument("--encoder", help="an smp encoder replacing the preset's")
     p.add_argument("--config", type=Path, metavar="JSON", help="start from this config.json")
@@ -80,7 +104,32 @@ def add_parser(commands: Any) -> None:
     t.add_argument("--batch-size", type=positive_int, help="images per step and per process")
     t.add_argument("--lr", type=positive_float, help="Adam's learning rate")
     t.add_argument("--weight-decay", type=float)
-    t.add_argument("--schedule", choices=("none", "cosine"))
+    t.add_argument(
+        "--schedule",
+        choices=("none", "cosine"),
+        help="learning rate after the warmup: none (constant, every preset) or cosine (per "
+        "step, down to 0 at the end of the planned epochs)",
+    )
+    t.add_argument(
+        "--warmup-steps",
+        type=non_negative_int,
+        metavar="N",
+        help="ramp the learning rate linearly up over the first N steps (default 0)",
+    )
+    t.add_argument(
+        "--patience",
+        type=patience_value,
+        default=_UNSET,
+        metavar="N",
+        help="stop after N validations without the validation case Dice rising by more than "
+        "--min-delta; none: never (defaults: project and tiny 5, paper none)",
+    )
+    t.add_argument(
+        "--min-delta",
+        type=min_delta_value,
+        metavar="X",
+        help="the rise of the validation case Dice that counts as an improvement (default 0.001)",
+    )
     t.add_argument("--grad-clip", type=positive_float, metavar="NORM")
     t.add_argument(
         "--amp",
@@ -129,6 +178,8 @@ _OVERRIDES = {
     "lr": "lr",
     "weight_decay": "weight_decay",
     "schedule": "schedule",
+    "warmup_steps": "warmup_steps",
+    "min_delta": "min_delta",
     "grad_clip": "grad_clip",
     "amp": "amp",
     "seed": "seed",
@@ -159,23 +210,99 @@ def make_config(args: argparse.Namespace) -> Any:
             overrides[name] = getattr(args, name)
     if args.loss_option:
         overrides["loss_options"] = dict(args.loss_option)
+    if args.patience is not _UNSET:  # given: a number, or None for "none"
+        overrides["patience"] = args.patience
     if args.no_val:
         overrides["val_split"] = None
+        if args.patience is _UNSET:  # nothing to stop on: train the whole budget
+            overrides["patience"] = None
     if args.config is not None:
         base = TrainConfig.from_json(args.config).to_dict()
         return TrainConfig.from_dict({**base, "cache": str(args.data), **overrides})
-    preset = TrainConfig.paper if args.preset == "paper" else TrainConfig.tiny
-    config: Any = preset(args.data, **overrides)
+    preset = args.preset or default_preset(args.device)
+    config: Any = TrainConfig.from_preset(preset, args.data, **overrides)
     return config
 
 
+def default_preset(device: str | None) -> str:
+    """The preset when ``--preset`` is not given: ``tiny`` on the CPU, ``project`` on CUDA
+    (``auto`` means CUDA when torch finds a GPU)."""
+    import torch
+
+    where = device or "auto"
+    if where == "auto":
+        return "project" if torch.cuda.is_available() else "tiny"
+    return "project" if where.startswith("cuda") else "tiny"
+
+
+def preset_line(args: argparse.Namespace, config: Any) -> str:
+    """One line: the preset used, why, and the number of training steps planned."""
+    from calfseg.data.splits import LeakageWarning
+    from calfseg.train.build import open_split
+
+    if args.config is not None:
+        chosen = f"the options of {args.config}"
+    elif args.preset is not None:
+        chosen = f"preset {args.preset}"
+    else:
+        device = args.device or "auto"
+        chosen = (
+            f"preset {default_preset(args.device)} (chosen for device {device}; "
+            "pass --preset project|paper|tiny to choose)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LeakageWarning)  # the run itself warns
+            n_train = len(open_split(config, "train", train=True))
+    except ValueError:  # the run itself reports it, with its full message
+        return f"{PROG}: {chosen}"
+    steps = -(-n_train // config.batch_size)
+    if config.max_steps is not None:
+        steps = min(steps, config.max_steps)
+    stopping = ""
+    if config.patience is not None:
+        stopping = (
+            f", at most: early stopping after {config.patience} validations without the "
+            f"validation case Dice rising by more than {config.min_delta:g}"
+        )
+    return (
+        f"{PROG}: {chosen}; {config.model} ({config.preset} size), {config.epochs} epochs x "
+        f"{steps} steps of {config.batch_size} = {config.epochs * steps} steps (one process)"
+        f"{stopping}; a time estimate follows the first epoch"
+    )
+
+
+def estimate_line(row: dict[str, Any], epochs: int) -> str:
+    """After the first epoch: seconds per step and the estimated time of every epoch."""
+    steps = max(int(row.get("steps") or 1), 1)
+    per_step = float(row["seconds"]) / steps
+    total = float(row["seconds"]) * epochs
+    return (
+        f"{PROG}: {per_step:.3f} s per step in epoch {row['epoch']}; about "
+        f"{_duration(total)} for {epochs} epochs (validation included)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def format_row(row: dict[str, Any], epochs: int) -> str:
-    """One line per epoch: losses, validation Dice, time, the CALF branches used."""
+    """One line per epoch: losses, the validation case Dice (which picks best.pt and stops
+    the run) and per-image Dice, learning rate, time, the CALF branches used."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"train_loss {row['train_loss']:.4f}"]
     if row.get("val_loss") is not None:
         parts.append(f"val_loss {row['val_loss']:.4f}")
+    if row.get("val_case_dice") is not None:
+        parts.append(f"val case Dice {row['val_case_dice']:.4f}")
     if row.get("val_dice") is not None:
-        parts.append(f"val_dice {row['val_dice']:.4f}")
+        parts.append(f"(per image {row['val_dice']:.4f})")
+    if row.get("lr") is not None:
+        parts.append(f"lr {row['lr']:.2e}")
     parts.append(f"{row['seconds']:.1f} s")
     shares = {k[7:]: v for k, v in row.items() if k.startswith("branch/") and v}
     if shares:
@@ -183,11 +310,27 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
+def stop_line(outcome: dict[str, Any]) -> str:
+    """How the run ended: the best epoch of those run, why it stopped, converged or not."""
+    planned = outcome["epochs"]
+    ran = outcome.get("epochs_run", planned)
+    best = f"best epoch {outcome['best_epoch']} of {ran} run"
+    if outcome.get("best_val_case_dice") is not None:
+        best += f" (val case Dice {outcome['best_val_case_dice']:.4f})"
+    if outcome.get("stop_reason") == "patience":
+        why = f"stopped early by patience after {ran} of {planned} planned epochs"
+    else:
+        why = f"the budget of {planned} epochs ran out"
+    state = "converged" if outcome.get("converged") else "not converged"
+    return f"{best}; {why}, {state}"
+
+
 def run(args: argparse.Namespace) -> int:
     from calfseg.data import CacheError
     from calfseg.extras import MissingExtraError
     from calfseg.train import CheckpointError, train_run
     from calfseg.train.build import RunSetupError
+    from calfseg.train.checkpoint import CheckpointFileError
 
     try:
         config = make_config(args)
@@ -201,14 +344,20 @@ def run(args: argparse.Namespace) -> int:
             "continue it or --overwrite to start again",
             EXIT_USAGE,
         )
+    print(preset_line(args, config), file=sys.stderr, flush=True)
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        print(format_row(row, config.epochs), flush=True)
+        if row["epoch"] == 1 and config.epochs > 1:
+            print(estimate_line(row, config.epochs), file=sys.stderr, flush=True)
+
     try:
         outcome = train_run(
-            config,
-            args.out,
-            resume=args.resume,
-            progress=not args.no_progress,
-            on_epoch=lambda row: print(format_row(row, config.epochs), flush=True),
-        )
+            config, args.out, resume=args.resume, progress=not args.no_progress,
+            on_epoch=on_epoch,
+        )  # fmt: skip
+    except CheckpointFileError as err:  # a bad or unsafe RUN_DIR/last.pt: a bad file
+        return error(PROG, str(err), EXIT_FAILURE)
     except (RunSetupError, CheckpointError, CacheError) as err:
         return error(PROG, str(err), EXIT_USAGE)
     except (ValueError, MissingExtraError) as err:
@@ -218,10 +367,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from calfseg.cli.evaluate import format_results
 
-    print(
-        f"best epoch {outcome['best_epoch']} of {outcome['epochs']}; test split "
-        f"({results.get('n_images')} slices), best.pt:"
-    )
+    print(f"{stop_line(outcome)}; test split ({results.get('n_images')} slices), best.pt:")
     print(format_results(results))
     print(f"run folder: {args.out}", file=sys.stderr)
     return EXIT_OK

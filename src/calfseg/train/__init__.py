@@ -3,8 +3,14 @@
     config      TrainConfig (paper() and tiny() presets), to/from JSON
     build       datasets, model and loss from a config, with the start-up checks
     loop        fit(): epochs, validation, logs, checkpoints, resumption
+    case_dice   the validation metric: mean per-case Dice (val_case_dice)
+    stopping    early stopping (patience, min_delta) and the converged verdict
+    schedule    the learning rate of each step: warmup, then constant or cosine
     distributed torchrun process groups and batch sharding
-    checkpoint  atomic save/load, RNG states, architecture check
+    checkpoint  atomic save, safe load (weights_only), RNG states, architecture check
+    cache_record what a model knows of its training cache (digest, fingerprint)
+    trained_model load_trained_model(): a checkpoint, run folder or export, ready to use
+    export      calf export: safetensors weights + a JSON record, to share a model
     logs        log.csv / log.jsonl (and TensorBoard when installed)
     evaluate    evaluate_checkpoint(): metrics, per-image table, qualitative examples
     predict     masks for NIfTI volumes and PNG/TIFF images

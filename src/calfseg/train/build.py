@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from calfseg.data import SliceCache, SliceDataset, parse_filter
 from calfseg.data.cache import FINGERPRINT_FILE
+from calfseg.data.splits import cv_splits, paper_slice_splits
 from calfseg.losses import build_loss
 from calfseg.losses.registry import LOSSES
 from calfseg.models import build_model, check_input_size
+from calfseg.stats import AreaMoments
 from calfseg.train.config import TrainConfig
 
 
@@ -45,18 +48,52 @@ def cache_info(cache: str | Path) -> CacheInfo:
     )
 
 
+def run_splits(config: TrainConfig) -> np.ndarray | None:
+    """The split name of every cache row for ``config.split``: None for ``"cache"`` (the
+    cache's own split column), re-dealt at run time for ``"paper-slices"`` and ``"cv"``.
+
+    Training, evaluation (:func:`calfseg.train.evaluate.evaluate_checkpoint` opens the test
+    split with the run's config) and the benchmark all go through this one assignment.
+
+    Raises:
+        RunSetupError: a cross-validation the cache cannot hold (fewer patients than folds).
+    """
+    if config.split == "paper-slices":  # re-deal the cache's rows the paper's way
+        return paper_slice_splits(SliceCache.open(config.cache).index, seed=config.seed)
+    if config.split == "cv":
+        assert config.cv_folds is not None and config.cv_fold is not None  # validate() did
+        try:
+            return cv_splits(
+                SliceCache.open(config.cache).index, config.cv_folds, config.cv_fold,
+                seed=config.cv_seed,
+            )  # fmt: skip
+        except ValueError as err:
+            raise RunSetupError(f"split='cv' on {config.cache}: {err}") from err
+    return None
+
+
 def open_split(
     config: TrainConfig, split: str, *, train: bool = False, purpose: str = ""
 ) -> SliceDataset:
     """The dataset of ``split``; training splits get the filters and augmentation."""
     filters = [parse_filter(text, seed=config.seed) for text in config.filters] if train else []
+    splits = run_splits(config)
     try:
-        return SliceDataset(
-            config.cache, split, filters=filters, augment=config.augment and train, seed=config.seed
-        )
+        dataset = SliceDataset(
+            config.cache, split, filters=filters, augment=config.augment and train,
+            seed=config.seed, splits=splits,
+        )  # fmt: skip
     except ValueError as err:
         hint = f" ({purpose})" if purpose else ""
         raise RunSetupError(f"cannot use split {split!r}{hint}: {err}") from err
+    if train and len(dataset) and not (np.asarray(dataset.areas) > 0).any():
+        # Degenerate: every target is empty, S and K are undefined, nothing to learn.
+        raise RunSetupError(
+            f"the {split} split of {config.cache} has no slice with a lesion (all "
+            f"{len(dataset)} masks empty): training cannot learn the lesion; check the "
+            "labels it was prepared with (calf analyze CACHE --split train) and re-prepare"
+        )
+    return dataset
 
 
 def model_for(config: TrainConfig, info: CacheInfo) -> nn.Module:
@@ -81,10 +118,21 @@ def loss_for(config: TrainConfig, *, sync: bool = True) -> nn.Module:
     options = dict(config.loss_options)
     if not sync and "sync" in LOSSES[config.loss].options:
         options["sync"] = False
-    fingerprint = Path(config.cache) / FINGERPRINT_FILE
-    return build_loss(
-        config.loss, fingerprint=fingerprint if fingerprint.is_file() else None, **options
-    )
+    path = Path(config.cache) / FINGERPRINT_FILE
+    fingerprint: Path | AreaMoments | None = path if path.is_file() else None
+    if config.split == "cv" and LOSSES[config.loss].needs_fingerprint:
+        fingerprint = fold_fingerprint(config)
+    return build_loss(config.loss, fingerprint=fingerprint, **options)
+
+
+def fold_fingerprint(config: TrainConfig) -> AreaMoments:
+    """The area moments of a cross-validation fold's training rows, what ``calf-dataset``
+    fits on: the cache's fingerprint.json describes the cache's own train split, which holds
+    test patients of the fold."""
+    splits = run_splits(config)
+    assert splits is not None  # split="cv"
+    areas = np.asarray(SliceCache.open(config.cache).index["area"])
+    return AreaMoments.from_areas(areas[splits == "train"].astype(np.float64))
 
 
 def uses_branches(config: TrainConfig) -> bool:

@@ -1,8 +1,20 @@
 """The options of one training run, as a dataclass that round-trips through JSON.
 
-Two presets: :meth:`TrainConfig.paper` (the paper's protocol, METHOD.md section 5: Adam,
-lr 1e-5, 20 epochs, batch 32, seed 12345, paper-size models) and :meth:`TrainConfig.tiny`
-(tiny models, a larger learning rate and two epochs: for tests, examples and smoke runs).
+Three presets (docs/train.md):
+
+- :meth:`TrainConfig.project`: the **project protocol** at the paper's sizes: patient-level
+  splits from the cache, validation every epoch, the best checkpoint by the validation case
+  Dice (mean per-case Dice), early stopping after 5 validations without improvement, smp
+  models of the paper's sizes (model preset ``"paper"``), Adam lr 1e-5, 20 epochs, batch 32,
+  seed 12345.
+- :meth:`TrainConfig.paper`: the **authors' protocol** end to end (METHOD.md section 5):
+  the authors' models (model preset ``"authors"``), CALF with contour areas, the paper's
+  numerics and per-rank statistics, the slice-level split re-dealt from the cache at run time
+  (``split="paper-slices"``), no validation (the last epoch is kept), SyncBatchNorm under
+  DDP, seed 12345, Adam lr 1e-5, 20 epochs, batch 32 per process, constant lr, no
+  augmentation.
+- :meth:`TrainConfig.tiny`: the project protocol with tiny models, a larger learning rate
+  and two epochs: for tests, examples and CPU runs.
 """
 
 from __future__ import annotations
@@ -18,6 +30,22 @@ from calfseg.models import MODELS, PRESETS
 SCHEDULES: tuple[str, ...] = ("none", "cosine")
 OPTIMIZERS: tuple[str, ...] = ("adam",)
 AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
+SPLIT_SOURCES: tuple[str, ...] = ("cache", "paper-slices", "cv")
+"""Where a run's train/val/test rows come from: ``"cache"`` (index.csv's split column, as
+``calf prepare`` wrote it), ``"paper-slices"`` (re-dealt the paper's way at run time,
+:func:`calfseg.data.splits.paper_slice_splits`, seeded by the run's seed) or ``"cv"`` (fold
+``cv_fold`` of ``cv_folds``-fold patient-level cross-validation dealt by ``cv_seed``,
+:func:`calfseg.data.splits.cv_splits`)."""
+TRAIN_PRESETS: tuple[str, ...] = ("project", "paper", "tiny")
+"""``project``: the project protocol, paper sizes; ``paper``: the authors' protocol;
+``tiny``: the project protocol, tiny models."""
+PAPER_LOSSES: tuple[str, ...] = (
+    "calf", "calf-region", "bce", "dice", "focal", "tversky", "iou", "combo",
+)  # fmt: skip
+"""The eight losses the paper compares (METHOD.md section 5)."""
+PAPER_CALF_OPTIONS: dict[str, Any] = {"area": "contour", "numerics": "paper", "sync": False}
+"""What the authors' CALF computes: areas of the contours, their float32 code's clamps, and
+statistics of each process's own batch (no all-gather across ranks)."""
 # Fields that may differ between a checkpoint's config and the config resuming it.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"epochs", "device", "workers", "checkpoint_every", "val_every", "tensorboard"}
@@ -40,11 +68,30 @@ class TrainConfig:
         lr: Adam's learning rate (the paper: 1e-5).
         weight_decay: Adam's L2 penalty (the paper: 0).
         optimizer: ``"adam"`` (the only one; the paper's).
-        schedule: ``"none"`` (constant lr, the paper) or ``"cosine"`` (per epoch, to 0).
+        schedule: ``"none"`` (constant lr, the paper) or ``"cosine"``: per step, from ``lr``
+            after the warmup down to 0 at the end of the planned steps (``epochs`` x steps
+            per epoch), :func:`calfseg.train.schedule.learning_rate`.
+        warmup_steps: the first this many steps ramp the lr linearly up to ``lr`` (0: none).
+        patience: stop after this many validations in a row without an improvement of the
+            validation case Dice by more than ``min_delta`` (None: never stop early; needs a
+            validation split).
+        min_delta: the smallest rise of the validation case Dice that counts as an
+            improvement for ``patience`` and ``converged``.
         grad_clip: clip the gradients' global L2 norm to this value (None: no clipping).
         amp: mixed precision on CUDA: ``"none"``, ``"bf16"`` or ``"fp16"`` (with a gradient
             scaler); ignored with a warning on the CPU.
-        seed: seeds the model's initialisation, the batch order, augmentation and filters.
+        seed: seeds the model's initialisation, the batch order, augmentation, filters and
+            the ``paper-slices`` split.
+        split: where the train/val/test rows come from (:data:`SPLIT_SOURCES`): ``"cache"``
+            (the cache's patient-level split), ``"paper-slices"`` (the paper's leaky
+            slice-level split, re-dealt at run time; needs ``val_split=None``) or ``"cv"``
+            (cross-validation: the cache's split column is ignored; needs ``cv_folds`` and
+            ``cv_fold``).
+        cv_folds: with ``split="cv"``, the number of folds K (>= 2, at most the cache's
+            patients); None otherwise.
+        cv_fold: with ``split="cv"``, the fold tested, 1..K; None otherwise.
+        cv_seed: with ``split="cv"``, seeds the deal of the patients into folds (the same
+            for every run of a cross-validation, whatever its training ``seed``).
         filters: filter texts for :func:`calfseg.data.parse_filter` (``"ratio=0.25"``),
             applied to the training split.
         augment: random flips and quarter turns of the training slices.
@@ -76,9 +123,16 @@ class TrainConfig:
     weight_decay: float = 0.0
     optimizer: str = "adam"
     schedule: str = "none"
+    warmup_steps: int = 0
+    patience: int | None = None
+    min_delta: float = 0.001
     grad_clip: float | None = None
     amp: str = "none"
     seed: int = 12345
+    split: str = "cache"
+    cv_folds: int | None = None
+    cv_fold: int | None = None
+    cv_seed: int = 0
     filters: list[str] = field(default_factory=list)
     augment: bool = False
     val_split: str | None = "val"
@@ -102,17 +156,58 @@ class TrainConfig:
     # -- presets ----------------------------------------------------------------------------
 
     @classmethod
-    def paper(cls, cache: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
-        """The paper's protocol (METHOD.md 5): Adam, lr 1e-5, 20 epochs, batch 32, seed
-        12345, paper-size models, no augmentation, constant learning rate."""
+    def project(cls, cache: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+        """The project protocol at the paper's sizes: the cache's patient-level split,
+        validation and the best checkpoint, smp models of the paper's sizes; Adam lr 1e-5,
+        20 epochs, batch 32, seed 12345, constant lr, no augmentation; early stopping with
+        patience :data:`PRESET_PATIENCE` on the validation case Dice (None when validation is
+        off)."""
         base = cls(cache=os.fspath(cache), preset="paper", epochs=20, batch_size=32, lr=1e-5)
-        return replace(base, **overrides)
+        return replace(base, **_with_patience(overrides))
+
+    @classmethod
+    def paper(cls, cache: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+        """The authors' protocol (METHOD.md section 5), every item of it: the authors'
+        models, CALF variants with :data:`PAPER_CALF_OPTIONS`, the slice-level split
+        (``"paper-slices"``), no validation so the last epoch is kept, SyncBatchNorm under
+        DDP, seed 12345, Adam lr 1e-5, 20 epochs, batch 32 per process, constant lr, no
+        augmentation. ``loss_options`` given in ``overrides`` are added to (and override)
+        the paper's options of the loss."""
+        changes = dict(overrides)
+        loss = changes.pop("loss", "calf")
+        options = {**paper_loss_options(loss), **changes.pop("loss_options", {})}
+        base = cls(
+            cache=os.fspath(cache),
+            preset="authors",
+            loss=loss,
+            loss_options=options,
+            epochs=20,
+            batch_size=32,
+            lr=1e-5,
+            weight_decay=0.0,
+            optimizer="adam",
+            schedule="none",
+            seed=12345,
+            split="paper-slices",
+            augment=False,
+            val_split=None,
+            sync_bn=True,
+        )
+        return replace(base, **changes)
 
     @classmethod
     def tiny(cls, cache: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
-        """Tiny models, 2 epochs of batch 8 at lr 1e-3: minutes on a CPU, for smoke tests."""
+        """Tiny models, 2 epochs of batch 8 at lr 1e-3: minutes on a CPU, for smoke tests;
+        patience :data:`PRESET_PATIENCE` as the project preset."""
         base = cls(cache=os.fspath(cache), preset="tiny", epochs=2, batch_size=8, lr=1e-3)
-        return replace(base, **overrides)
+        return replace(base, **_with_patience(overrides))
+
+    @classmethod
+    def from_preset(cls, name: str, cache: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
+        """The preset ``name`` of :data:`TRAIN_PRESETS` with ``overrides`` applied."""
+        _choice("preset", name, TRAIN_PRESETS)
+        builder = {"project": cls.project, "paper": cls.paper, "tiny": cls.tiny}[name]
+        return builder(cache, **overrides)
 
     # -- checks -----------------------------------------------------------------------------
 
@@ -120,9 +215,22 @@ class TrainConfig:
         """Raise ValueError naming the first bad option."""
         _choice("model", self.model, MODELS)
         _choice("preset", self.preset, PRESETS)
+        if self.preset == "authors" and self.encoder is not None:
+            raise ValueError(
+                f"encoder={self.encoder!r} does not apply to preset 'authors': the authors' "
+                "models are hand-written, with no smp encoder (unset encoder, or choose an "
+                "encoder with preset 'tiny' or 'paper')"
+            )
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
+        _choice("split", self.split, SPLIT_SOURCES)
+        if self.split == "paper-slices" and self.val_split is not None:
+            raise ValueError(
+                f"split='paper-slices' has no validation rows (the paper kept the last epoch): "
+                f"set val_split=None (--no-val), not {self.val_split!r}"
+            )
+        _check_cv(self.split, self.cv_folds, self.cv_fold, self.cv_seed)
         from calfseg.losses import list_losses
 
         _choice("loss", self.loss, list_losses())
@@ -134,12 +242,31 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.max_steps is not None:
             _positive_int("max_steps", self.max_steps)
+        self._validate_stopping()
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+
+    def _validate_stopping(self) -> None:
+        """Early stopping and warmup: patience a positive integer or None (and then a
+        validation split to watch), min_delta a number in [0, 1), warmup_steps >= 0."""
+        if self.patience is not None:
+            _positive_int("patience", self.patience)
+            if self.val_split is None:
+                raise ValueError(
+                    f"patience={self.patience} stops on the validation case Dice, but "
+                    "val_split is None (no validation): set patience=None (--patience none) "
+                    "or give a validation split"
+                )
+        delta = self.min_delta
+        if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 <= delta < 1:
+            raise ValueError(f"min_delta must be a number in [0, 1), got {delta!r}")
+        steps = self.warmup_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {steps!r}")
 
     # -- JSON -------------------------------------------------------------------------------
 
@@ -170,6 +297,48 @@ class TrainConfig:
         """Names of the options that differ from ``other``'s."""
         a, b = self.to_dict(), other.to_dict()
         return [name for name in a if a[name] != b[name]]
+
+
+def paper_loss_options(loss: str) -> dict[str, Any]:
+    """The options the authors' protocol gives ``loss``: :data:`PAPER_CALF_OPTIONS`, those
+    the loss takes, for the CALF variants; nothing for the baselines (whose defaults are
+    the authors' definitions)."""
+    from calfseg.losses.registry import LOSSES
+
+    spec = LOSSES.get(loss)
+    if spec is None or not loss.startswith("calf"):
+        return {}
+    return {k: v for k, v in PAPER_CALF_OPTIONS.items() if k in spec.options}
+
+
+PRESET_PATIENCE = 5
+"""The patience of the ``project`` and ``tiny`` presets (validations without improvement)."""
+
+
+def _with_patience(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` with the project protocol's patience, unless they set one or turn
+    validation off (no validation, nothing to stop on: the whole budget is trained)."""
+    if "patience" in overrides or overrides.get("val_split", "val") is None:
+        return dict(overrides)
+    return {**overrides, "patience": PRESET_PATIENCE}
+
+
+def _check_cv(split: str, folds: Any, fold: Any, seed: Any) -> None:
+    """split="cv" needs K >= 2 folds and a fold in 1..K; other splits take neither. (Whether
+    the cache has K patients is checked when the split is opened.)"""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"cv_seed must be an integer >= 0, got {seed!r}")
+    if split != "cv":
+        if folds is not None or fold is not None:
+            raise ValueError(
+                f"cv_folds and cv_fold apply to split='cv' only, not split={split!r} "
+                f"(got cv_folds={folds!r}, cv_fold={fold!r})"
+            )
+        return
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"split='cv' needs cv_folds, an integer >= 2, got {folds!r}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= folds:
+        raise ValueError(f"split='cv' needs cv_fold, an integer in 1..{folds}, got {fold!r}")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -1,8 +1,11 @@
 """Evaluate a checkpoint on a split of a cache: the metrics dict, a per-image table and the
 qualitative examples (the smallest non-empty truths), optionally written to a folder::
 
-    eval_<split>.json          {"split", "checkpoint", "results": MetricAccumulator.compute()}
+    eval_<split>.json          {"split", "checkpoint", "cache": cache_provenance(),
+                                "results": MetricAccumulator.compute()}
     per_image_<split>.csv      one row per slice (see PER_IMAGE_COLUMNS)
+    per_case_<split>.csv       one row per case (see PER_CASE_COLUMNS): the counts summed
+                               over the case's slices and its Dice (case_dice)
     qualitative_<split>.npz    rows, images, truth, pred of the 16 smallest tumours
 """
 
@@ -11,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,29 +27,32 @@ from calfseg.metrics.confusion import binarise
 from calfseg.train.atomic import atomic_write, atomic_write_text
 from calfseg.train.batches import read_batches
 from calfseg.train.build import cache_info, open_split
-from calfseg.train.checkpoint import checkpoint_config, load_checkpoint
+from calfseg.train.cache_record import (
+    CacheChangedError,
+    CacheChangedWarning,
+    cache_record,
+    changes,
+    same_path,
+)
+from calfseg.train.checkpoint import checkpoint_config
 from calfseg.train.distributed import chunks, resolve_device
 from calfseg.train.logs import rows_to_csv
+from calfseg.train.trained_model import TrainedModel, build_network, load_trained_model
 
 PER_IMAGE_COLUMNS: tuple[str, ...] = (
     "row", "case_id", "area", "dice", "iou", "sensitivity", "specificity", "precision",
     "hd95_mm", "assd_mm",
 )  # fmt: skip
+PER_CASE_COLUMNS: tuple[str, ...] = ("case_id", "n_slices", "tp", "fp", "fn", "tn", "dice")
 QUALITATIVE_COUNT = 16
 PAPER_POOLED_BATCH = 32  # the paper's Dice was pooled over each test batch of 32
 
 
 def model_from_checkpoint(state: dict[str, Any], device: torch.device) -> nn.Module:
-    """The checkpoint's model, weights loaded, in eval mode on ``device``."""
-    from calfseg.models import build_model
-
-    config = checkpoint_config(state)
-    model = build_model(
-        config.model,
-        preset=config.preset,
-        in_channels=int(state["in_channels"]),
-        encoder=config.encoder,
-    )
+    """The model of a checkpoint dict (:func:`load_checkpoint`), weights loaded, in eval
+    mode on ``device``. To read a file, use :func:`load_trained_model` (checkpoints and
+    exports alike)."""
+    model = build_network(checkpoint_config(state), int(state["in_channels"]))
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 
@@ -62,37 +67,107 @@ def evaluate_checkpoint(
     surface: bool = True,
     out_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    allow_changed_cache: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``split`` of ``cache`` (default: the training cache).
+    """Evaluate a trained model on ``split`` of ``cache`` (default: the training cache).
 
-    Returns ``{"split", "checkpoint", "results", "per_image"}``: the flat metrics dict of
+    ``checkpoint`` is anything :func:`load_trained_model` reads: a checkpoint, a run folder
+    or an export (``calf export``). Returns ``{"split", "checkpoint", "cache", "results",
+    "per_image", "per_case"}``: ``cache`` says which cache was evaluated and which one the model was
+    trained on (:func:`cache_provenance`); ``results`` is the flat metrics dict of
     :meth:`MetricAccumulator.compute` (per-image Dice, IoU, ..., HD95 and ASSD in mm when
-    ``surface``) and one dict per slice with :data:`PER_IMAGE_COLUMNS`. With ``out_dir``,
-    also writes the three files of the module docstring there, atomically.
+    ``surface``), ``per_image`` one dict per slice with :data:`PER_IMAGE_COLUMNS` and
+    ``per_case`` one dict per case with :data:`PER_CASE_COLUMNS`. With ``out_dir``, also
+    writes the four files of the module docstring there, atomically.
+
+    Raises:
+        CacheChangedError: ``cache`` is the training cache's folder but it was prepared
+            again since training (another digest); the message says what changed.
+            ``allow_changed_cache`` turns it into a :class:`CacheChangedWarning`.
     """
     where = resolve_device(device)
-    state = load_checkpoint(checkpoint, map_location="cpu")
-    config = checkpoint_config(state)
-    data = os.fspath(cache) if cache is not None else config.cache
+    trained = load_trained_model(checkpoint, "cpu")
+    config = trained.config
+    recorded_path = (trained.cache or {}).get("path")
+    data = os.fspath(cache) if cache is not None else (recorded_path or config.cache)
+    provenance = cache_provenance(trained, data, allow_changed_cache=allow_changed_cache)
     info = cache_info(data)
-    if [info.height, info.width] != list(state["size"]) or info.channels != state["in_channels"]:
+    if [info.height, info.width] != list(trained.size) or info.channels != trained.in_channels:
         raise ValueError(
             f"{data} holds {info.channels}-channel {info.height}x{info.width} slices; the "
-            f"checkpoint was trained on {state['in_channels']}-channel "
-            f"{state['size'][0]}x{state['size'][1]} slices"
+            f"model was trained on {trained.in_channels}-channel "
+            f"{trained.size[0]}x{trained.size[1]} slices"
         )
     config.cache = data
     dataset = open_split(config, split, purpose="evaluation")
-    model = model_from_checkpoint(state, where)
-    results, table, qualitative = evaluate_model(
+    model = trained.model.to(where)
+    results, table, qualitative, cases = evaluate_model(
         model, dataset, batch_size=batch_size or config.batch_size, device=where,
         surface=surface, progress=progress,
     )  # fmt: skip
-    name = Path(checkpoint).name
-    report = {"split": split, "checkpoint": name, "results": results, "per_image": table}
+    name = trained.source.name
+    report = {
+        "split": split, "checkpoint": name, "cache": provenance, "results": results,
+        "per_image": table, "per_case": cases,
+    }  # fmt: skip
     if out_dir is not None:
-        write_evaluation(out_dir, split, name, results, table, qualitative)
+        write_evaluation(
+            out_dir, split, name, results, table, qualitative, cache=provenance, per_case=cases
+        )
     return report
+
+
+def cache_provenance(
+    trained: TrainedModel, data: str | os.PathLike[str], *, allow_changed_cache: bool = False
+) -> dict[str, Any]:
+    """Which cache is evaluated and which one ``trained`` was trained on::
+
+        {"path", "digest", "training_path", "training_digest", "same_path",
+         "changed_since_training", "allow_changed_cache"}
+
+    The training cache's folder with another digest than at training time raises
+    :class:`CacheChangedError` naming what changed, or with ``allow_changed_cache`` warns
+    (:class:`CacheChangedWarning`). Another folder is evaluated on purpose: allowed, and
+    both digests are recorded. A model with no record of its cache (converted from format
+    1, or an export written without one) warns that nothing can be checked.
+    """
+    now = cache_record(data)
+    recorded = trained.cache
+    provenance: dict[str, Any] = {
+        "path": now["path"],
+        "digest": now["digest"],
+        "training_path": None if recorded is None else recorded.get("path"),
+        "training_digest": None if recorded is None else recorded.get("digest"),
+        "same_path": False,
+        "changed_since_training": False,
+        "allow_changed_cache": allow_changed_cache,
+    }
+    if recorded is None or not recorded.get("path") or not recorded.get("digest"):
+        warnings.warn(
+            CacheChangedWarning(
+                f"{trained.source} has no record of the cache it was trained on: cannot check "
+                f"that {data} is still the same (export it again from a format-2 checkpoint)"
+            ),
+            stacklevel=3,
+        )
+        return provenance
+    provenance["same_path"] = same_path(recorded["path"], data)
+    if provenance["same_path"] and recorded["digest"] != now["digest"]:
+        provenance["changed_since_training"] = True
+        what = "; ".join(changes(recorded, now))
+        text = (
+            f"{data} was prepared again since {trained.source} was trained on it ({what}): "
+            "the model would be scored against other slices or masks than it was trained "
+            "and validated with"
+        )
+        if not allow_changed_cache:
+            raise CacheChangedError(
+                f"{text}. Prepare the cache again as it was, evaluate on another cache on "
+                "purpose (--data OTHER), or pass --allow-changed-cache (allow_changed_cache="
+                "True) to evaluate anyway (recorded in eval_<split>.json)"
+            )
+        warnings.warn(CacheChangedWarning(f"{text}; evaluating anyway"), stacklevel=3)
+    return provenance
 
 
 @torch.no_grad()
@@ -104,10 +179,11 @@ def evaluate_model(
     device: torch.device | None = None,
     surface: bool = True,
     progress: bool = False,
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, np.ndarray]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, np.ndarray], list[dict[str, Any]]]:
     """Run ``model`` over every slice of ``dataset`` (a SliceDataset) in order.
 
-    Returns the results dict, the per-image table and the qualitative arrays."""
+    Returns the results dict, the per-image table, the qualitative arrays and the per-case
+    table (:func:`per_case_table`)."""
     model.eval()
     positions = np.arange(len(dataset))
     areas = np.asarray(dataset.areas)
@@ -115,14 +191,9 @@ def evaluate_model(
     picked = _smallest_tumours(areas)
     counts, surfaces, preds = [], [], {}
     batches = list(chunks(positions, batch_size))
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
+    from calfseg.progress import progress_bar  # None unless stderr is a terminal
 
-            bar = tqdm(total=len(batches), desc="evaluate", file=sys.stderr, leave=False)
-        except ImportError:
-            bar = None
+    bar = progress_bar(len(batches), "evaluate", progress, unit="batch")
     for pos, images, masks in read_batches(dataset, batches, device=device):
         logits = model(images).float()
         pred, true = binarise(logits, masks, 0.0)
@@ -158,7 +229,34 @@ def evaluate_model(
         results = acc.compute()
     table = _per_image_table(dataset, counts, surfaces, surface)
     qualitative = _qualitative(dataset, sorted(picked), preds)
-    return dict(results), table, qualitative
+    cases = per_case_table(counts, case_ids)
+    return dict(results), table, qualitative, cases
+
+
+def case_dice(tp: int, fp: int, fn: int) -> float:
+    """Dice of one case from its counts summed over all its slices:
+    ``2 TP / (2 TP + FP + FN)``; 1 when truth and prediction are both empty (nothing to
+    find, nothing found), so an empty truth with any prediction scores 0 (the
+    BraTS/nnU-Net convention, docs/benchmark.md)."""
+    denominator = 2 * tp + fp + fn
+    return 1.0 if denominator == 0 else 2 * tp / denominator
+
+
+def per_case_table(counts: list[Any], case_ids: Any) -> list[dict[str, Any]]:
+    """One row per case (sorted by case id): its number of slices, the confusion counts
+    summed over them and :func:`case_dice`; ``counts`` are the batches' ConfusionCounts."""
+    from calfseg.metrics import ConfusionCounts, per_case_counts
+
+    ids = np.asarray(case_ids).reshape(-1)
+    unique, summed = per_case_counts(ConfusionCounts.cat(counts), ids)
+    numbers = summed.numpy()
+    n_slices = {str(k): int(v) for k, v in zip(*np.unique(ids, return_counts=True), strict=True)}
+    table = []
+    for i, case in enumerate(unique.tolist()):
+        tp, fp, fn, tn = (int(numbers[k][i]) for k in ("tp", "fp", "fn", "tn"))
+        counted = {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "dice": case_dice(tp, fp, fn)}
+        table.append({"case_id": str(case), "n_slices": n_slices[str(case)], **counted})
+    return table
 
 
 def _smallest_tumours(areas: np.ndarray) -> set[int]:
@@ -230,11 +328,18 @@ def write_evaluation(
     results: dict[str, Any],
     table: list[dict[str, Any]],
     qualitative: dict[str, np.ndarray],
+    *,
+    cache: dict[str, Any] | None = None,
+    per_case: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Write ``eval_<split>.json``, ``per_image_<split>.csv`` and ``qualitative_<split>.npz``."""
+    """Write ``eval_<split>.json``, ``per_image_<split>.csv``, ``qualitative_<split>.npz``
+    and, given ``per_case``, ``per_case_<split>.csv`` (``cache``: the evaluated and training
+    caches, :func:`cache_provenance`)."""
     out = Path(out_dir)
-    report = {"split": split, "checkpoint": checkpoint_name, "results": results}
+    report = {"split": split, "checkpoint": checkpoint_name, "cache": cache, "results": results}
     atomic_write_text(out / f"per_image_{split}.csv", rows_to_csv(table, PER_IMAGE_COLUMNS))
+    if per_case is not None:
+        atomic_write_text(out / f"per_case_{split}.csv", rows_to_csv(per_case, PER_CASE_COLUMNS))
 
     def save_npz(handle: Any) -> None:
         buffer = io.BytesIO()

@@ -1,5 +1,9 @@
 """Per-epoch logs: ``log.csv`` and ``log.jsonl``, one row per epoch, rewritten atomically.
 
+``val_case_dice`` (mean per-case Dice, which picks ``best.pt`` and drives early stopping) and
+``val_dice`` (mean per-image Dice, empty-on-empty 1, kept for comparison) are defined in
+:mod:`calfseg.train.case_dice`; ``lr`` is the rate of the epoch's first step.
+
 Each append rewrites both files through a temporary file and ``os.replace`` (the logs are a
 few hundred rows at most), so a killed run never leaves half a line. On resume,
 :meth:`EpochLog.truncate` drops the rows of epochs after the checkpoint's.
@@ -23,6 +27,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "epoch",
     "train_loss",
     "val_loss",
+    "val_case_dice",
     "val_dice",
     "seconds",
     "lr",

@@ -1,16 +1,22 @@
 """One training run: epochs of Adam steps, validation, logs and checkpoints (:func:`fit`).
 
+Each step's learning rate is set from the plan (warmup, then constant or cosine per step:
+:mod:`calfseg.train.schedule`). Each validation measures the mean per-case Dice
+(``val_case_dice``, :mod:`calfseg.train.case_dice`), which picks ``best.pt`` and drives early
+stopping (:mod:`calfseg.train.stopping`): the run ends after ``patience`` validations
+without an improvement by more than ``min_delta``.
+
 Order at the end of each epoch: the log row, then ``best.pt`` (if validation improved), then
 ``last.pt`` (and ``epoch_N.pt``). A run killed anywhere resumes from ``last.pt``: the logs
 are cut back to its epoch and the next epoch runs exactly as it would have (same batch
-order, same RNG states, same optimizer state).
+order, learning rates, RNG states, optimizer and early-stopping state). A run that stopped
+early stays stopped when resumed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import sys
+import functools
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -23,12 +29,13 @@ import torch
 from torch import nn
 
 from calfseg.data import SliceDataset
-from calfseg.metrics import MetricAccumulator
 from calfseg.rule import BRANCHES
 from calfseg.train import distributed as D
 from calfseg.train.atomic import atomic_write_text
 from calfseg.train.batches import read_batches
 from calfseg.train.build import cache_info, loss_for, model_for, open_split, uses_branches
+from calfseg.train.cache_record import cache_record
+from calfseg.train.case_dice import CaseCounts, ValidationScores
 from calfseg.train.checkpoint import (
     CheckpointError,
     check_architecture,
@@ -39,16 +46,31 @@ from calfseg.train.checkpoint import (
 )
 from calfseg.train.config import RESUMABLE_CHANGES, TrainConfig
 from calfseg.train.logs import EpochLog, TensorBoardLog
+from calfseg.train.schedule import learning_rate, set_learning_rate
+from calfseg.train.stopping import EarlyStopping
 
 
 @dataclass
 class FitResult:
-    """What :func:`fit` reports: epochs done, the best epoch and score, seconds spent."""
+    """What :func:`fit` reports.
+
+    Attributes:
+        epochs: the planned epochs (``config.epochs``).
+        best_epoch: the epoch kept as ``best.pt``.
+        best_score: its validation case Dice (None without validation).
+        seconds: time spent in this call.
+        epochs_run: the epochs trained, over every call (fewer than planned when stopped).
+        stop_reason: ``"patience"`` (stopped early) or ``"budget"`` (the planned epochs ran).
+        converged: the validation case Dice plateaued (:mod:`calfseg.train.stopping`).
+    """
 
     epochs: int
     best_epoch: int
     best_score: float | None
     seconds: float
+    epochs_run: int = 0
+    stop_reason: str = "budget"
+    converged: bool = False
 
 
 def seed_everything(seed: int) -> None:
@@ -97,68 +119,85 @@ def fit(
         val_set = open_split(
             config,
             config.val_split,
-            purpose="validation; set val_split=None / --no-val "
+            purpose="validation; set val_split=None and patience=None / --no-val "
             "to train without one and keep the last epoch",
         )
     amp = _amp_mode(config, ctx.device)
+    steps_per_epoch = len(_epoch_batches(len(train_set), config, ctx, epoch=0))
+    total_steps = config.epochs * steps_per_epoch  # the plan of the cosine schedule
 
     seed_everything(config.seed)
     model = model_for(config, info).to(ctx.device)
     loss_fn = loss_for(config).to(ctx.device)
     val_loss_fn = loss_for(config, sync=False).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = None
-    if config.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
 
     log = EpochLog(run, branches=uses_branches(config)) if ctx.is_main else None
-    start_epoch, best_score, best_epoch = 0, -math.inf, 0
+    trained_on = cache_record(config.cache)  # kept in every checkpoint (calf evaluate checks it)
+    start_epoch, best_epoch = 0, 0
+    stopping = EarlyStopping(config.patience, config.min_delta)
     last = run / "last.pt"
     if resume and last.is_file():
-        state = load_checkpoint(last)  # on the CPU: RNG states must stay there
+        # weights_only: a last.pt put in the folder by someone else runs nothing (issue 13);
+        # on the CPU: RNG states must stay there
+        state = load_checkpoint(last)
         _check_resumable(state, config, last)
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler") is not None:
             scaler.load_state_dict(state["scaler"])
         set_rng_states(state["rng"])
         start_epoch, best_epoch = int(state["epoch"]), int(state["best_epoch"])
-        best_score = -math.inf if state["best_score"] is None else float(state["best_score"])
+        score = state["best_score"]
+        stopping = EarlyStopping.from_state(
+            state.get("stopping"), patience=config.patience, min_delta=config.min_delta,
+            best=None if score is None else float(score),
+        )  # fmt: skip
     elif ctx.is_main:
         _clear_run(run)
     if log is not None:
         log.truncate(start_epoch)
         atomic_write_text(run / "config.json", config.to_json())
 
+    def lr_at(step: int) -> float:
+        return learning_rate(
+            step, base_lr=config.lr, schedule=config.schedule,
+            warmup_steps=config.warmup_steps, total_steps=total_steps,
+        )  # fmt: skip
+
     net = _wrap(model, config, ctx)
     tb = TensorBoardLog(run, config.tensorboard) if ctx.is_main else None
+    epochs_run = start_epoch
     for epoch in range(start_epoch, config.epochs):
+        if stopping.should_stop:  # a run stopped early and resumed: nothing more to train
+            break
         tic = time.perf_counter()
-        lr = float(optimizer.param_groups[0]["lr"])
+        first_step = epoch * steps_per_epoch
         train_loss, steps, shares = _train_epoch(
-            net, loss_fn, optimizer, scaler, train_set, config, ctx, epoch, amp, progress
-        )
-        row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr}
+            net, loss_fn, optimizer, scaler, train_set, config, ctx, epoch, amp, progress,
+            lr_at=functools.partial(_offset, lr_at, first_step),
+        )  # fmt: skip
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "lr": lr_at(first_step),
+        }
         row.update(steps=steps, **{f"branch/{b}": s for b, s in shares.items()})
         validate = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
         improved = val_set is None
         if val_set is not None and validate:
-            row["val_loss"], row["val_dice"] = validate_epoch(
-                model, val_loss_fn, val_set, config, ctx, amp
+            scores = validate_epoch(model, val_loss_fn, val_set, config, ctx, amp)
+            row.update(
+                val_loss=scores.loss, val_case_dice=scores.case_dice, val_dice=scores.image_dice
             )
-            improved = row["val_dice"] is not None and row["val_dice"] > best_score
+            improved = stopping.observe(scores.case_dice)
         improved = improved or best_epoch == 0  # best.pt exists once an epoch is done
         if improved:
             best_epoch = epoch + 1
-            score = row.get("val_dice")
-            best_score = -math.inf if score is None else float(score)
-        if scheduler is not None:
-            scheduler.step()
         row["seconds"] = time.perf_counter() - tic
+        epochs_run = epoch + 1
         if ctx.is_main:
             assert log is not None and tb is not None
             log.append(row)
@@ -169,17 +208,24 @@ def fit(
                 "model": model.state_dict(),
                 "loss": loss_fn.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "scheduler": None if scheduler is None else scheduler.state_dict(),
+                "scheduler": {  # the rates are a function of the step: only the plan is kept
+                    "schedule": config.schedule,
+                    "warmup_steps": config.warmup_steps,
+                    "total_steps": total_steps,
+                    "next_step": (epoch + 1) * steps_per_epoch,
+                },
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "epoch": epoch + 1,
                 "rng": rng_states(),
                 "config": config.to_dict(),
-                "best_score": None if not math.isfinite(best_score) else best_score,
+                "best_score": stopping.best,
                 "best_epoch": best_epoch,
+                "stopping": stopping.state(),
                 "cache_options": info.options,
                 "cache_image_dtype": info.image_dtype,
                 "in_channels": info.channels,
                 "size": [info.height, info.width],
+                "cache": trained_on,
             }
             if improved:
                 save_checkpoint(run / "best.pt", state)
@@ -194,9 +240,17 @@ def fit(
     return FitResult(
         epochs=config.epochs,
         best_epoch=best_epoch,
-        best_score=best_score if math.isfinite(best_score) else None,
+        best_score=stopping.best,
         seconds=time.perf_counter() - start_time,
+        epochs_run=epochs_run,
+        stop_reason=stopping.stop_reason,
+        converged=stopping.converged,
     )
+
+
+def _offset(rate: Callable[[int], float], first: int, step: int) -> float:
+    """The rate of the epoch's step ``step``, the run's step ``first + step``."""
+    return rate(first + step)
 
 
 def _clear_run(run: Path) -> None:
@@ -257,13 +311,9 @@ def _set_train_mode(net: nn.Module, freeze_bn: bool) -> None:
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # progress bars are optional
-        return None
-    return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+    from calfseg.progress import progress_bar  # None unless stderr is a terminal
+
+    return progress_bar(total, desc, enabled, unit="batch")
 
 
 def _train_epoch(
@@ -277,24 +327,17 @@ def _train_epoch(
     epoch: int,
     amp: torch.dtype | None,
     progress: bool,
+    lr_at: Callable[[int], float],
 ) -> tuple[float, int, dict[str, float]]:
-    """One epoch; returns the mean loss over steps and ranks, the steps and branch shares."""
-    batches = D.epoch_batches(
-        len(dataset), config.batch_size, seed=config.seed, epoch=epoch,
-        rank=ctx.rank, world_size=ctx.world_size,
-    )  # fmt: skip
-    if config.max_steps is not None:
-        batches = batches[: config.max_steps]
-    if not batches:
-        raise ValueError(
-            f"the training split has {len(dataset)} slices: not one batch of at least 2 per "
-            f"process (batch_size {config.batch_size}, {ctx.world_size} process(es))"
-        )
+    """One epoch; ``lr_at(i)`` is the learning rate of its step ``i``. Returns the mean
+    loss over steps and ranks, the steps and branch shares."""
+    batches = _epoch_batches(len(dataset), config, ctx, epoch=epoch)
     _set_train_mode(net, config.freeze_bn)
     bar = _bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", progress and ctx.is_main)
     total = 0.0
     branches: dict[str, float] = dict.fromkeys(BRANCHES, 0.0)
-    for _, images, masks in _read(dataset, batches, epoch, config, ctx):
+    for step, (_, images, masks) in enumerate(_read(dataset, batches, epoch, config, ctx)):
+        set_learning_rate(optimizer, lr_at(step))
         optimizer.zero_grad(set_to_none=True)
         with _autocast(ctx.device, amp):
             logits = net(images)
@@ -318,6 +361,24 @@ def _train_epoch(
     if uses_branches(config):
         shares = {b: branches[b] / steps for b in BRANCHES}
     return D.all_mean(ctx, total / steps), steps, shares
+
+
+def _epoch_batches(
+    n: int, config: TrainConfig, ctx: D.DistContext, *, epoch: int
+) -> list[np.ndarray]:
+    """This rank's batches of ``epoch`` (at most ``max_steps``); the same count every epoch."""
+    batches = D.epoch_batches(
+        n, config.batch_size, seed=config.seed, epoch=epoch, rank=ctx.rank,
+        world_size=ctx.world_size,
+    )  # fmt: skip
+    if config.max_steps is not None:
+        batches = batches[: config.max_steps]
+    if not batches:
+        raise ValueError(
+            f"the training split has {n} slices: not one batch of at least 2 per "
+            f"process (batch_size {config.batch_size}, {ctx.world_size} process(es))"
+        )
+    return batches
 
 
 def _read(
@@ -348,25 +409,19 @@ def validate_epoch(
     config: TrainConfig,
     ctx: D.DistContext,
     amp: torch.dtype | None,
-) -> tuple[float, float | None]:
-    """Mean validation loss (over images) and per-image Dice, over every rank's shard."""
+) -> ValidationScores:
+    """The validation loss (mean over images), the mean per-case Dice ``val_case_dice``
+    and the per-image Dice ``val_dice`` (:mod:`calfseg.train.case_dice`) over every rank's
+    shard: each rank sums its per-case counts on the device, one all-reduce joins them, and
+    one copy brings the totals to the host."""
     model.eval()
     shard = D.eval_shard(len(dataset), ctx.rank, ctx.world_size)
-    acc = MetricAccumulator(surface=False)
-    loss_sum, count = 0.0, 0
-    for _, images, masks in _read(
+    counts = CaseCounts(dataset.case_ids, ctx.device)
+    for positions, images, masks in _read(
         dataset, list(D.chunks(shard, config.batch_size)), 0, config, ctx
     ):
         with _autocast(ctx.device, amp):
             logits = model(images)
         logits = logits.float()
-        loss_sum += float(loss_fn(logits, masks)) * images.shape[0]
-        count += images.shape[0]
-        acc.update(logits, masks)
-    loss_sum, count_f = D.all_sum(ctx, [loss_sum, float(count)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dice = acc.all_gather().compute().get("dice/per_image")
-    if not isinstance(dice, float | int) or not math.isfinite(dice):
-        return loss_sum / count_f, None
-    return loss_sum / count_f, float(dice)
+        counts.update(positions, logits, masks, loss_fn(logits, masks))
+    return counts.result(distributed=ctx.enabled)

@@ -2,8 +2,14 @@
 
 The run folder (docs/train.md lists every file)::
 
-    config.json, log.csv, log.jsonl, best.pt, last.pt, epoch_N.pt,
-    eval_test.json, per_image_test.csv, qualitative_test.npz, done.json (written last)
+    provenance.json (written first), config.json, log.csv, log.jsonl, best.pt, last.pt,
+    epoch_N.pt, eval_test.json, per_image_test.csv, qualitative_test.npz,
+    done.json (written last: seconds, best_epoch, epochs, epochs_run, best_val_case_dice,
+    converged, stop_reason, and the provenance record)
+
+A run folder that already holds a run is only continued (``resume``) when that run was made
+the same way: same result-defining options, same cache digest, same calf-seg version
+(:mod:`calfseg.train.provenance`). Otherwise :class:`RunMismatchError` names what changed.
 """
 
 from __future__ import annotations
@@ -17,11 +23,25 @@ from typing import Any
 
 from calfseg.train import distributed as D
 from calfseg.train.atomic import atomic_write_text
-from calfseg.train.config import TrainConfig
+from calfseg.train.checkpoint import CheckpointError
+from calfseg.train.config import RESUMABLE_CHANGES, TrainConfig
 from calfseg.train.evaluate import evaluate_checkpoint
 from calfseg.train.loop import fit
+from calfseg.train.provenance import (
+    DONE_FILE,
+    provenance_changes,
+    read_provenance,
+    run_provenance,
+    write_provenance,
+)
 
-DONE_FILE = "done.json"
+LAST_CHECKPOINT = "last.pt"
+_WAYS_OUT = "use another run folder, or start again over it (--overwrite; resume=False)"
+
+
+class RunMismatchError(CheckpointError):
+    """The run folder holds a run made with other options, another cache or another
+    calf-seg version than the requested one; resuming it would mix the two."""
 
 
 def train_run(
@@ -34,23 +54,41 @@ def train_run(
 ) -> dict[str, Any]:
     """Train ``config`` into ``run_dir`` and evaluate its best checkpoint on the test split.
 
-    A finished run (``done.json`` present) returns at once when ``resume`` (the default);
-    ``resume=False`` starts afresh. With ``resume`` and a ``last.pt``, training continues
-    exactly where that checkpoint left it. ``on_epoch`` gets each epoch's log row. Under
-    torchrun, every rank trains; rank 0 writes and evaluates.
+    A finished run (``done.json`` present) returns its stored results at once when
+    ``resume`` (the default) and it was made the same way; asked for more epochs, it trains
+    on from ``last.pt``. ``resume=False`` starts afresh. With ``resume`` and a ``last.pt``,
+    training continues exactly where that checkpoint left it. ``on_epoch`` gets each
+    epoch's log row. Under torchrun, every rank trains; rank 0 writes and evaluates.
 
-    Returns ``{"run_dir", "seconds", "best_epoch", "epochs", "results"}`` (``results``: the
-    test metrics of ``eval_test.json``; None on ranks other than 0).
+    Returns ``{"run_dir", "seconds", "best_epoch", "epochs", "epochs_run",
+    "best_val_case_dice", "converged", "stop_reason", "results"}``, the keys of
+    ``done.json`` (``epochs``: planned; ``epochs_run``: trained, fewer when early stopping
+    ended the run, ``stop_reason`` ``"patience"``, else ``"budget"``; ``converged``: the
+    validation case Dice plateaued, :mod:`calfseg.train.stopping`) and ``results``, the test
+    metrics of ``eval_test.json`` (None on ranks other than 0). A run that stopped early
+    and is asked for more epochs trains no further.
+
+    Raises:
+        RunMismatchError: ``resume`` over a run made with other result-defining options,
+            another cache (digest) or another calf-seg version; the message names them.
+        calfseg.data.CacheError: ``config.cache`` is not a finished cache.
     """
     run = Path(run_dir)
     done = run / DONE_FILE
+    requested = run_provenance(config)
     if done.is_file():
         if resume:
-            return _finished(run)
-        done.unlink()
+            finished = _finished(run, config, requested)
+            if finished is not None:
+                return finished
+        done.unlink(missing_ok=True)  # every rank may get here
+    elif resume and (run / LAST_CHECKPOINT).is_file():
+        _check_started(run, requested)
     tic = time.perf_counter()
     ctx = D.setup(config.device)
     try:
+        if ctx.is_main:
+            write_provenance(run, requested)
         outcome = fit(config, run, resume=resume, progress=progress, ctx=ctx, on_epoch=on_epoch)
         results = None
         if ctx.is_main:
@@ -63,8 +101,13 @@ def train_run(
                 "seconds": time.perf_counter() - tic,
                 "best_epoch": outcome.best_epoch,
                 "epochs": outcome.epochs,
+                "epochs_run": outcome.epochs_run,
+                "best_val_case_dice": outcome.best_score,
+                "converged": outcome.converged,
+                "stop_reason": outcome.stop_reason,
             }
-            atomic_write_text(done, json.dumps(summary, indent=2) + "\n")
+            record = {**summary, "provenance": requested}
+            atomic_write_text(done, json.dumps(record, indent=2) + "\n")
         D.barrier(ctx)
     finally:
         D.teardown(ctx)
@@ -73,10 +116,60 @@ def train_run(
     return {"run_dir": str(run), **summary, "results": results}
 
 
-def _finished(run: Path) -> dict[str, Any]:
+def _finished(run: Path, config: TrainConfig, requested: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored results of the finished run in ``run``, or None when it should train on
+    (more epochs asked); :class:`RunMismatchError` when it was made another way."""
+    recorded = read_provenance(run)
+    older = recorded is None  # a run of an older calf-seg: compare its config.json at least
+    if recorded is None:
+        recorded = {"config": _stored_config(run)}
+    changes = provenance_changes(recorded, requested, allowed=RESUMABLE_CHANGES)
+    if older:  # it recorded neither digest nor version: nothing to compare them with
+        changes = [c for c in changes if not c.startswith(("cache digest", "calf-seg version"))]
+    if changes:
+        raise RunMismatchError(
+            f"{run} holds a finished run made another way ({'; '.join(changes)}); resuming "
+            f"would report its results for the options asked now: {_WAYS_OUT}"
+        )
+    stored_epochs = int(recorded["config"].get("epochs", config.epochs))
+    if config.epochs < stored_epochs:
+        raise RunMismatchError(
+            f"{run} holds a finished run of {stored_epochs} epochs; epochs {config.epochs} "
+            f"cannot shorten it: {_WAYS_OUT}"
+        )
+    if config.epochs > stored_epochs:
+        if not (run / LAST_CHECKPOINT).is_file():
+            raise RunMismatchError(
+                f"{run} holds a finished run of {stored_epochs} epochs without "
+                f"{LAST_CHECKPOINT} to train on to {config.epochs}: {_WAYS_OUT}"
+            )
+        return None
     summary = json.loads((run / DONE_FILE).read_text())
+    summary.pop("provenance", None)
     results = None
     report = run / "eval_test.json"
     if report.is_file():
         results = json.loads(report.read_text()).get("results")
     return {"run_dir": str(run), **summary, "results": results}
+
+
+def _check_started(run: Path, requested: dict[str, Any]) -> None:
+    """Refuse to resume a started run made with another cache or calf-seg version (the
+    options themselves are checked against ``last.pt`` by ``fit``)."""
+    recorded = read_provenance(run)
+    if recorded is None:
+        return  # an older run: fit still compares its options with last.pt's
+    changes = provenance_changes(recorded, requested, allowed=RESUMABLE_CHANGES)
+    if changes:
+        raise RunMismatchError(
+            f"{run} holds a started run made another way ({'; '.join(changes)}); resuming "
+            f"would mix the two: {_WAYS_OUT}"
+        )
+
+
+def _stored_config(run: Path) -> dict[str, Any]:
+    path = run / "config.json"
+    try:
+        return TrainConfig.from_json(path).to_dict()
+    except (OSError, ValueError, TypeError) as err:
+        raise RunMismatchError(f"{path}: cannot read the finished run's options ({err})") from err

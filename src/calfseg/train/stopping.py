@@ -1,0 +1,95 @@
+"""Early stopping on the validation case Dice, and the ``converged`` verdict of a run.
+
+Two references are kept, as in Keras' and Lightning's early stopping:
+
+- ``best``: the highest score so far (strictly higher replaces it, so the first of equal
+  scores wins); the loop keeps its epoch as ``best.pt``.
+- ``reference``: the score of the last *significant* improvement, one by more than
+  ``min_delta``. ``stale`` counts the validations since then; several small gains that add
+  up to more than ``min_delta`` count as one improvement when the sum crosses it.
+
+Counting starts at the first validation with a score above 0: before it the model has found
+no lesion pixel in any validation case, which is a run that has not started learning, not
+one that has plateaued (a BCE model often predicts nothing for the first epochs under heavy
+imbalance); such validations neither stop the run nor make it converged.
+
+The run stops when ``stale`` reaches ``patience``. It has **converged** when the last
+``window`` validations brought no improvement by more than ``min_delta`` (``stale >=
+window``), ``window`` being ``patience``, or :data:`CONVERGENCE_WINDOW` when the run has no
+patience; so a run stopped by patience has converged, and a run whose budget ended while it
+still improved has not. A run without validation cannot be judged: not converged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+CONVERGENCE_WINDOW = 5
+"""Validations without improvement that make a run without ``patience`` converged."""
+STOP_REASONS: tuple[str, ...] = ("patience", "budget")
+
+
+@dataclass
+class EarlyStopping:
+    """The state of early stopping; :meth:`state` and :meth:`from_state` round-trip it
+    through a checkpoint (plain numbers only)."""
+
+    patience: int | None
+    min_delta: float
+    best: float | None = None
+    reference: float | None = None
+    stale: int = 0
+    validations: int = 0
+
+    def observe(self, score: float | None) -> bool:
+        """Record a validation score (None or NaN: undefined, never an improvement).
+        Returns whether it is a new best (``best.pt`` is then saved)."""
+        self.validations += 1
+        value = score if score is not None and math.isfinite(score) else None
+        new_best = value is not None and (self.best is None or value > self.best)
+        if new_best:
+            self.best = value
+        if self.reference is None:  # nothing found yet: not counted
+            if value is not None and value > 0:
+                self.reference, self.stale = value, 0
+            return new_best
+        if value is not None and value > self.reference + self.min_delta:
+            self.reference, self.stale = value, 0
+        else:
+            self.stale += 1
+        return new_best
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether ``patience`` validations in a row brought no significant improvement."""
+        return self.patience is not None and self.stale >= self.patience
+
+    @property
+    def converged(self) -> bool:
+        """Whether the last ``patience`` (or :data:`CONVERGENCE_WINDOW`) validations brought
+        no improvement by more than ``min_delta`` (after a first score above 0)."""
+        window = self.patience if self.patience is not None else CONVERGENCE_WINDOW
+        return self.validations > 0 and self.stale >= window
+
+    @property
+    def stop_reason(self) -> str:
+        """``"patience"`` when patience ended the run, else ``"budget"`` (its epochs ran)."""
+        return "patience" if self.should_stop else "budget"
+
+    def state(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(
+        cls, state: dict[str, Any] | None, *, patience: int | None, min_delta: float,
+        best: float | None,
+    ) -> EarlyStopping:  # fmt: skip
+        """The state stored in a checkpoint, under the run's ``patience`` and ``min_delta``;
+        a checkpoint of an older calf-seg (``state`` None) starts from its best score."""
+        if state is None:
+            reference = best if best is not None and best > 0 else None
+            return cls(patience, min_delta, best=best, reference=reference)
+        kept = {k: state[k] for k in ("best", "reference", "stale", "validations")}
+        return cls(patience, min_delta, **kept)

@@ -1,0 +1,86 @@
+"""per_case_<split>.csv: each case's confusion counts summed over its slices and its Dice,
+against a numpy computation over the same slices."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from calfseg.data import SliceDataset
+from calfseg.train.evaluate import (
+    PER_CASE_COLUMNS,
+    case_dice,
+    evaluate_model,
+    write_evaluation,
+)
+
+THRESHOLD = 0.5  # the stub predicts foreground where the first channel is above it
+
+
+class _Bright(nn.Module):
+    """A stand-in model whose logit is positive exactly where channel 0 exceeds 0.5."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images[:, :1] - THRESHOLD
+
+
+def _numpy_counts(dataset: SliceDataset) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for i in range(len(dataset)):
+        image, mask = dataset[i]
+        pred = image.numpy()[0] > THRESHOLD
+        true = mask.numpy()[0] > 0.5
+        case = counts.setdefault(
+            str(dataset.case_ids[i]), {"n_slices": 0, "tp": 0, "fp": 0, "fn": 0, "tn": 0}
+        )
+        case["n_slices"] += 1
+        case["tp"] += int(np.sum(pred & true))
+        case["fp"] += int(np.sum(pred & ~true))
+        case["fn"] += int(np.sum(~pred & true))
+        case["tn"] += int(np.sum(~pred & ~true))
+    return counts
+
+
+def test_case_dice_is_twice_tp_over_the_case_sums() -> None:
+    assert case_dice(30, 10, 10) == pytest.approx(60 / 80)
+    assert case_dice(0, 0, 0) == 1.0  # empty truth, nothing predicted
+    assert case_dice(0, 5, 0) == 0.0  # empty truth, a false alarm
+    assert case_dice(0, 0, 7) == 0.0  # a lesion missed entirely
+
+
+def test_per_case_counts_equal_numpy_over_the_slices(cache: Path) -> None:
+    dataset = SliceDataset(cache, "train")
+    _, _, _, cases = evaluate_model(
+        _Bright(), dataset, batch_size=7, device=torch.device("cpu"), surface=False
+    )
+    expected = _numpy_counts(dataset)
+    assert [c["case_id"] for c in cases] == sorted(expected)
+    assert len(cases) >= 2  # several cases, so the grouping is exercised
+    assert sum(c["tp"] for c in cases) > 0 and sum(c["fp"] + c["fn"] for c in cases) > 0
+    for row in cases:
+        want = expected[row["case_id"]]
+        assert {k: row[k] for k in want} == want
+        denominator = 2 * want["tp"] + want["fp"] + want["fn"]
+        dice = 1.0 if denominator == 0 else 2 * want["tp"] / denominator
+        assert row["dice"] == pytest.approx(dice)
+    assert sum(c["n_slices"] for c in cases) == len(dataset)
+
+
+def test_the_per_case_csv_has_the_contract_columns(tmp_path: Path) -> None:
+    cases = [{"case_id": "007", "n_slices": 3, "tp": 4, "fp": 1, "fn": 1, "tn": 90, "dice": 0.8}]
+    empty = {"rows": np.zeros(0, np.int64)}
+    write_evaluation(tmp_path, "test", "best.pt", {}, [], empty, per_case=cases)
+    with (tmp_path / "per_case_test.csv").open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert tuple(reader.fieldnames or ()) == PER_CASE_COLUMNS
+    assert PER_CASE_COLUMNS == ("case_id", "n_slices", "tp", "fp", "fn", "tn", "dice")
+    assert rows == [
+        {"case_id": "007", "n_slices": "3", "tp": "4", "fp": "1", "fn": "1", "tn": "90",
+         "dice": "0.8"}
+    ]  # fmt: skip

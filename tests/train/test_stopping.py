@@ -1,0 +1,140 @@
+"""Early stopping on the validation case Dice: scripted validation scores stop the run at the
+epoch worked out by hand; converged and stop_reason in FitResult and done.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from calfseg.train import TrainConfig, fit, load_checkpoint, train_run
+from calfseg.train import loop as loop_module
+from calfseg.train.case_dice import ValidationScores
+from calfseg.train.stopping import CONVERGENCE_WINDOW, EarlyStopping
+
+
+def _script(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
+    """Replace validate_epoch by one that returns ``scores`` in turn as the case Dice."""
+    queue: Iterator[float] = iter(scores)
+
+    def scripted(*args: object, **kwargs: object) -> ValidationScores:
+        score = next(queue)
+        return ValidationScores(loss=1 - score, case_dice=score, image_dice=0.5, cases=2, images=8)
+
+    monkeypatch.setattr(loop_module, "validate_epoch", scripted)
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+# patience 3, min_delta 0.01, worked out by hand (ref: score of the last rise by > 0.01):
+#   epoch 1: 0.10  ref 0.10, best        epoch 5: 0.3105  > 0.31: ref 0.3105, best
+#   epoch 2: 0.30  ref 0.30, best        epoch 6: 0.3200  not > 0.3205: stale 1, best
+#   epoch 3: 0.3005 stale 1, best        epoch 7: 0.2000  stale 2
+#   epoch 4: 0.3050 stale 2              epoch 8: 0.3000  stale 3 = patience: stop
+SCRIPT = [0.10, 0.30, 0.3005, 0.305, 0.3105, 0.32, 0.20, 0.30, 0.9, 0.9, 0.9, 0.9]
+
+
+def test_scripted_scores_stop_at_the_hand_computed_epoch(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _script(monkeypatch, SCRIPT)
+    config = replace(tiny_config, epochs=12, max_steps=1, patience=3, min_delta=0.01)
+    result = fit(config, tmp_path, progress=False)
+    assert (result.epochs, result.epochs_run) == (12, 8)
+    assert (result.stop_reason, result.converged) == ("patience", True)
+    assert (result.best_epoch, result.best_score) == (6, 0.32)
+    rows = _log(tmp_path)
+    assert [r["epoch"] for r in rows] == list(range(1, 9))
+    assert [r["val_case_dice"] for r in rows] == SCRIPT[:8]
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 6
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 8
+
+
+def test_a_budget_that_ends_while_improving_is_not_converged(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _script(monkeypatch, [0.1, 0.2, 0.3, 0.4])
+    config = replace(tiny_config, epochs=4, max_steps=1, patience=2)
+    result = fit(config, tmp_path, progress=False)
+    assert (result.epochs_run, result.stop_reason, result.converged) == (4, "budget", False)
+    assert result.best_epoch == 4
+
+
+def test_without_patience_a_plateau_of_the_window_converges_and_trains_on(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    plateau = [0.5] + [0.5005] * CONVERGENCE_WINDOW  # gains below min_delta 0.001
+    _script(monkeypatch, plateau)
+    config = replace(tiny_config, epochs=len(plateau), max_steps=1, patience=None)
+    result = fit(config, tmp_path, progress=False)
+    assert (result.epochs_run, result.stop_reason, result.converged) == (
+        len(plateau), "budget", True,
+    )  # fmt: skip
+    assert result.best_epoch == 2  # the first of the equal best scores
+
+
+def test_done_json_records_how_the_run_ended(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _script(monkeypatch, [0.4, 0.4, 0.4, 0.9])
+    config = replace(tiny_config, epochs=4, max_steps=1, patience=2)
+    outcome = train_run(config, tmp_path, progress=False)
+    done = json.loads((tmp_path / "done.json").read_text())
+    assert done["epochs"] == 4 and done["epochs_run"] == 3
+    assert (done["stop_reason"], done["converged"]) == ("patience", True)
+    assert (done["best_epoch"], done["best_val_case_dice"]) == (1, 0.4)
+    assert outcome["epochs_run"] == 3 and outcome["converged"] is True
+
+
+def test_a_run_without_validation_trains_its_budget_and_is_not_converged(
+    tiny_config: TrainConfig, tmp_path: Path
+):
+    config = replace(tiny_config, epochs=2, max_steps=1, val_split=None, patience=None)
+    result = fit(config, tmp_path, progress=False)
+    assert (result.epochs_run, result.stop_reason, result.converged) == (2, "budget", False)
+    assert (result.best_epoch, result.best_score) == (2, None)
+
+
+def test_small_gains_that_add_up_count_as_one_improvement():
+    stopping = EarlyStopping(patience=3, min_delta=0.01)
+    for score in (0.5, 0.504, 0.508):  # each +0.004: no significant rise yet
+        stopping.observe(score)
+    assert stopping.stale == 2 and stopping.best == 0.508
+    stopping.observe(0.512)  # 0.012 above the reference 0.5: an improvement
+    assert (stopping.stale, stopping.reference) == (0, 0.512)
+    assert not stopping.should_stop and not stopping.converged
+
+
+def test_an_undefined_score_is_never_an_improvement():
+    stopping = EarlyStopping(patience=1, min_delta=0.0)
+    assert stopping.observe(0.3) is True
+    assert stopping.observe(float("nan")) is False
+    assert stopping.should_stop and stopping.stop_reason == "patience"
+    restored = EarlyStopping.from_state(stopping.state(), patience=1, min_delta=0.0, best=None)
+    assert restored == stopping
+
+
+def test_validations_before_the_first_lesion_found_do_not_count(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # nothing found for 4 validations (case Dice 0): not a plateau. Counting starts at the
+    # first score above 0 (epoch 5); epochs 6, 7, 8 bring no rise: patience 3 stops at 8.
+    script = [0.0, 0.0, 0.0, 0.0, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9]
+    _script(monkeypatch, script)
+    config = replace(tiny_config, epochs=10, max_steps=1, patience=3)
+    result = fit(config, tmp_path, progress=False)
+    assert (result.epochs_run, result.stop_reason, result.converged) == (8, "patience", True)
+    assert result.best_epoch == 5
+
+
+def test_a_run_that_never_finds_a_lesion_trains_its_budget_unconverged():
+    stopping = EarlyStopping(patience=2, min_delta=0.001)
+    for _ in range(6):
+        stopping.observe(0.0)
+    assert not stopping.should_stop and not stopping.converged
+    assert (stopping.stop_reason, stopping.best) == ("budget", 0.0)
