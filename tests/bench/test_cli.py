@@ -19,7 +19,8 @@ def test_calf_report_rebuilds_everything(
     assert "12 finished runs" in capsys.readouterr().out
     for name in ("results.csv", "per_image.csv", "summary.md", "report.html"):
         assert (fake_benchmark / name).is_file()
-    assert len(list((fake_benchmark / "figures").glob("*.png"))) == 8
+    assert (fake_benchmark / "verdicts.csv").is_file()
+    assert len(list((fake_benchmark / "figures").glob("*.png"))) >= 5  # forest, 2 x 2 per model
 
 
 def test_calf_report_needs_a_results_folder(
@@ -73,3 +74,56 @@ def test_benchmark_options_override_the_preset_and_failures_exit_1(
     assert (config.epochs, config.lr, config.batch_size, config.shard) == (1, 1e-5, 32, (1, 2))
     err = capsys.readouterr().err
     assert "synthetic paper-like data (256x256)" in err and "1 run(s) failed" in err
+
+
+# -- --folds K --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--folds", "0"], "--folds: folds must be 1 (no cross-validation: the cache's split)"),
+        (["--folds", "-2"], "or K >= 2 (K-fold patient-level cross-validation), got -2"),
+        (["--folds", "3", "--preset", "paper"], "the 'paper' protocol uses the authors'"),
+        (["--folds", "3", "--cv-seed", "-1"], "--cv-seed: must be >= 0"),
+    ],
+)
+def test_folds_the_grid_cannot_take_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main(["benchmark", *argv, "--out", str(tmp_path)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_folds_and_cv_seed_reach_the_benchmark_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import calfseg.bench
+    from calfseg.bench import BenchmarkConfig, BenchmarkOutcome
+
+    seen: list[BenchmarkConfig] = []
+
+    def fake_run(config: BenchmarkConfig, **kwargs: object) -> BenchmarkOutcome:
+        seen.append(config)
+        return BenchmarkOutcome(config.out, 0)
+
+    monkeypatch.setattr(calfseg.bench, "run_benchmark", fake_run)
+    assert main(["benchmark", "--folds", "5", "--cv-seed", "3", "--out", str(tmp_path)]) == EXIT_OK
+    assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK
+    assert (seen[0].folds, seen[0].cv_seed) == (5, 3)
+    assert (seen[1].folds, seen[1].cv_seed) == (1, 0)  # the default: the cache's split
+
+
+def test_more_folds_than_patients_exits_1_naming_both_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from .test_folds import write_cv_cache
+
+    cache = write_cv_cache(tmp_path / "cache", {"a": 4, "b": 2})  # 6 patients
+    argv = ["benchmark", "--data", str(cache), "--folds", "7", "--out", str(tmp_path / "out")]
+    assert main([*argv, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "7-fold cross-validation needs at least 7 patients; the cache has 6" in err
+    assert "Traceback" not in err and not (tmp_path / "out" / "runs").exists()

@@ -11,7 +11,7 @@ import pytest
 from calfseg.bench import collect_results
 from calfseg.bench.collect import split_key
 
-from .fakes import LOSSES, MODELS, N_TEST, SEEDS, write_run
+from .fakes import LOSSES, MODELS, N_CASES, N_TEST, SEEDS, write_run
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -84,3 +84,64 @@ def test_unfinished_runs_are_ignored_and_failed_ones_listed(tmp_path: Path) -> N
 )
 def test_result_keys_split_into_metric_reduction_group(key: str, parts: tuple[str, ...]) -> None:
     assert split_key(key) == parts
+
+
+def test_only_the_named_runs_are_collected_with_their_provenance(tmp_path: Path) -> None:
+    write_run(tmp_path, "unet", "bce", 0)
+    write_run(tmp_path, "unet", "dice", 0)
+    record = {"format": "calfseg.provenance/1", "cache": {"digest": "ab" * 8}, "config": {}}
+    (tmp_path / "runs" / "unet-bce-s0" / "provenance.json").write_text(json.dumps(record))
+    table = collect_results(tmp_path, only={"unet-bce-s0"})
+    assert [r.name for r in table.runs] == ["unet-bce-s0"]
+    assert table.runs[0].provenance == record and table.runs[0].config["epochs"] == 3
+    rows = _rows(tmp_path / "results.csv")
+    assert {r["run"] for r in rows} == {"unet-bce-s0"}
+    assert collect_results(tmp_path, write=False).runs[1].provenance is None  # unet-dice
+
+
+def test_an_unreadable_json_file_is_named(tmp_path: Path) -> None:
+    folder = write_run(tmp_path, "unet", "bce", 0)
+    (folder / "eval_test.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"unet-bce-s0/eval_test\.json: not readable JSON"):
+        collect_results(tmp_path)
+    (folder / "eval_test.json").write_text("{}")
+    (folder / "provenance.json").write_text("{")
+    with pytest.raises(ValueError, match=r"unet-bce-s0/provenance\.json: not readable JSON"):
+        collect_results(tmp_path)
+
+
+# -- per-case results and folds (issue 8) ---------------------------------------------------
+
+
+def test_per_case_csv_gathers_every_run_with_its_fold(tmp_path: Path) -> None:
+    for fold in (1, 2, 3):
+        write_run(tmp_path, "unet", "bce", 0, fold=fold, n_folds=3)
+    write_run(tmp_path, "fpn", "bce", 1)
+    table = collect_results(tmp_path)
+    assert {r.name: r.fold for r in table.runs} == {
+        "fpn-bce-s1": None, "unet-bce-s0-f1": 1, "unet-bce-s0-f2": 2, "unet-bce-s0-f3": 3,
+    }  # fmt: skip
+    assert table.folds == [None, 1, 2, 3]
+    rows = _rows(tmp_path / "per_case.csv")
+    assert list(rows[0]) == [
+        "run", "model", "loss", "seed", "fold", "case_id", "n_slices", "tp", "fp", "fn", "tn",
+        "dice",
+    ]  # fmt: skip
+    folded = [r for r in rows if r["model"] == "unet"]
+    assert len(folded) == N_CASES  # the three folds together test every case once
+    assert len({r["case_id"] for r in folded}) == N_CASES
+    assert {r["fold"] for r in rows if r["model"] == "fpn"} == {""}
+    assert sum(r["model"] == "fpn" for r in rows) == N_CASES
+
+
+def test_the_fold_comes_from_the_run_name_without_a_config(tmp_path: Path) -> None:
+    folder = write_run(tmp_path, "unet", "calf-dataset", 2, fold=4, n_folds=5)
+    (folder / "config.json").unlink()
+    (info,) = collect_results(tmp_path, write=False).runs
+    assert (info.model, info.loss, info.seed, info.fold) == ("unet", "calf-dataset", 2, 4)
+
+
+def test_done_json_is_read_with_the_run(tmp_path: Path) -> None:
+    write_run(tmp_path, "unet", "bce", 0, converged=False)
+    (info,) = collect_results(tmp_path, write=False).runs
+    assert info.done["converged"] is False and info.done["stop_reason"] == "budget"

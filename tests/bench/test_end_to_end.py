@@ -3,11 +3,13 @@ collection and the report; and the paper preset's configurations validate."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from calfseg.bench import PRESETS, runs
 from calfseg.bench.runner import make_train_config, train_options
 from calfseg.cli import main
+from calfseg.data.cache import cache_digest
 
 
 def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):
@@ -21,10 +23,22 @@ def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):
     results = (out / "results.csv").read_text()
     assert "unet,calf,0,dice,per_image" in results.replace('"', "")
     html = (out / "report.html").read_text()
-    assert "CALF against BCE" in html and "data:image/png;base64," in html
+    assert "Verdicts against BCE" in html and "data:image/png;base64," in html
+    assert (out / "verdicts.csv").is_file()
+    assert (out / "runs" / "unet-calf-s0" / "per_case_test.csv").is_file()
+    # Each run records the cache it was trained on; the report names it.
+    digest = cache_digest(out / "data")
+    record = json.loads((out / "runs" / "unet-calf-s0" / "provenance.json").read_text())
+    assert record["cache"]["digest"] == digest and record["config"]["epochs"] == 1
+    assert f"| cache digest | {digest} |" in (out / "summary.md").read_text()
     # A rerun finds every run finished and only rebuilds the report.
     assert main([*argv, "--seeds", "1", "--epochs", "1", "--no-progress"]) == 0
     assert "2 already done" in capsys.readouterr().out
+    # Other epochs into the same OUT: refused, naming the change and the ways out.
+    assert main([*argv, "--seeds", "1", "--epochs", "2", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "epochs 1 -> 2 for 2 runs (unet-bce-s0, unet-calf-s0)" in err
+    assert "--overwrite" in err and "Traceback" not in err
 
 
 def test_the_paper_preset_builds_valid_training_configurations(tmp_path: Path):
@@ -34,6 +48,6 @@ def test_the_paper_preset_builds_valid_training_configurations(tmp_path: Path):
         "calf", "calf-region", "bce", "dice", "focal", "tversky", "iou", "combo"
     }  # fmt: skip
     for spec in specs[:8]:
-        train = make_train_config(train_options(config, spec), paper=True)
+        train = make_train_config(train_options(config, spec), preset="paper")
         train.validate()
-        assert (train.epochs, train.batch_size, train.lr, train.preset) == (20, 32, 1e-5, "paper")
+        assert (train.epochs, train.batch_size, train.lr, train.preset) == (20, 32, 1e-5, "authors")

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
+
 from calfseg.bench import build_report
-from calfseg.bench.report import SECTION_TITLES
+from calfseg.bench.report import DETAIL_TITLES, MIXED_TITLE, SECTION_TITLES, recorded_margin
+
+from .fakes import SEEDS, TRUE_AREA, per_case_tp, write_benchmark, write_run
 
 
 class _Collector(HTMLParser):
@@ -36,30 +42,108 @@ class _Collector(HTMLParser):
             self.headings[-1] += data
 
 
-def test_report_files_and_sections(fake_benchmark: Path) -> None:
+def _headings(markdown: str) -> list[str]:
+    return [line for line in markdown.splitlines() if line.startswith("## ")]
+
+
+def test_the_report_opens_with_the_verdicts(fake_benchmark: Path) -> None:
     files = build_report(fake_benchmark)
     summary = files.summary.read_text()
-    for title in SECTION_TITLES:
-        assert f"## {title}" in summary
-    # every loss is shown for every model, with the reduction named in the header
-    assert "Dice (per image)" in summary and "Dice (pooled)" in summary
-    assert summary.count("| calf |") >= 2 and summary.count("| dice |") >= 2
-    assert "unet: CALF beat BCE on per-image Dice significantly" in summary
-    assert "fpn: CALF did not differ significantly from BCE" in summary
-    assert (fake_benchmark / "results.csv").is_file()
-    assert len(files.figures) == 8  # 4 figures x 2 models
-    assert all(p.is_file() and p.stat().st_size > 0 for p in files.figures)
+    assert _headings(summary) == [f"## {t}" for t in SECTION_TITLES]
+    for title in DETAIL_TITLES:
+        assert f"### {title}" in summary
+    verdicts_part = summary.split("## Convergence")[0]
+    # the answer first, in words, then the table with unit and cases, then the forest plot
+    assert "): CALF beats BCE (+0.080 per-case Dice, 95 % CI" in verdicts_part
+    assert "): CALF is equivalent to BCE within ±0.01" in verdicts_part
+    # the baseline's level comes with the answer: BCE's mean of the seed-averaged cases
+    bce = np.mean([per_case_tp("unet", "bce", s) / TRUE_AREA for s in SEEDS], axis=0).mean()
+    assert f"**unet (BCE: mean per-case Dice {bce:.3f}): CALF beats" in verdicts_part
+    assert "Caution" not in verdicts_part  # every fake run converged and learned
+    assert "| unet | dice | worse |" in verdicts_part
+    assert "| fpn | dice | inconclusive |" in verdicts_part
+    assert "| 12 |" in verdicts_part and "Unit: the case (patient)" in verdicts_part
+    assert "percentile bootstrap" in verdicts_part
+    assert "![Per-case Dice difference to BCE" in verdicts_part
+    assert verdicts_part.index("| model | loss | verdict") < verdicts_part.index("![")
+    # the slice-level paired tests are gone
+    assert "n pairs" not in summary and "Paired tests" not in summary
+
+
+def test_verdicts_csv_has_the_contract_columns_and_follows_the_rule(fake_benchmark: Path):
+    files = build_report(fake_benchmark)
+    assert files.verdicts_csv == fake_benchmark / "verdicts.csv"
+    with files.verdicts_csv.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames == [
+        "model", "loss", "baseline", "metric", "unit", "n_units", "mean_diff", "ci_low",
+        "ci_high", "margin", "verdict",
+    ]  # fmt: skip
+    assert [(r["model"], r["loss"]) for r in rows] == [
+        ("unet", "calf"), ("unet", "dice"), ("fpn", "calf"), ("fpn", "dice"),
+    ]  # fmt: skip
+    for row in rows:
+        assert (row["baseline"], row["metric"], row["unit"]) == ("bce", "dice", "case")
+        assert int(row["n_units"]) == 12 and float(row["margin"]) == 0.01
+        low, high, margin = float(row["ci_low"]), float(row["ci_high"]), float(row["margin"])
+        rule = (
+            "better" if low > 0 else "worse" if high < 0
+            else "equivalent" if -margin <= low and high <= margin else "inconclusive"
+        )  # fmt: skip
+        assert row["verdict"] == rule
+        assert low <= float(row["mean_diff"]) <= high
+
+
+def test_the_margin_is_an_option_of_the_report(tmp_path: Path) -> None:
+    files = build_report(write_benchmark(tmp_path), margin=0.2)
+    assert {v.margin for v in files.verdicts} == {0.2}
+    assert recorded_margin(tmp_path) == 0.2
+    assert "within ±0.2" in files.summary.read_text()
+
+
+def test_convergence_lists_unconverged_and_failed_runs(tmp_path: Path) -> None:
+    write_benchmark(tmp_path)
+    write_run(tmp_path, "unet", "bce", 1, converged=False)
+    write_run(tmp_path, "fpn", "dice", 0, converged=None)  # an older calf-seg
+    failed = tmp_path / "runs" / "fpn-calf-s1"
+    (failed / "done.json").unlink()
+    (failed / "failed.json").write_text(json.dumps({"error": "RuntimeError: boom"}))
+    summary = build_report(tmp_path).summary.read_text()
+    first = summary.split("## Convergence")[0]
+    assert "Caution: unet: 1 of 6 runs did not converge. See Convergence" in first
+    part = summary.split("## Convergence")[1].split("## Details")[0]
+    assert "9 of 11 finished runs converged" in part
+    assert "1 record no convergence" in part and "1 failed with an error" in part
+    assert "| unet-bce-s1 | budget | 3 | 3 | 0.700 |" in part
+    assert "| fpn-calf-s1 | RuntimeError: boom |" in part
+
+
+def test_a_run_that_learned_nothing_is_flagged(tmp_path: Path) -> None:
+    write_benchmark(tmp_path)
+    folder = tmp_path / "runs" / "unet-dice-s0"
+    rows = (folder / "per_case_test.csv").read_text().splitlines()
+    zero = [rows[0]] + [",".join([r.split(",")[0], "10", "0", "0", "1000", "39960", "0.0"])
+                        for r in rows[1:]]  # fmt: skip
+    (folder / "per_case_test.csv").write_text("\n".join(zero) + "\n")
+    part = build_report(tmp_path).summary.read_text().split("## Details")[0]
+    assert "Caution: unet: 1 of 6 learned nothing (per-case test Dice < 0.1)" in part
+    assert "1 failed to learn (mean per-case test Dice below 0.1)" in part
+    assert "| unet-dice-s0 | 0.000 |" in part
 
 
 def test_report_html_is_self_contained(fake_benchmark: Path) -> None:
     files = build_report(fake_benchmark)
     parser = _Collector()
     parser.feed(files.html.read_text())
-    for title in SECTION_TITLES:
+    assert parser.headings[:2] == ["CALF benchmark report", SECTION_TITLES[0]]
+    for title in (*SECTION_TITLES, *DETAIL_TITLES):
         assert title in parser.headings
-    assert len(parser.sources) == 8
+    # forest plot + learning curves and qualitative examples of 2 models
+    assert len(parser.sources) == len(files.figures) == 5
     assert all(src.startswith("data:image/png;base64,") for src in parser.sources)
     assert parser.links == []
+    assert '<td class="better">better</td>' in files.html.read_text()
 
 
 def test_report_of_no_runs_still_has_every_section(tmp_path: Path) -> None:
@@ -67,4 +151,77 @@ def test_report_of_no_runs_still_has_every_section(tmp_path: Path) -> None:
     files = build_report(tmp_path)
     summary = files.summary.read_text()
     assert all(f"## {title}" in summary for title in SECTION_TITLES)
+    assert "No finished runs." in summary
     assert files.figures == ()
+    assert (tmp_path / "verdicts.csv").read_text().startswith("model,loss,baseline,")
+
+
+# -- provenance: the report names how its runs were made ----------------------------------
+
+
+def _record(config: dict, digest: str, *, epochs: int = 3) -> dict:
+    """A provenance record as train_run writes it (calfseg.train.provenance)."""
+    return {
+        "format": "calfseg.provenance/1",
+        "calfseg_version": "0.1.0",
+        "cache": {"path": "/data/cache/brats", "digest": digest},
+        "fingerprint": {"count": 100, "skewness": 1.234, "kurtosis": 5.678, "branch": "log10"},
+        "config": {**config, "epochs": epochs, "batch_size": 16, "lr": 0.001},
+        "config_hash": "0" * 16,
+    }
+
+
+def _with_provenance(out: Path, change=lambda name: {}) -> Path:
+    write_benchmark(out)
+    for folder in sorted((out / "runs").iterdir()):
+        config = json.loads((folder / "config.json").read_text())
+        record = {**_record(config, "ab12cd34ef567890"), **change(folder.name)}
+        (folder / "provenance.json").write_text(json.dumps(record))
+    return out
+
+
+def test_the_report_names_cache_fingerprint_settings_and_version(tmp_path: Path) -> None:
+    files = build_report(_with_provenance(tmp_path))
+    summary = files.summary.read_text()
+    for row in (
+        "| cache | /data/cache/brats |",
+        "| cache digest | ab12cd34ef567890 |",
+        "| fingerprint (train split) | S +1.234, K +5.678 -> log10 (100 train areas) |",
+        "| epochs | 3 |",
+        "| batch size | 16 |",
+        "| learning rate | 0.001 |",
+        "| model preset | tiny |",
+        "| seeds | 0, 1 |",
+        "| calf-seg version | 0.1.0 |",
+    ):
+        assert row in summary, row
+    assert MIXED_TITLE not in summary
+    assert "ab12cd34ef567890" in files.html.read_text()
+
+
+def test_mixed_provenance_is_said_at_the_top(tmp_path: Path) -> None:
+    def change(name: str) -> dict:
+        if name.startswith("fpn-calf"):  # 2 runs: other epochs and another cache
+            config = json.loads((tmp_path / "runs" / name / "config.json").read_text())
+            return _record(config, "ffff0000ffff0000", epochs=5)
+        return {}
+
+    files = build_report(_with_provenance(tmp_path, change))
+    summary = files.summary.read_text()
+    headings = [line for line in summary.splitlines() if line.startswith("## ")]
+    assert headings[:2] == [f"## {SECTION_TITLES[0]}", f"## {MIXED_TITLE}"]
+    first = summary.split(f"## {MIXED_TITLE}")[0]
+    assert "**Warning: the runs were not all made the same way" in first
+    assert "cache digest: ab12cd34ef567890 (10 runs), ffff0000ffff0000 (2 runs)" in summary
+    assert "epochs: 3 (10 runs), 5 (2 runs)" in summary
+    assert "| epochs | mixed: 3 (10 runs), 5 (2 runs) |" in summary
+    parser = _Collector()
+    parser.feed(files.html.read_text())
+    assert parser.headings[2] == MIXED_TITLE  # right after the verdicts
+
+
+def test_runs_without_provenance_are_reported_as_not_recorded(fake_benchmark: Path) -> None:
+    summary = build_report(fake_benchmark).summary.read_text()
+    assert "| cache digest | not recorded |" in summary
+    assert "| epochs | 3 |" in summary  # from config.json
+    assert "12 run(s) record no provenance" in summary

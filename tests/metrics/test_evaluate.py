@@ -116,14 +116,40 @@ def test_the_empty_group_reports_false_alarms_and_specificity_only() -> None:
 def test_every_key_names_metric_and_reduction_and_the_dict_is_strict_json() -> None:
     r = run(pooled_batch_size=4)
     for m in METRICS:
-        for red in ("per_image", "pooled", "pooled_by_batch"):
+        for red in ("per_image", "pooled", "paper_batch_pooled", "paper_batch_pooled_sd"):
             assert f"{m}/{red}" in r
     for s in SURFACE_METRICS:
         assert f"{s}/per_image" in r
     assert r["pooled_batch_size"] == 4
-    assert r["dice/pooled_by_batch"] == pytest.approx(
-        (2 * 3 / (6 + 5 + 6) + 2 * 9 / (18 + 1 + 1)) / 2
+    assert (r["paper_batch_pooled_shuffles"], r["paper_batch_pooled_seed"]) == (10, 12345)
+    json.dumps(r, allow_nan=False)
+    assert all(isinstance(v, (int, float, str)) or v is None for v in r.values())
+
+
+def _batch_dice_numpy(rows: np.ndarray, order: np.ndarray, b: int) -> float:
+    """The paper's Dice written out: pooled over each batch of b of ``order``, 1 when both
+    masks of the batch are empty, then the mean over batches."""
+    values = []
+    for start in range(0, order.size, b):
+        tp, fp, fn, _ = rows[order[start : start + b]].sum(axis=0)
+        values.append(1.0 if 2 * tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(values))
+
+
+def test_the_papers_batch_pooled_dice_is_over_shuffled_orders_with_their_spread() -> None:
+    r = run(pooled_batch_size=4)
+    rows = np.array(
+        [(3, 1, 2, 10), (0, 0, 0, 16), (0, 4, 0, 12), (0, 0, 4, 12), (8, 0, 0, 8), (1, 1, 1, 13)]
     )
+    # the orders are numpy's default_rng([12345, i]).permutation(6), i = 0..9
+    per_order = [
+        _batch_dice_numpy(rows, np.random.default_rng([12345, i]).permutation(6), 4)
+        for i in range(10)
+    ]
+    assert r["dice/paper_batch_pooled"] == pytest.approx(np.mean(per_order), rel=1e-12)
+    assert r["dice/paper_batch_pooled_sd"] == pytest.approx(np.std(per_order, ddof=1), rel=1e-9)
+    assert r["dice/paper_batch_pooled_min"] == pytest.approx(min(per_order))
+    assert r["dice/paper_batch_pooled_max"] == pytest.approx(max(per_order))
     json.dumps(r, allow_nan=False)
     assert all(isinstance(v, (int, float, str)) or v is None for v in r.values())
 

@@ -178,6 +178,49 @@ def test_pooled_by_batch_reproduces_the_papers_batch_mean(metric) -> None:
     assert pooled_by_batch(counts, metric, n).value == pytest.approx(pooled(counts, metric).value)
 
 
+def _cache_ordered_set() -> tuple[torch.Tensor, torch.Tensor]:
+    """128 slices in a cache's order: patient A's 64 tumour slices (found imperfectly), then
+    64 tumour-free slices of patient B predicted tumour-free: whole batches of 32 score 1."""
+    gen = torch.Generator().manual_seed(11)
+    truth = torch.zeros(128, 1, 12, 12)
+    truth[:64, :, 3:9, 3:9] = 1
+    logits = torch.where(truth > 0, 1.0, -1.0) + 2.5 * torch.randn(128, 1, 12, 12, generator=gen)
+    logits[64:] = -5.0
+    return logits, truth
+
+
+def test_the_papers_batch_pooled_dice_is_over_shuffled_orders_not_the_cache_order() -> None:
+    logits, truth = _cache_ordered_set()
+    counts = confusion_counts(logits, truth)
+    in_order = pooled_by_batch(counts, "dice", 32).value
+    shuffled = S.paper_batch_pooled(counts, "dice", 32, shuffles=10, seed=7)
+    # independent computation: the same permutations, the paper's loop written out in torch
+    pred = logits > 0
+    per_order = []
+    for i in range(10):
+        order = torch.from_numpy(np.random.default_rng([7, i]).permutation(128))
+        per_order.append(paper_batch_mean(pred[order], truth[order], "dice", 32))
+    assert shuffled.values == pytest.approx(per_order, rel=1e-12)
+    assert shuffled.value == pytest.approx(float(np.mean(per_order)), rel=1e-12)
+    assert shuffled.sd == pytest.approx(float(np.std(per_order, ddof=1)), rel=1e-9)
+    assert (shuffled.min, shuffled.max) == (min(per_order), max(per_order))
+    # in cache order two of the four batches are tumour-free and score 1
+    assert in_order == pytest.approx(paper_batch_mean(pred, truth, "dice", 32), rel=1e-12)
+    assert in_order > shuffled.max + 0.1
+
+
+def test_paper_batch_pooled_checks_its_arguments_and_handles_no_images() -> None:
+    with pytest.raises(ValueError, match="shuffles"):
+        S.paper_batch_pooled(counts_of(NORMAL), "dice", shuffles=0)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        S.paper_batch_pooled(counts_of(NORMAL), "f1")
+    with pytest.warns(UndefinedMetricWarning):
+        score = S.paper_batch_pooled(ConfusionCounts.empty(), "dice")
+    assert math.isnan(score.value) and score.json_value() is None
+    one = S.paper_batch_pooled(counts_of(NORMAL), "dice", shuffles=1)
+    assert (one.value, one.sd) == (pytest.approx(6 / 9), 0.0)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "32"])
 def test_pooled_by_batch_rejects_bad_batch_sizes(bad) -> None:
     with pytest.raises(ValueError, match="batch_size"):

@@ -2,8 +2,10 @@
 
 ``OUT/results.csv`` has one row per run and metric (run, model, loss, seed, metric,
 reduction, group, value); ``OUT/per_image.csv`` keeps the per-image test scores of every
-run (run, model, loss, seed, then the columns of ``per_image_test.csv``). Only runs with a
-``done.json`` are read; runs with a ``failed.json`` are listed as failed.
+run (run, model, loss, seed, then the columns of ``per_image_test.csv``);
+``OUT/per_case.csv`` the per-case test counts and Dice of every run (run, model, loss,
+seed, fold, then the columns of ``per_case_test.csv``), the unit of the verdicts. Only runs
+with a ``done.json`` are read; runs with a ``failed.json`` are listed as failed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
+import re
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +23,31 @@ from calfseg.bench.grid import DONE_FILE, FAILED_FILE, RUNS_FOLDER
 
 RESULTS_CSV = "results.csv"
 PER_IMAGE_CSV = "per_image.csv"
+PER_CASE_CSV = "per_case.csv"
+PER_CASE_FILE = "per_case_test.csv"  # written by calfseg.train.evaluate
 RESULT_COLUMNS = ("run", "model", "loss", "seed", "metric", "reduction", "group", "value")
 RUN_COLUMNS = ("run", "model", "loss", "seed")
+PER_CASE_RUN_COLUMNS = ("run", "model", "loss", "seed", "fold")
 TEXT_COLUMNS = ("case_id",)  # kept as text: "007" must not become 7
+_FOLD_SUFFIX = re.compile(r"-f(\d+)$")  # "{model}-{loss}-s{seed}-f{fold}" under --folds
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """A finished run: its name, grid coordinates and folder."""
+    """A finished run: its name, grid coordinates (``fold`` None without cross-validation)
+    and folder, its options (config.json), its provenance record
+    (:mod:`calfseg.train.provenance`; None for runs of an older calf-seg, which recorded
+    none) and its ``done.json``."""
 
     name: str
     model: str
     loss: str
     seed: int
     folder: Path
+    config: dict[str, Any] = field(default_factory=dict, compare=False)
+    provenance: dict[str, Any] | None = field(default=None, compare=False)
+    fold: int | None = None
+    done: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,7 @@ class ResultsTable:
         runs: the finished runs, in folder-name order.
         rows: one :class:`ResultRow` per run and numeric result.
         per_image: per run name, the rows of ``per_image_test.csv`` (numbers or None).
+        per_case: per run name, the rows of ``per_case_test.csv`` (case_id as text).
         logs: per run name, the rows of ``log.csv`` (numbers or None).
         failed: per failed run name, its error text.
     """
@@ -64,6 +80,7 @@ class ResultsTable:
     runs: list[RunInfo] = field(default_factory=list)
     rows: list[ResultRow] = field(default_factory=list)
     per_image: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    per_case: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -85,18 +102,31 @@ class ResultsTable:
     def seeds(self) -> list[int]:
         return sorted({r.seed for r in self.runs})
 
-    def run(self, model: str, loss: str, seed: int) -> RunInfo | None:
+    @property
+    def folds(self) -> list[int | None]:
+        """The folds of the runs, ``[None]`` without cross-validation."""
+        return sorted({r.fold for r in self.runs}, key=lambda f: -1 if f is None else f)
+
+    def run(self, model: str, loss: str, seed: int, fold: int | None = None) -> RunInfo | None:
+        """The run of these grid coordinates; without ``fold``, the first fold's."""
         for info in self.runs:
-            if (info.model, info.loss, info.seed) == (model, loss, seed):
+            if (info.model, info.loss, info.seed) == (model, loss, seed) and (
+                fold is None or info.fold == fold
+            ):
                 return info
         return None
 
 
-def collect_results(out: str | Path, *, write: bool = True) -> ResultsTable:
-    """Read every finished run under ``OUT/runs`` and (by default) write the two CSVs."""
+def collect_results(
+    out: str | Path, *, write: bool = True, only: Collection[str] | None = None
+) -> ResultsTable:
+    """Read every finished run under ``OUT/runs`` (or only the run names in ``only``) and
+    (by default) write results.csv, per_image.csv and per_case.csv."""
     out = Path(out)
     table = ResultsTable()
-    folders = sorted(p for p in (out / RUNS_FOLDER).glob("*") if p.is_dir())
+    folders = sorted(
+        p for p in (out / RUNS_FOLDER).glob("*") if p.is_dir() and (only is None or p.name in only)
+    )
     for folder in folders:
         if (folder / DONE_FILE).is_file():
             _read_run(folder, table)
@@ -105,6 +135,7 @@ def collect_results(out: str | Path, *, write: bool = True) -> ResultsTable:
     if write:
         _write_results(out / RESULTS_CSV, table)
         _write_per_image(out / PER_IMAGE_CSV, table)
+        _write_per_case(out / PER_CASE_CSV, table)
     return table
 
 
@@ -123,6 +154,8 @@ def split_key(key: str) -> tuple[str, str, str]:
 def _read_run(folder: Path, table: ResultsTable) -> None:
     config = _read_json(folder / "config.json")
     info = _run_info(folder, config)
+    done = _read_json(folder / DONE_FILE)
+    info = replace(info, config=config, provenance=_provenance(folder), done=done)
     table.runs.append(info)
     evaluation = _read_json(folder / "eval_test.json")
     for key, value in sorted((evaluation.get("results") or {}).items()):
@@ -134,25 +167,41 @@ def _read_run(folder: Path, table: ResultsTable) -> None:
             ResultRow(info.name, info.model, info.loss, info.seed, metric, reduction, group, number)
         )
     table.per_image[info.name] = _read_csv(folder / "per_image_test.csv")
+    table.per_case[info.name] = _read_csv(folder / PER_CASE_FILE)
     table.logs[info.name] = _read_csv(folder / "log.csv")
 
 
 def _run_info(folder: Path, config: dict[str, Any]) -> RunInfo:
-    """Model, loss and seed from config.json, else from the ``{model}-{loss}-s{seed}`` name."""
+    """Model, loss, seed and fold from config.json, else from the run folder's name
+    (``{model}-{loss}-s{seed}``, with ``-f{fold}`` under cross-validation)."""
     name = folder.name
+    suffix = _FOLD_SUFFIX.search(name)
+    stem = name[: suffix.start()] if suffix else name
+    fold: int | None = int(suffix.group(1)) if suffix else None
+    if config.get("split") == "cv" and config.get("cv_fold") is not None:
+        fold = int(config["cv_fold"])
     model, loss, seed = config.get("model"), config.get("loss"), config.get("seed")
     if model is None or loss is None or seed is None:
-        head, _, seed_text = name.rpartition("-s")
+        head, _, seed_text = stem.rpartition("-s")
         model_part, _, loss_part = head.partition("-")
         model, loss = model or model_part, loss or loss_part
         seed = seed if seed is not None else int(seed_text or 0)
-    return RunInfo(name, str(model), str(loss), int(seed), folder)
+    return RunInfo(name, str(model), str(loss), int(seed), folder, fold=fold)
+
+
+def _provenance(folder: Path) -> dict[str, Any] | None:
+    from calfseg.train.provenance import read_provenance
+
+    return read_provenance(folder)  # a ProvenanceError (a ValueError) names the file
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not readable JSON ({err})") from err
     return data if isinstance(data, dict) else {}
 
 
@@ -214,6 +263,19 @@ def _write_per_image(path: Path, table: ResultsTable) -> None:
             for row in table.per_image.get(info.name, []):
                 cells = ["" if row.get(c) is None else row.get(c) for c in columns]
                 writer.writerow([info.name, info.model, info.loss, info.seed, *cells])
+
+
+def _write_per_case(path: Path, table: ResultsTable) -> None:
+    from calfseg.train.evaluate import PER_CASE_COLUMNS
+
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*PER_CASE_RUN_COLUMNS, *PER_CASE_COLUMNS])
+        for info in table.runs:
+            fold = "" if info.fold is None else info.fold
+            for row in table.per_case.get(info.name, []):
+                cells = ["" if row.get(c) is None else row.get(c) for c in PER_CASE_COLUMNS]
+                writer.writerow([info.name, info.model, info.loss, info.seed, fold, *cells])
 
 
 def _unique(values: Any) -> list[Any]:

@@ -9,19 +9,27 @@ from __future__ import annotations
 import base64
 import html
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
 @dataclass(frozen=True)
 class Paragraph:
+    """Text; a ``lead`` paragraph (the answer) is bold in Markdown and large in HTML."""
+
     text: str
+    lead: bool = False
 
 
 @dataclass(frozen=True)
 class Table:
+    """Rows of text cells; ``cell_classes`` maps a cell's exact text to a CSS class of the
+    HTML page (e.g. a verdict to its colour); Markdown ignores it."""
+
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    cell_classes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ def to_markdown(title: str, sections: list[Section], root: Path) -> str:
         lines += ["#" * section.level + " " + section.title, ""]
         for block in section.blocks:
             if isinstance(block, Paragraph):
-                lines += [block.text, ""]
+                lines += [f"**{block.text}**" if block.lead else block.text, ""]
             elif isinstance(block, Table):
                 lines += [_md_row(block.header), _md_row(tuple("---" for _ in block.header))]
                 lines += [_md_row(row) for row in block.rows]
@@ -68,7 +76,8 @@ def to_html(title: str, sections: list[Section]) -> str:
         body.append(f"<h{level}>{html.escape(section.title)}</h{level}>")
         for block in section.blocks:
             if isinstance(block, Paragraph):
-                body.append(f"<p>{html.escape(block.text)}</p>")
+                lead = ' class="lead"' if block.lead else ""
+                body.append(f"<p{lead}>{html.escape(block.text)}</p>")
             elif isinstance(block, Table):
                 body.append(_html_table(block))
             else:
@@ -92,6 +101,10 @@ _CSS = (
     "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
     "th:first-child,td:first-child{text-align:left}th{background:#f0f0f0}"
     "img{max-width:100%}figcaption{font-size:0.85em;color:#555}"
+    "p.lead{font-size:1.15em;margin:0.4em 0}h2{border-bottom:1px solid #ddd;margin-top:1.6em}"
+    "td.better{color:#1a7f37;font-weight:bold}td.worse{color:#c62828;font-weight:bold}"
+    "td.equivalent{color:#1f5fa8;font-weight:bold}td.inconclusive{color:#b26a00}"
+    "td.warn{color:#c62828}"
 )
 
 
@@ -102,6 +115,12 @@ def _md_row(cells: tuple[str, ...]) -> str:
 def _html_table(table: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.header)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows
+        "<tr>" + "".join(_html_cell(c, table.cell_classes.get(c)) for c in row) + "</tr>"
+        for row in table.rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _html_cell(text: str, css_class: str | None) -> str:
+    attribute = f' class="{html.escape(css_class)}"' if css_class else ""
+    return f"<td{attribute}>{html.escape(text)}</td>"

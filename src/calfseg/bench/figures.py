@@ -1,7 +1,9 @@
-"""The report's figures, drawn with matplotlib's Agg backend into PNG files.
+"""The report's figures, drawn with matplotlib's Agg backend into PNG files: the forest
+plot of the verdicts (all models), and per model the learning curves and the qualitative
+examples.
 
-Each function draws one figure for one model and returns its path, or None when there is
-nothing to draw (no runs, no logs, no qualitative samples)."""
+Each function returns its path, or None when there is nothing to draw (no verdicts, no
+logs, no qualitative samples)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from calfseg.bench.collect import ResultsTable
-from calfseg.bench.stats import SeedSummary
+from calfseg.bench.stats import Verdict
 from calfseg.extras import require
 
-BAR_METRICS = ("dice", "iou", "sensitivity", "precision")
 SIZE_GROUPS = ("small", "medium", "large")
 QUALITATIVE_FILE = "qualitative_test.npz"
 MAX_QUALITATIVE_ROWS = 6
@@ -27,55 +28,86 @@ def _pyplot() -> Any:
     return require("matplotlib.pyplot", "the benchmark report's figures")
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, *, tight: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=90)
     _pyplot().close(fig)
     return path
 
 
-def _lookup(
-    summaries: Sequence[SeedSummary], model: str
-) -> dict[tuple[str, str, str, str], SeedSummary]:
-    return {(s.loss, s.metric, s.reduction, s.group): s for s in summaries if s.model == model}
+VERDICT_COLOURS = {
+    "better": "#1a7f37",
+    "worse": "#c62828",
+    "equivalent": "#1f5fa8",
+    "inconclusive": "#b26a00",
+}
+VAL_COLUMNS = ("val_case_dice", "val_dice")  # the first a run's log.csv has is drawn
 
 
-def metric_bars(
-    summaries: Sequence[SeedSummary], model: str, losses: Sequence[str], path: Path
-) -> Path | None:
-    """Per-image Dice, IoU, sensitivity and precision per loss, with 95 % CI whiskers."""
-    found = _lookup(summaries, model)
-    if not any((loss, "dice", "per_image", "") in found for loss in losses):
+def forest_plot(verdicts: Sequence[Verdict], margin: float, path: Path) -> Path | None:
+    """Each loss's mean paired per-case Dice difference to the baseline with its 95 % CI,
+    one panel per model, the equivalence band ``[-margin, margin]`` shaded, coloured by
+    verdict; None without verdicts."""
+    models = list(dict.fromkeys(v.model for v in verdicts))
+    if not models:
         return None
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(BAR_METRICS), figsize=(3.2 * len(BAR_METRICS), 3.2))
-    x = np.arange(len(losses))
-    for ax, metric in zip(axes, BAR_METRICS):
-        means, errors = [], []
-        for loss in losses:
-            s = found.get((loss, metric, "per_image", ""))
-            means.append(np.nan if s is None or s.mean is None else s.mean)
-            errors.append(0.0 if s is None or s.half_width is None else s.half_width)
-        ax.bar(x, means, yerr=errors, capsize=3, color="#4c72b0")
-        ax.set_xticks(x, losses, rotation=45, ha="right")
-        ax.set_ylim(0, 1.05)
-        ax.set_title(f"{metric} (per image)")
-    fig.suptitle(f"{model}: mean over seeds, 95 % CI")
-    return _save(fig, path)
+    heights = [max(1, sum(v.model == m for v in verdicts)) for m in models]
+    fig, axes = plt.subplots(
+        len(models), 1, figsize=(8.0, 0.9 + 0.42 * sum(heights) + 0.55 * len(models)),
+        sharex=True, squeeze=False, gridspec_kw={"height_ratios": heights},
+    )  # fmt: skip
+    ends = [abs(x) for v in verdicts for x in (v.ci_low, v.ci_high, v.mean_diff) if x is not None]
+    reach = max([margin * 2, *ends]) * 1.15 or 0.05
+    for ax, model in zip(axes[:, 0], models, strict=True):
+        rows = [v for v in verdicts if v.model == model][::-1]  # first loss on top
+        ax.axvspan(-margin, margin, color="#d9d9d9", alpha=0.7, lw=0)
+        ax.axvline(0.0, color="#444", lw=0.8)
+        for y, v in enumerate(rows):
+            colour = VERDICT_COLOURS.get(v.verdict, "#555")
+            if v.ci_low is not None and v.ci_high is not None:
+                ax.plot([v.ci_low, v.ci_high], [y, y], color=colour, lw=2.2)
+            if v.mean_diff is not None:
+                ax.plot([v.mean_diff], [y], "o", color=colour, ms=6)
+            ax.annotate(
+                f"{v.verdict} (n={v.n_units})", (1.01, y), xycoords=("axes fraction", "data"),
+                va="center", fontsize=8, color=colour,
+            )  # fmt: skip
+        ax.set_yticks(range(len(rows)), [v.loss for v in rows])
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_title(model, loc="left", fontsize=10, fontweight="bold")
+        ax.set_xlim(-reach, reach)
+        ax.grid(axis="x", color="#eee")
+    base = verdicts[0].baseline.upper()
+    axes[-1, 0].set_xlabel(
+        f"per-case Dice, loss minus {base}: mean over cases and 95 % bootstrap CI\n"
+        f"grey band: the ±{margin:g} equivalence margin"
+    )
+    fig.tight_layout(rect=(0.0, 0.0, 0.82, 1.0))  # room on the right for the verdicts
+    return _save(fig, path, tight=False)
 
 
 def learning_curves(table: ResultsTable, model: str, path: Path) -> Path | None:
-    """Validation Dice per epoch, one line per loss (mean over seeds)."""
+    """Validation per-case Dice (``val_case_dice``, else the older per-image ``val_dice``)
+    per epoch, one line per loss, the mean over the runs (seeds and folds) that reached the
+    epoch."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    drawn = False
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    drawn, names = False, set[str]()
     for loss in table.losses:
         curves: dict[int, list[float]] = {}
-        for seed in table.seeds:
-            run = table.run(model, loss, seed)
-            for row in table.logs.get(run.name, []) if run else []:
-                epoch, value = row.get("epoch"), row.get("val_dice")
+        for run in table.runs:
+            if (run.model, run.loss) != (model, loss):
+                continue
+            log = table.logs.get(run.name, [])
+            column = next((c for c in VAL_COLUMNS if any(c in row for row in log)), None)
+            if column is None:
+                continue
+            names.add(column)
+            for row in log:
+                epoch, value = row.get("epoch"), row.get(column)
                 if isinstance(epoch, (int, float)) and isinstance(value, (int, float)):
                     curves.setdefault(int(epoch), []).append(float(value))
         if curves:
@@ -88,34 +120,10 @@ def learning_curves(table: ResultsTable, model: str, path: Path) -> Path | None:
     ticker = require("matplotlib.ticker", "the benchmark report's figures")
     ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation Dice")
-    ax.set_title(f"{model}: learning curves (mean over seeds)")
+    per_case = "val_case_dice" in names
+    ax.set_ylabel("validation Dice (per case)" if per_case else "validation Dice (per image)")
+    ax.set_title(f"{model}: learning curves (mean over runs)")
     ax.legend(fontsize="small", ncol=2)
-    return _save(fig, path)
-
-
-def size_tertiles(
-    summaries: Sequence[SeedSummary], model: str, losses: Sequence[str], path: Path
-) -> Path | None:
-    """Per-image Dice in the small, medium and large lesion tertiles, grouped by loss."""
-    found = _lookup(summaries, model)
-    if not any((loss, "dice", "per_image", g) in found for loss in losses for g in SIZE_GROUPS):
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(losses) + 2), 3.4))
-    width = 0.8 / len(SIZE_GROUPS)
-    x = np.arange(len(losses))
-    for i, group in enumerate(SIZE_GROUPS):
-        values = []
-        for loss in losses:
-            s = found.get((loss, "dice", "per_image", group))
-            values.append(np.nan if s is None or s.mean is None else s.mean)
-        ax.bar(x + (i - 1) * width, values, width, label=group)
-    ax.set_xticks(x, losses, rotation=45, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("Dice (per image)")
-    ax.set_title(f"{model}: Dice by lesion-size tertile")
-    ax.legend(fontsize="small")
     return _save(fig, path)
 
 

@@ -1,19 +1,22 @@
-"""The benchmark grid: which (model x loss x seed) runs a benchmark is made of.
+"""The benchmark grid: which (model x loss x seed [x fold]) runs a benchmark is made of.
 
-A :class:`BenchmarkConfig` names the data, the models, losses and seeds and the training
-settings shared by every run. :func:`runs` expands it into :class:`RunSpec` s in a stable
-order (model, then loss, then seed), which ``--shard K/N`` slices and which a resumed
-benchmark walks again, skipping the runs whose ``done.json`` exists. docs/benchmark.md
-describes the presets and their sizing.
+A :class:`BenchmarkConfig` names the data, the models, losses and seeds, the number of
+cross-validation folds and the training settings shared by every run. :func:`runs` expands
+it into :class:`RunSpec` s in a stable order (model, then loss, then seed, then fold), which
+``--shard K/N`` slices and which a resumed benchmark walks again, skipping the runs whose
+``done.json`` exists. docs/benchmark.md describes the presets and their sizing.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from calfseg.train.config import PAPER_LOSSES
 
 RUNS_FOLDER = "runs"
 DATA_FOLDER = "data"
@@ -31,29 +34,49 @@ class BenchmarkConfig:
         data: a slice cache (``calf prepare``) to train on, or None for ``synthetic``.
         synthetic: the synthetic preset generated into ``OUT/data`` when ``data`` is None.
         size: side of the generated slices (synthetic data only).
+        synthetic_cases, synthetic_slices: cases, and axial slices per case, of the generated
+            data (None: the synthetic preset's).
         models: model names (:data:`calfseg.models.MODELS`).
         losses: loss names (:func:`calfseg.losses.list_losses`).
         seeds: training seeds; each (model, loss) is trained once per seed.
-        preset: the training preset, ``"default"`` (tiny models) or ``"paper"``.
+        preset: the benchmark preset's name, a key of :data:`PRESETS`.
+        train_preset: the :class:`~calfseg.train.TrainConfig` preset every run starts from:
+            ``"tiny"`` or ``"project"`` (the project protocol) or ``"paper"`` (the authors'
+            protocol, :meth:`TrainConfig.paper`).
         epochs, batch_size, lr: shared by every run.
-        model_preset: the model sizes, ``"tiny"`` or ``"paper"`` (calfseg.models.PRESETS).
+        model_preset: the model sizes, ``"tiny"``, ``"paper"`` or ``"authors"``
+            (calfseg.models.PRESETS).
         shard: ``(k, n)``: only every n-th run, starting at the k-th (1-based), or None.
+        folds: 1: no cross-validation, every run trains, validates and tests on the cache's
+            own split; K >= 2: patient-level K-fold cross-validation, each (model, loss,
+            seed) trained K times, run k testing fold k (TrainConfig ``split="cv"``).
+        cv_seed: seeds the deal of the patients into the ``folds`` folds; one deal for the
+            whole grid, so every run of a fold tests the same cases.
+        loss_options: per loss name, options added to its runs' ``loss_options`` (``calf
+            benchmark --loss-option``; see :func:`resolve_loss_options`).
     """
 
     out: Path = DEFAULT_OUT
     data: Path | None = None
     synthetic: str = "paper-like"
     size: int = 64
+    synthetic_cases: int | None = None
+    synthetic_slices: int | None = None
     models: tuple[str, ...] = ("unet", "deeplabv3", "fpn")
     losses: tuple[str, ...] = ("bce", "dice", "focal", "tversky", "combo", "calf", "calf-dataset")
     seeds: tuple[int, ...] = (0, 1)
     preset: str = "default"
+    train_preset: str = "tiny"
     epochs: int = 2
     batch_size: int = 16
     lr: float = 1e-3
     model_preset: str = "tiny"
     shard: tuple[int, int] | None = None
+    folds: int = 1
+    cv_seed: int = 0
+    margin: float | None = None  # the verdicts' equivalence margin; None: the report's default
     extra: Mapping[str, Any] = field(default_factory=dict)
+    loss_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def cache(self) -> Path:
@@ -74,18 +97,36 @@ PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
         # 2 epochs 400 s; 3 epochs 972 s under heavier contention (idle: ~1.5-2.7 s per
         # epoch, so ~6 min). 2 epochs keeps the grid under 15 min even on a busy machine.
         "default": BenchmarkConfig(extra=MappingProxyType({"tensorboard": False})),
-        # The paper's comparison (METHOD.md section 5) with the project's protocol
-        # (patient-level splits, validation, best checkpoint): 256x256, 20 epochs,
-        # Adam 1e-5, batch 32, the eight paper losses, the paper model sizes.
-        "paper": BenchmarkConfig(
+        # The paper's comparison (METHOD.md section 5) under the PROJECT protocol
+        # (patient-level splits, validation, best checkpoint, three seeds, statistics):
+        # 256x256, 20 epochs, Adam 1e-5, batch 32, the eight paper losses, smp models of
+        # the paper's sizes.
+        "project": BenchmarkConfig(
             size=256,
-            losses=("calf", "calf-region", "bce", "dice", "focal", "tversky", "iou", "combo"),
+            losses=PAPER_LOSSES,
             seeds=(12345, 12346, 12347),
-            preset="paper",
+            preset="project",
+            train_preset="project",
             epochs=20,
             batch_size=32,
             lr=1e-5,
             model_preset="paper",
+            extra=MappingProxyType({"tensorboard": False}),
+        ),
+        # The AUTHORS' protocol end to end (TrainConfig.paper): their models, CALF with
+        # contour areas, paper numerics and per-rank statistics, the slice-level split, no
+        # validation (last epoch), SyncBatchNorm under DDP, one seed 12345, 256x256, 20
+        # epochs, Adam 1e-5, batch 32 per process, the eight losses.
+        "paper": BenchmarkConfig(
+            size=256,
+            losses=PAPER_LOSSES,
+            seeds=(12345,),
+            preset="paper",
+            train_preset="paper",
+            epochs=20,
+            batch_size=32,
+            lr=1e-5,
+            model_preset="authors",
             extra=MappingProxyType({"tensorboard": False}),
         ),
     }
@@ -94,16 +135,19 @@ PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of the grid."""
+    """One training run of the grid; ``fold`` (1..K) under cross-validation, else None."""
 
     model: str
     loss: str
     seed: int
+    fold: int | None = None
 
     @property
     def name(self) -> str:
-        """The run folder's name: ``{model}-{loss}-s{seed}``."""
-        return f"{self.model}-{self.loss}-s{self.seed}"
+        """The run folder's name: ``{model}-{loss}-s{seed}``, with ``-f{fold}`` added under
+        cross-validation."""
+        base = f"{self.model}-{self.loss}-s{self.seed}"
+        return base if self.fold is None else f"{base}-f{self.fold}"
 
     def folder(self, out: Path) -> Path:
         return Path(out) / RUNS_FOLDER / self.name
@@ -113,14 +157,33 @@ class RunSpec:
 
 
 def runs(config: BenchmarkConfig) -> list[RunSpec]:
-    """The runs of ``config`` (its shard only), model-major then loss then seed."""
+    """The runs of ``config`` (its shard only), model-major then loss, seed and fold."""
+    folds: list[int | None] = list(fold_numbers(config.folds)) or [None]
     grid = [
-        RunSpec(m, loss, s) for m in config.models for loss in config.losses for s in config.seeds
+        RunSpec(m, loss, s, f)
+        for m in config.models
+        for loss in config.losses
+        for s in config.seeds
+        for f in folds
     ]
     if config.shard is None:
         return grid
     k, n = config.shard
     return grid[k - 1 :: n]
+
+
+def fold_numbers(folds: int) -> range:
+    """The folds of a grid: 1..K for K >= 2, none for 1 (no cross-validation).
+
+    Raises:
+        ValueError: ``folds`` is not an integer >= 1 (the message names the choices).
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
+        raise ValueError(
+            f"folds must be 1 (no cross-validation: the cache's split) or K >= 2 (K-fold "
+            f"patient-level cross-validation), got {folds!r}"
+        )
+    return range(1, folds + 1) if folds >= 2 else range(0)
 
 
 def pending(config: BenchmarkConfig) -> list[RunSpec]:
@@ -144,6 +207,60 @@ def check_names(models: Sequence[str], losses: Sequence[str]) -> None:
         raise ValueError(
             f"unknown loss(es) {', '.join(bad_losses)}; valid losses: {', '.join(valid)}"
         )
+
+
+def resolve_loss_options(
+    losses: Sequence[str], options: Sequence[tuple[str | None, str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The options of each loss of the grid from ``--loss-option [LOSS:]KEY=VALUE`` items.
+
+    ``(None, key, value)`` goes to every loss of ``losses`` that takes ``key`` (an error if
+    none does); ``(loss, key, value)`` to that loss only (an error if it is not in the grid
+    or does not take ``key``). Options for one loss win over options for all, whatever
+    their order; among equals the last wins. Unknown names get "did you mean".
+
+    Returns:
+        ``{loss: {key: value}}`` for the losses that got options.
+    """
+    from calfseg.losses.registry import LOSSES
+
+    for_all = [(key, value) for loss, key, value in options if loss is None]
+    for_one = [(loss, key, value) for loss, key, value in options if loss is not None]
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in for_all:
+        takers = [loss for loss in losses if key in LOSSES[loss].options]
+        if not takers:
+            known = sorted({o for loss in losses for o in LOSSES[loss].options})
+            raise ValueError(
+                f"--loss-option {key}: no loss of the grid ({', '.join(losses)}) takes "
+                f"{key!r}{_did_you_mean(key, known)}; their options: {', '.join(known)}"
+            )
+        for loss in takers:
+            out.setdefault(loss, {})[key] = value
+    for loss, key, value in for_one:
+        if loss not in LOSSES:
+            raise ValueError(
+                f"--loss-option {loss}:{key}: unknown loss {loss!r}"
+                f"{_did_you_mean(loss, list(LOSSES))}; valid losses: {', '.join(LOSSES)}"
+            )
+        if loss not in losses:
+            raise ValueError(
+                f"--loss-option {loss}:{key}: {loss!r} is not a loss of this benchmark "
+                f"({', '.join(losses)}); add it with --losses"
+            )
+        takes = LOSSES[loss].options
+        if key not in takes:
+            raise ValueError(
+                f"--loss-option {loss}:{key}: loss {loss!r} has no option {key!r}"
+                f"{_did_you_mean(key, list(takes))}; its options: {', '.join(takes) or 'none'}"
+            )
+        out.setdefault(loss, {})[key] = value
+    return out
+
+
+def _did_you_mean(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -1,58 +1,78 @@
 """Build the benchmark report from the run folders alone: results.csv, per_image.csv,
-summary.md, figures/*.png and one self-contained report.html with the same sections."""
+per_case.csv, verdicts.csv, summary.md, figures/*.png and one self-contained report.html
+with the same sections.
+
+The report answers first: its first section is the verdict of each loss against BCE
+(the table of verdicts.csv and a forest plot), then whether the runs converged and
+learned, then the details (how the runs were made, the test metrics, CALF's branches,
+Dice by lesion size, examples). The statistics are :mod:`calfseg.bench.stats`'s.
+"""
 
 from __future__ import annotations
 
+import csv
+import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from calfseg.bench import figures
 from calfseg.bench.collect import ResultsTable, collect_results
-from calfseg.bench.document import Block, Figure, Paragraph, Section, Table, to_html, to_markdown
+from calfseg.bench.convergence import Convergence, convergence
+from calfseg.bench.document import (
+    Block,
+    Figure,
+    Paragraph,
+    Section,
+    Table,
+    to_html,
+    to_markdown,
+)
+from calfseg.bench.settings import RunSettings, run_settings
 from calfseg.bench.stats import (
-    ALPHA,
     BASELINE,
-    PairedTest,
-    SeedSummary,
+    BOOTSTRAP_SEED,
+    DEFAULT_MARGIN,
+    FAILED_TO_LEARN,
+    N_RESAMPLES,
+    VERDICT_COLUMNS,
+    VERDICTS,
+    Verdict,
     branch_usage,
-    paired_tests,
-    seed_summaries,
+    case_means,
+    case_scores,
+    run_means,
+    verdicts,
 )
 
 TITLE = "CALF benchmark report"
 SUMMARY_MD = "summary.md"
 REPORT_HTML = "report.html"
+VERDICTS_CSV = "verdicts.csv"
 FIGURES_FOLDER = "figures"
+FOREST_PNG = "forest.png"
 BRANCHES = ("fisher", "logit", "arcsine", "log10", "ln", "bce_dice")
-# (metric, reduction, header)
+# (metric, reduction, header) of the details' metric table: means over runs
 METRIC_COLUMNS = (
-    ("dice", "per_image", "Dice (per image)"),
     ("dice", "pooled", "Dice (pooled)"),
-    ("dice", "per_case", "Dice (per case)"),
-    ("iou", "per_image", "IoU (per image)"),
-    ("iou", "pooled", "IoU (pooled)"),
-    ("sensitivity", "per_image", "Sensitivity (per image)"),
+    ("dice", "per_image", "Dice (per image)"),
+    ("dice", "paper_batch_pooled", "Dice (paper: batch-pooled)"),
     ("sensitivity", "pooled", "Sensitivity (pooled)"),
-    ("specificity", "per_image", "Specificity (per image)"),
-    ("specificity", "pooled", "Specificity (pooled)"),
-    ("precision", "per_image", "Precision (per image)"),
     ("precision", "pooled", "Precision (pooled)"),
     ("hd95_mm", "per_image", "HD95 mm (per image)"),
 )
-SECTION_TITLES = (
+MIXED_TITLE = "Warning: mixed provenance"  # right after the verdicts, only when it applies
+SECTION_TITLES = ("Verdicts against BCE", "Convergence", "Details")
+DETAIL_TITLES = (
     "Setup",
-    "Metrics per model",
-    "Paired tests against BCE",
-    "CALF against BCE",
+    "Test metrics",
     "CALF branch usage",
     "Dice by lesion size",
-    "Learning curves",
     "Qualitative examples",
-    "Failed runs",
 )
+VERDICT_CLASSES = {v: v for v in VERDICTS}
 
-
-Found = dict[tuple[str, str, str, str, str], SeedSummary]
+Means = dict[tuple[str, str, str, str, str], tuple[float, int]]
 
 
 @dataclass(frozen=True)
@@ -61,15 +81,21 @@ class ReportFiles:
     html: Path
     figures: tuple[Path, ...]
     table: ResultsTable
+    verdicts_csv: Path | None = None
+    verdicts: tuple[Verdict, ...] = ()
 
 
-def build_report(out: str | Path) -> ReportFiles:
-    """Collect the finished runs of ``out`` and write every report file there."""
+def build_report(
+    out: str | Path, *, only: Collection[str] | None = None, margin: float | None = None
+) -> ReportFiles:
+    """Collect the finished runs of ``out`` (or only the run names in ``only``) and write
+    every report file there; ``margin`` is the equivalence margin of the verdicts
+    (default :data:`DEFAULT_MARGIN`)."""
     out = Path(out)
-    table = collect_results(out)
-    summaries = seed_summaries(table)
-    tests = paired_tests(table)
-    found = {(s.model, s.loss, s.metric, s.reduction, s.group): s for s in summaries}
+    margin = DEFAULT_MARGIN if margin is None else float(margin)
+    table = collect_results(out, only=only)
+    rows = verdicts(table, margin)
+    verdicts_csv = write_verdicts(out / VERDICTS_CSV, rows)
     fig_dir = out / FIGURES_FOLDER
     drawn: list[Path] = []
 
@@ -79,175 +105,400 @@ def build_report(out: str | Path) -> ReportFiles:
         drawn.append(path)
         return [Figure(path, caption)]
 
-    losses = table.losses
-    metrics = Section(SECTION_TITLES[1])
-    sizes = Section(SECTION_TITLES[5])
-    curves = Section(SECTION_TITLES[6])
-    qualitative = Section(SECTION_TITLES[7])
+    forest = figure(
+        figures.forest_plot(rows, margin, fig_dir / FOREST_PNG),
+        f"Per-case Dice difference to {BASELINE.upper()} with its 95 % CI; grey: the "
+        f"±{margin:g} equivalence margin",
+    )
+    curves: list[Block] = []
+    qualitative: list[Block] = []
     for model in table.models:
-        metrics.blocks.append(Paragraph(f"{model}: mean ± 95 % CI over seeds."))
-        metrics.blocks.append(_metric_table(found, model, losses))
-        bars = figures.metric_bars(summaries, model, losses, fig_dir / f"metrics-{model}.png")
-        metrics.blocks += figure(bars, f"{model}: per-image metrics, 95 % CI whiskers")
-        sizes.blocks.append(Paragraph(f"{model}: per-image Dice by true-area tertile."))
-        sizes.blocks.append(_size_table(found, model, losses))
-        bars = figures.size_tertiles(summaries, model, losses, fig_dir / f"sizes-{model}.png")
-        sizes.blocks += figure(bars, f"{model}: Dice by lesion-size tertile")
         lines = figures.learning_curves(table, model, fig_dir / f"curves-{model}.png")
-        curves.blocks += figure(lines, f"{model}: validation Dice per epoch")
+        curves += figure(lines, f"{model}: validation Dice per epoch")
         grid = figures.qualitative_grid(table, model, fig_dir / f"qualitative-{model}.png")
-        qualitative.blocks += figure(grid, f"{model}: smallest-lesion test slices")
-    for section in (curves, qualitative):
-        if not section.blocks:
-            section.blocks.append(Paragraph("No data in the run folders."))
+        qualitative += figure(grid, f"{model}: smallest-lesion test slices")
+    settings = run_settings(table)
+    trained = convergence(table)
     sections = [
-        _setup(table),
-        metrics,
-        _tests_section(tests),
-        _verdicts(table, tests),
+        _verdict_section(table, rows, margin, forest, settings, trained),
+        *_mixed_section(settings),
+        _convergence_section(table, trained, curves),
+        Section(SECTION_TITLES[2], [Paragraph("What the verdicts rest on.")]),
+        _setup(table, settings),
+        _metrics_section(table),
         _branch_section(table),
-        sizes,
-        curves,
-        qualitative,
-        _failed_section(table),
+        _size_section(table),
+        Section(DETAIL_TITLES[4], qualitative or [Paragraph("No data in the run folders.")], 3),
     ]
     summary = out / SUMMARY_MD
     summary.write_text(to_markdown(TITLE, sections, out))
     report = out / REPORT_HTML
     report.write_text(to_html(TITLE, sections))
-    return ReportFiles(summary, report, tuple(drawn), table)
+    return ReportFiles(summary, report, tuple(drawn), table, verdicts_csv, tuple(rows))
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+def write_verdicts(path: Path, rows: list[Verdict]) -> Path:
+    """``verdicts.csv``: :data:`calfseg.bench.stats.VERDICT_COLUMNS`, one row per verdict."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(VERDICT_COLUMNS)
+        writer.writerows(v.csv_cells() for v in rows)
+    return path
+
+
+def recorded_margin(out: str | Path) -> float | None:
+    """The margin of an existing ``OUT/verdicts.csv`` (``calf report`` keeps it), or None
+    when there is none or its rows disagree."""
+    path = Path(out) / VERDICTS_CSV
+    if not path.is_file():
+        return None
+    with path.open(newline="") as handle:
+        margins = {row.get("margin") for row in csv.DictReader(handle)}
+    if len(margins) != 1:
+        return None
+    try:
+        return float(margins.pop() or "")
+    except ValueError:
+        return None
+
+
+# -- formatting ----------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 3, sign: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
 def _p(value: float | None) -> str:
     if value is None:
         return "–"
-    return f"{value:.4f}" if value >= 1e-3 else f"{value:.1e}"
+    return f"{value:.3f}" if value >= 1e-3 else f"{value:.1e}"
 
 
-def _cell(s: SeedSummary | None) -> str:
-    if s is None or s.mean is None:
-        return "–"
-    digits = 2 if s.metric.endswith("_mm") else 3
-    if s.half_width is None:
-        return f"{s.mean:.{digits}f} (CI n/a)"
-    return f"{s.mean:.{digits}f} ± {s.half_width:.{digits}f}"
+def _ci(v: Verdict) -> str:
+    if v.ci_low is None or v.ci_high is None:
+        return "none (n < 2)" if v.n_units < 2 else "–"
+    return f"{v.ci_low:+.3f} to {v.ci_high:+.3f}"
 
 
-def _setup(table: ResultsTable) -> Section:
+# -- 1. verdicts ---------------------------------------------------------------------------
+
+
+def _verdict_section(
+    table: ResultsTable,
+    rows: list[Verdict],
+    margin: float,
+    forest: list[Figure],
+    settings: RunSettings,
+    trained: Convergence,
+) -> Section:
+    blocks: list[Block] = []
+    if settings.mixed:
+        blocks.append(
+            Paragraph(
+                f"Warning: the runs were not all made the same way (see {MIXED_TITLE!r} "
+                "below); these verdicts compare unlike runs.",
+                lead=True,
+            )
+        )
+    if not rows:
+        reason = (
+            "No finished runs."
+            if not table.runs
+            else f"No verdicts: a verdict needs {BASELINE} runs and runs of another loss of "
+            "the same model, each with per_case_test.csv (runs of calf-seg before 0.2 have "
+            "none: rerun them)."
+        )
+        return Section(SECTION_TITLES[0], [*blocks, Paragraph(reason)])
+    blocks += [Paragraph(_answer(table, rows, model), lead=True) for model in _models(rows)]
+    caution = _caution(table, trained)
+    if caution:
+        blocks.append(Paragraph(caution, lead=True))
+    header = (
+        "model", "loss", "verdict", f"mean diff vs {BASELINE}", "95 % CI", "cases",
+        "cases needed", "p (Wilcoxon, Holm)",
+    )  # fmt: skip
+    cells = tuple(
+        (
+            v.model,
+            v.loss,
+            v.verdict,
+            _fmt(v.mean_diff, 3, sign=True),
+            _ci(v),
+            str(v.n_units),
+            "–" if v.cases_needed is None else str(v.cases_needed),
+            _p(v.p_holm),
+        )
+        for v in rows
+    )
+    blocks.append(Table(header, cells, VERDICT_CLASSES))
+    blocks += forest
+    blocks.append(Paragraph(_how_to_read(table, margin)))
+    return Section(SECTION_TITLES[0], blocks)
+
+
+def _caution(table: ResultsTable, trained: Convergence) -> str | None:
+    """One sentence naming, per model, the runs behind the verdicts that did not converge
+    or learned nothing: the verdicts of such runs say little about the losses."""
+    parts = []
+    for model in table.models:
+        n = sum(r.model == model for r in table.runs)
+        late = sum(r.model == model for r in trained.unconverged)
+        empty = sum(r.model == model for r, _ in trained.failed_to_learn)
+        said = [f"{late} of {n} runs did not converge"] if late else []
+        if empty:
+            said.append(
+                f"{empty} of {n} learned nothing (per-case test Dice < {FAILED_TO_LEARN:g})"
+            )
+        if said:
+            parts.append(f"{model}: " + " and ".join(said))
+    if not parts:
+        return None
+    return "Caution: " + "; ".join(parts) + ". See Convergence before trusting these verdicts."
+
+
+def _models(rows: list[Verdict]) -> list[str]:
+    return list(dict.fromkeys(v.model for v in rows))
+
+
+def _answer(table: ResultsTable, rows: list[Verdict], model: str) -> str:
+    """One sentence per model: CALF's verdicts first (the question the benchmark asks), then
+    how many of the other losses fell in each verdict."""
+    mine = [v for v in rows if v.model == model]
+    calf = [v for v in mine if v.loss.startswith("calf")]
+    parts = [_calf_phrase(v) for v in calf]
+    others = [v for v in mine if not v.loss.startswith("calf")]
+    if others:
+        counts = [
+            f"{verdict}: {', '.join(v.loss for v in others if v.verdict == verdict)}"
+            for verdict in VERDICTS
+            if any(v.verdict == verdict for v in others)
+        ]
+        parts.append(f"Other losses against {BASELINE.upper()}: " + "; ".join(counts))
+    if not calf:
+        parts.insert(0, "no CALF runs")
+    base = case_means(case_scores(table), model, BASELINE)
+    level = f" ({BASELINE.upper()}: mean per-case Dice {sum(base.values()) / len(base):.3f})"
+    return f"{model}{level if base else ''}: " + ". ".join(parts) + "."
+
+
+def _calf_phrase(v: Verdict) -> str:
+    name, base = v.loss.upper(), v.baseline.upper()
+    detail = f"{_fmt(v.mean_diff, 3, sign=True)} per-case Dice, 95 % CI {_ci(v)}, {v.n_units} cases"
+    if v.verdict == "better":
+        return f"{name} beats {base} ({detail})"
+    if v.verdict == "worse":
+        return f"{name} is worse than {base} ({detail})"
+    if v.verdict == "equivalent":
+        return f"{name} is equivalent to {base} within ±{v.margin:g} ({detail})"
+    needed = f"; about {v.cases_needed} cases would decide it" if v.cases_needed is not None else ""
+    return f"{name} vs {base} is inconclusive ({detail}{needed})"
+
+
+def _how_to_read(table: ResultsTable, margin: float) -> str:
+    folds = [f for f in table.folds if f is not None]
+    cv = (
+        f"{len(folds)}-fold patient-level cross-validation: every case tested once per seed by "
+        "a model that never saw it"
+        if folds
+        else "the cache's own test split"
+    )
+    return (
+        f"Unit: the case (patient). Per-case Dice = 2 TP / (2 TP + FP + FN) over all of a "
+        f"case's test slices ({cv}), averaged over the seeds within each case; the "
+        f"difference is loss minus {BASELINE} per case. 95 % CI: percentile bootstrap over "
+        f"cases ({N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}). Verdict, in this order: "
+        f"better if the CI's lower end is above 0, worse if its upper end is below 0, "
+        f"equivalent if the CI lies within ±{margin:g} (the margin), else inconclusive; "
+        "cases needed = ceil((1.96 SD / max(|mean|, margin - |mean|))^2) from the SD of "
+        "the differences. The Wilcoxon signed-rank test on the same case differences, "
+        "Holm-corrected over each model's losses, is secondary and decides nothing. The "
+        "table is verdicts.csv."
+    )
+
+
+def _mixed_section(settings: RunSettings) -> list[Section]:
+    """The provenance warning, right after the verdicts, when the runs disagree."""
+    if not settings.mixed:
+        return []
+    text = (
+        "The runs of this report were not all made the same way, so their numbers are not "
+        "comparable as they stand: " + "; ".join(settings.mixed) + ". Rerun the benchmark "
+        "with --overwrite (or into a new --out) to make them alike."
+    )
+    return [Section(MIXED_TITLE, [Paragraph(text)])]
+
+
+# -- 2. convergence ------------------------------------------------------------------------
+
+
+def _convergence_section(table: ResultsTable, found: Convergence, curves: list[Block]) -> Section:
+    n = found.n_runs
+    text = (
+        f"{len(found.converged)} of {n} finished runs converged (their validation per-case "
+        "Dice stopped improving before the step budget ran out)"
+    )
+    if found.not_recorded:
+        text += f"; {len(found.not_recorded)} record no convergence (an older calf-seg)"
+    text += (
+        f". {len(found.failed_to_learn)} failed to learn (mean per-case test Dice below "
+        f"{FAILED_TO_LEARN:g}). {len(table.failed)} failed with an error."
+    )
+    blocks: list[Block] = [Paragraph(text)]
+    if found.unconverged:
+        blocks.append(Paragraph("Not converged: the budget ended while still improving."))
+        rows = tuple(
+            (
+                r.name,
+                str(r.done.get("stop_reason", "–")),
+                str(r.done.get("epochs_run", "–")),
+                str(r.done.get("best_epoch", "–")),
+                _number(r.done.get("best_val_case_dice")),
+            )
+            for r in found.unconverged
+        )
+        header = ("run", "stop reason", "epochs run", "best epoch", "best val case Dice")
+        blocks.append(Table(header, rows))
+    if found.failed_to_learn:
+        blocks.append(Paragraph("Failed to learn: the verdicts of these models mean little."))
+        learned = tuple((r.name, f"{dice:.3f}") for r, dice in found.failed_to_learn)
+        blocks.append(Table(("run", "mean per-case test Dice"), learned))
+    if table.failed:
+        errors = tuple((name, error) for name, error in sorted(table.failed.items()))
+        blocks.append(Table(("failed run", "error"), errors))
+    blocks += curves
+    return Section(SECTION_TITLES[1], blocks)
+
+
+def _number(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
+
+# -- 3. details ----------------------------------------------------------------------------
+
+
+def _settings_blocks(settings: RunSettings) -> list[Block]:
+    made = Paragraph("How the runs were made (from their provenance.json and config.json):")
+    blocks: list[Block] = [made, Table(("setting", "value"), settings.rows)]
+    if settings.unrecorded:
+        blocks.append(
+            Paragraph(
+                f"{settings.unrecorded} run(s) record no provenance (made by an older "
+                "calf-seg): their cache and its digest are not known."
+            )
+        )
+    return blocks
+
+
+def _setup(table: ResultsTable, settings: RunSettings) -> Section:
     seeds = ", ".join(str(s) for s in table.seeds) or "none"
+    folds = [f for f in table.folds if f is not None]
     text = (
         f"{len(table.runs)} finished runs: models {', '.join(table.models) or 'none'}; "
-        f"losses {', '.join(table.losses) or 'none'}; seeds {seeds}. "
-        "Cells are means over seeds ± the half-width of the 95 % Student t-interval "
-        '("CI n/a" with one seed). Paired tests: Wilcoxon signed-rank on per-image Dice '
-        f"against {BASELINE} on the test slices with a lesion, paired by cache row within "
-        "model and seed, seeds "
-        f"pooled by concatenating pairs, Holm-corrected over the losses of each model "
-        f"(alpha {ALPHA})."
+        f"losses {', '.join(table.losses) or 'none'}; seeds {seeds}; "
+        + (f"{len(folds)} cross-validation folds." if folds else "no cross-validation.")
     )
-    return Section(SECTION_TITLES[0], [Paragraph(text)])
+    blocks = [Paragraph(text), *_loss_options(table), *_settings_blocks(settings)]
+    return Section(DETAIL_TITLES[0], blocks, 3)
 
 
-def _metric_table(found: Found, model: str, losses: list[str]) -> Table:
-    columns = [
-        c for c in METRIC_COLUMNS if any((model, loss, c[0], c[1], "") in found for loss in losses)
-    ]
-    rows = tuple(
-        (loss, *(_cell(found.get((model, loss, m, r, ""))) for m, r, _ in columns))
-        for loss in losses
-    )
-    return Table(("loss", *(header for _, _, header in columns)), rows)
+def _loss_options(table: ResultsTable) -> list[Paragraph]:
+    """One sentence with each loss's options (``loss_options`` of the runs' config.json)."""
+    found: dict[str, list[str]] = {}
+    for run in table.runs:
+        options = run.config.get("loss_options") or {}
+        text = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(options.items()))
+        if text and text not in found.setdefault(run.loss, []):
+            found[run.loss].append(text)
+    if not found:
+        return []
+    parts = [f"{loss}: {'; '.join(texts)}" for loss, texts in found.items()]
+    return [Paragraph("Loss options: " + " | ".join(parts) + ".")]
 
 
-def _size_table(found: Found, model: str, losses: list[str]) -> Table:
-    groups = figures.SIZE_GROUPS
-    rows = tuple(
-        (loss, *(_cell(found.get((model, loss, "dice", "per_image", g))) for g in groups))
-        for loss in losses
-    )
-    return Table(("loss", *(f"Dice (per image, {g})" for g in groups)), rows)
-
-
-def _tests_section(tests: list[PairedTest]) -> Section:
-    header = (
-        "model", "loss", "n pairs", "median diff", "mean diff", "p (Wilcoxon)", "p (Holm)",
-        "verdict",
-    )  # fmt: skip
-    rows = tuple(
-        (
-            t.model,
-            t.loss,
-            str(t.n_pairs),
-            _fmt(t.median_difference, 4),
-            _fmt(t.mean_difference, 4),
-            _p(t.p_value),
-            _p(t.p_holm),
-            t.verdict,
+def _metrics_section(table: ResultsTable) -> Section:
+    means = run_means(table)
+    scores = case_scores(table)
+    blocks: list[Block] = [
+        Paragraph(
+            "Test metrics: Dice (per case) is the mean over cases of the seed-averaged "
+            "per-case Dice the verdicts use; the other columns are means over the runs "
+            "(seeds and folds) of each run's eval_test.json, for reference."
         )
-        for t in tests
-    )
-    note = Paragraph(
-        f"Per-image Dice of each loss minus {BASELINE}'s on the same test slice (slices with "
-        "a lesion); "
-        '"better"/"worse" need a Holm-adjusted p below '
-        f"{ALPHA}. All-zero differences give p = 1."
-    )
-    if not rows:
-        return Section(SECTION_TITLES[2], [Paragraph(f"No {BASELINE} runs to pair.")])
-    return Section(SECTION_TITLES[2], [note, Table(header, rows)])
-
-
-def _verdicts(table: ResultsTable, tests: list[PairedTest]) -> Section:
-    lines: list[Block] = []
+    ]
     for model in table.models:
-        calf_tests = [t for t in tests if t.model == model and t.loss.startswith("calf")]
-        if not calf_tests:
-            lines.append(Paragraph(f"{model}: no CALF and {BASELINE} runs to compare."))
-        for t in calf_tests:
-            lines.append(Paragraph(f"{model}: {_sentence(t)}"))
-    if not lines:
-        lines.append(Paragraph("No finished runs."))
-    return Section(SECTION_TITLES[3], lines)
+        columns = [
+            c
+            for c in METRIC_COLUMNS
+            if any((model, loss, c[0], c[1], "") in means for loss in table.losses)
+        ]
+        rows = []
+        for loss in table.losses:
+            per_case = case_means(scores, model, loss)
+            case_cell = (
+                f"{sum(per_case.values()) / len(per_case):.3f} ({len(per_case)} cases)"
+                if per_case
+                else "–"
+            )
+            cells = [_mean_cell(means.get((model, loss, m, r, "")), m) for m, r, _ in columns]
+            rows.append((loss, case_cell, *cells))
+        header = ("loss", "Dice (per case)", *(h for _, _, h in columns))
+        blocks += [Paragraph(f"{model}:"), Table(header, tuple(rows))]
+    return Section(DETAIL_TITLES[1], blocks, 3)
 
 
-def _sentence(t: PairedTest) -> str:
-    name, base = t.loss.upper(), t.baseline.upper()
-    if t.verdict == "not tested":
-        return f"{name} and {base} share no test slices with a defined Dice; not tested."
-    detail = (
-        f"(median paired difference {t.median_difference:+.4f}, mean "
-        f"{t.mean_difference:+.4f}, Holm p = {_p(t.p_holm)}, "
-        f"{t.n_pairs} pairs)"
-    )
-    if t.verdict == "better":
-        return f"{name} beat {base} on per-image Dice significantly {detail}."
-    if t.verdict == "worse":
-        return f"{name} was significantly worse than {base} on per-image Dice {detail}."
-    return f"{name} did not differ significantly from {base} on per-image Dice {detail}."
+def _mean_cell(found: tuple[float, int] | None, metric: str) -> str:
+    if found is None:
+        return "–"
+    return f"{found[0]:.{2 if metric.endswith('_mm') else 3}f}"
 
 
 def _branch_section(table: ResultsTable) -> Section:
     usage = branch_usage(table)
     if not usage:
-        return Section(SECTION_TITLES[4], [Paragraph("No run logged CALF branch shares.")])
+        return Section(DETAIL_TITLES[2], [Paragraph("No run logged CALF branch shares.")], 3)
     names = list(BRANCHES) + sorted({b for s in usage.values() for b in s} - set(BRANCHES))
     rows = []
-    order = {model: i for i, model in enumerate(table.models)}
-    for info in sorted(table.runs, key=lambda r: (order[r.model], r.loss, r.seed)):
-        if info.name in usage:
-            shares = usage[info.name]
-            cells = (f"{100 * shares[b]:.1f} %" if b in shares else "–" for b in names)
-            rows.append((info.model, info.loss, str(info.seed), *cells))
-    note = Paragraph("Share of training steps on each branch, averaged over the epochs of log.csv.")
-    return Section(SECTION_TITLES[4], [note, Table(("model", "loss", "seed", *names), tuple(rows))])
+    for model in table.models:
+        for loss in table.losses:
+            runs = [r.name for r in table.runs if (r.model, r.loss) == (model, loss)]
+            shares = [usage[name] for name in runs if name in usage]
+            if not shares:
+                continue
+            cells = (
+                f"{100 * sum(s.get(b, 0.0) for s in shares) / len(shares):.1f} %"
+                if any(b in s for s in shares)
+                else "–"
+                for b in names
+            )
+            rows.append((model, loss, str(len(shares)), *cells))
+    note = Paragraph(
+        "Share of training steps on each branch the rule picked, averaged over the epochs "
+        "of each run's log.csv and then over its runs."
+    )
+    table_block = Table(("model", "loss", "runs", *names), tuple(rows))
+    return Section(DETAIL_TITLES[2], [note, table_block], 3)
 
 
-def _failed_section(table: ResultsTable) -> Section:
-    if not table.failed:
-        return Section(SECTION_TITLES[8], [Paragraph("None.")])
-    rows = tuple((name, error) for name, error in sorted(table.failed.items()))
-    return Section(SECTION_TITLES[8], [Table(("run", "error"), rows)])
+def _size_section(table: ResultsTable) -> Section:
+    means = run_means(table)
+    groups = figures.SIZE_GROUPS
+    blocks: list[Block] = [
+        Paragraph(
+            "Per-image Dice in the tertiles of true lesion area (slices, mean over runs): "
+            "where class imbalance bites hardest is the small tertile."
+        )
+    ]
+    header = ("model", "loss", *(f"Dice ({g})" for g in groups))
+    rows = tuple(
+        (model, loss, *(_mean_cell(means.get((model, loss, "dice", "per_image", g)), "dice")
+                        for g in groups))
+        for model in table.models
+        for loss in table.losses
+        if any((model, loss, "dice", "per_image", g) in means for g in groups)
+    )  # fmt: skip
+    if not rows:
+        return Section(DETAIL_TITLES[3], [Paragraph("No size groups in the results.")], 3)
+    return Section(DETAIL_TITLES[3], [*blocks, Table(header, rows)], 3)

@@ -1,120 +1,275 @@
-"""Statistics over the benchmark's runs: seed means with confidence intervals, paired tests
-against a baseline loss with Holm's correction, and CALF's branch usage.
+"""Case-level statistics of the benchmark: the verdict of each loss against ``bce``.
 
-- Mean and 95 % CI per (model, loss, metric, reduction, group) over seeds: Student's t
-  interval ``mean +- t(0.975, n-1) * sd / sqrt(n)`` with the sample sd (ddof 1). With one
-  seed there is no spread to estimate: the mean is reported and the CI is None ("n/a").
-- Paired Wilcoxon signed-rank test of each loss against ``bce`` on per-image Dice. A pair
-  is one test slice (same cache ``row``) under the same model and seed; the pairs of all
-  seeds are pooled by concatenation into one test per (model, loss). Only slices with a
-  lesion (``area > 0``) are paired: there Dice is defined for every prediction, while on
-  tumour-free slices it is undefined or 0 depending on the prediction (specificity and
-  false alarms judge those). Slices with an empty Dice cell under either loss are dropped.
-  Holm's step-down correction runs over the losses of one model. Effect size: the median
-  paired difference (loss - bce).
-- Branch usage: the ``branch/<name>`` columns of log.csv, averaged over epochs.
+The unit is the case (patient), never the slice: slices of one patient are not independent
+samples, and the same slice under two seeds is the same sample twice.
+
+- **Per-case Dice** of a run: ``2 TP / (2 TP + FP + FN)`` with the counts summed over all
+  the case's test slices (``per_case_test.csv``, the BraTS/nnU-Net convention); a case whose
+  truth and prediction are both empty scores 1, an empty truth with a prediction 0.
+- **Seeds are averaged within a case**: for a model, a loss and a case, the mean per-case
+  Dice over the seeds. Under cross-validation each case is tested by the one fold that held
+  it out, so a case has one value per seed whatever the number of folds.
+- **Paired difference per case**: ``d_c = mean_s Dice(loss, c, s) - mean_s Dice(bce, c, s)``
+  over the seeds ``s`` both losses ran for that case.
+- **95 % CI of the mean difference** ``mean_c d_c``: percentile bootstrap over cases,
+  :data:`N_RESAMPLES` resamples of the n cases with replacement drawn by
+  ``numpy.random.default_rng(BOOTSTRAP_SEED)``; the interval is the 2.5 and 97.5
+  percentiles of the resampled means (Efron & Tibshirani 1993, ch. 13). Percentile rather
+  than BCa: BCa's jackknife acceleration is undefined when every difference is equal (two
+  losses with identical predictions), which happens on easy data.
+- **Verdict**, in this order: ``better`` if ``ci_low > 0``; ``worse`` if ``ci_high < 0``;
+  ``equivalent`` if ``-margin <= ci_low`` and ``ci_high <= margin``; else ``inconclusive``.
+  With fewer than :data:`MIN_UNITS` cases there is no interval and the verdict is
+  ``inconclusive``.
+- **Cases needed** (inconclusive rows): with the observed mean ``d`` and standard deviation
+  ``s`` (ddof 1) of the differences, the normal-approximation half-width ``z s / sqrt(n)``
+  (z = 1.96) must drop below ``|d|`` (to show a difference) or below ``margin - |d|`` (to
+  show equivalence, when ``|d| < margin``); the smaller n of the two is
+  ``n = ceil((z s / max(|d|, margin - |d|))^2)``.
+- **Secondary**: a two-sided Wilcoxon signed-rank test on the case differences, Holm-
+  corrected over the losses of a model. It never decides a verdict.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from calfseg.bench.collect import ResultsTable
 
 BASELINE = "bce"
-ALPHA = 0.05
+METRIC = "dice"  # per-case Dice: verdicts.csv's metric with unit "case"
+UNIT = "case"
+CONFIDENCE = 0.95
+DEFAULT_MARGIN = 0.01  # Dice; docs/benchmark.md says why
+N_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 2504  # fixed, so the same runs always give the same interval
+MIN_UNITS = 2
+Z_95 = 1.959963984540054  # standard normal 97.5 % quantile
+FAILED_TO_LEARN = 0.1  # a run whose mean per-case test Dice is below this learned nothing
 BRANCH_PREFIX = "branch/"
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+
+# (model, loss) -> case id -> seed -> per-case Dice
+CaseScores = dict[tuple[str, str], dict[str, dict[int, float]]]
 
 
 @dataclass(frozen=True)
-class SeedSummary:
-    """Mean over seeds of one result, with its 95 % t-interval (None with fewer than 2)."""
-
-    model: str
-    loss: str
-    metric: str
-    reduction: str
-    group: str
-    n: int
-    mean: float | None
-    ci_low: float | None
-    ci_high: float | None
-
-    @property
-    def half_width(self) -> float | None:
-        if self.ci_low is None or self.ci_high is None or self.mean is None:
-            return None
-        return self.ci_high - self.mean
-
-
-@dataclass(frozen=True)
-class PairedTest:
-    """Wilcoxon signed-rank test of ``loss`` against the baseline under one model."""
+class Verdict:
+    """One row of verdicts.csv (the first eleven fields, :data:`VERDICT_COLUMNS`) and the
+    report's extra columns: the SD of the differences, the cases needed when inconclusive,
+    and the secondary Wilcoxon p-values."""
 
     model: str
     loss: str
     baseline: str
-    n_pairs: int
-    median_difference: float | None
-    mean_difference: float | None
-    p_value: float | None
+    metric: str
+    unit: str
+    n_units: int
+    mean_diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    margin: float
+    verdict: str
+    sd_diff: float | None = None
+    cases_needed: int | None = None
+    p_wilcoxon: float | None = None
     p_holm: float | None = None
 
-    @property
-    def verdict(self) -> str:
-        """``better``, ``worse`` (Holm-adjusted p < 0.05), ``no difference`` or
-        ``not tested`` (no pairs)."""
-        if self.p_holm is None or self.median_difference is None:
-            return "not tested"
-        if self.p_holm >= ALPHA:
-            return "no difference"
-        direction = self.median_difference or self.mean_difference or 0.0
-        return "better" if direction > 0 else "worse"
+    def csv_cells(self) -> list[str]:
+        """The cells of :data:`VERDICT_COLUMNS`, numbers in full precision, None empty."""
+        values = [getattr(self, name) for name in VERDICT_COLUMNS]
+        return ["" if v is None else repr(v) if isinstance(v, float) else str(v) for v in values]
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the two ends of its t-interval; the ends are NaN with fewer than 2 values."""
-    from scipy import stats
-
-    data = np.asarray(values, dtype=float)
-    if data.size == 0:
-        raise ValueError("mean_ci needs at least one value")
-    mean = float(data.mean())
-    if data.size < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1))
-    half /= math.sqrt(data.size)
-    return mean, mean - half, mean + half
+VERDICT_COLUMNS = (
+    "model", "loss", "baseline", "metric", "unit", "n_units", "mean_diff", "ci_low",
+    "ci_high", "margin", "verdict",
+)  # fmt: skip
 
 
-def seed_summaries(table: ResultsTable) -> list[SeedSummary]:
-    """One :class:`SeedSummary` per (model, loss, metric, reduction, group) of the table."""
-    groups: dict[tuple[str, str, str, str, str], list[float]] = {}
-    for row in table.rows:
-        key = (row.model, row.loss, row.metric, row.reduction, row.group)
-        values = groups.setdefault(key, [])
-        if row.value is not None:
-            values.append(row.value)
-    summaries = []
-    for key, values in groups.items():
-        if not values:
-            summaries.append(SeedSummary(*key, n=0, mean=None, ci_low=None, ci_high=None))
+def decide(ci_low: float | None, ci_high: float | None, margin: float) -> str:
+    """The verdict rule, in this order: better (``ci_low > 0``), worse (``ci_high < 0``),
+    equivalent (the CI inside ``[-margin, margin]``), inconclusive (otherwise, or no CI)."""
+    if ci_low is None or ci_high is None:
+        return "inconclusive"
+    if ci_low > 0:
+        return "better"
+    if ci_high < 0:
+        return "worse"
+    if -margin <= ci_low and ci_high <= margin:
+        return "equivalent"
+    return "inconclusive"
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    *,
+    n_resamples: int = N_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values``: ``n_resamples`` resamples
+    of ``len(values)`` indices drawn at once by ``default_rng(seed).integers(0, n, (B, n))``,
+    then the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles (numpy's
+    linear interpolation) of the resampled means."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size < MIN_UNITS:
+        raise ValueError(f"bootstrap_ci needs at least {MIN_UNITS} values, got {data.size}")
+    if not np.all(np.isfinite(data)):
+        raise ValueError("bootstrap_ci: the values must be finite")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(n_resamples, data.size))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+def cases_needed(mean: float, sd: float, margin: float, z: float = Z_95) -> int | None:
+    """Cases for a decisive CI if the mean and SD of the differences stayed as observed:
+    ``ceil((z sd / max(|mean|, margin - |mean|))^2)``, at least :data:`MIN_UNITS`; None
+    when no n suffices (a zero mean with no margin)."""
+    target = max(abs(mean), margin - abs(mean))
+    if target <= 0:
+        return None
+    return max(MIN_UNITS, math.ceil((z * sd / target) ** 2))
+
+
+def case_scores(table: ResultsTable) -> CaseScores:
+    """Per-case test Dice of every run, by (model, loss), case and seed.
+
+    Raises:
+        ValueError: a case is tested twice for one model, loss and seed (two runs, e.g.
+            with and without cross-validation, in one results folder); names both runs.
+    """
+    scores: CaseScores = {}
+    seen: dict[tuple[str, str, str, int], str] = {}
+    for info in table.runs:
+        for row in table.per_case.get(info.name, []):
+            case = str(row.get("case_id"))
+            key = (info.model, info.loss, case, info.seed)
+            if key in seen:
+                raise ValueError(
+                    f"case {case} is tested by two runs of {info.model}/{info.loss} seed "
+                    f"{info.seed}: {seen[key]} and {info.name}; report them from separate "
+                    "folders (calf report reads every run under DIR/runs)"
+                )
+            seen[key] = info.name
+            by_case = scores.setdefault((info.model, info.loss), {})
+            by_case.setdefault(case, {})[info.seed] = case_dice_of(row)
+    return scores
+
+
+def case_dice_of(row: Mapping[str, object]) -> float:
+    """The Dice of a per_case row from its counts (``2 TP / (2 TP + FP + FN)``, 1 when
+    both are empty); the ``dice`` cell when the counts are missing."""
+    counts = [row.get(name) for name in ("tp", "fp", "fn")]
+    if all(isinstance(c, (int, float)) for c in counts):
+        tp, fp, fn = (float(c) for c in counts)  # type: ignore[arg-type]
+        denominator = 2 * tp + fp + fn
+        return 1.0 if denominator == 0 else 2 * tp / denominator
+    dice = row.get("dice")
+    if not isinstance(dice, (int, float)):
+        raise ValueError(f"per-case row of case {row.get('case_id')} has no counts and no dice")
+    return float(dice)
+
+
+def case_means(scores: CaseScores, model: str, loss: str) -> dict[str, float]:
+    """Per case, the mean per-case Dice over the seeds of (model, loss)."""
+    return {c: float(np.mean(list(s.values()))) for c, s in scores.get((model, loss), {}).items()}
+
+
+def paired_case_differences(
+    scores: CaseScores, model: str, loss: str, baseline: str = BASELINE
+) -> dict[str, float]:
+    """Per case both losses tested, ``mean_s Dice(loss) - mean_s Dice(baseline)`` over the
+    seeds they share for that case (cases with no shared seed are left out)."""
+    ours, theirs = scores.get((model, loss), {}), scores.get((model, baseline), {})
+    diffs = {}
+    for case in sorted(ours.keys() & theirs.keys()):
+        seeds = sorted(ours[case].keys() & theirs[case].keys())
+        if seeds:
+            diffs[case] = float(
+                np.mean([ours[case][s] for s in seeds]) - np.mean([theirs[case][s] for s in seeds])
+            )
+    return diffs
+
+
+def verdicts(
+    table: ResultsTable, margin: float = DEFAULT_MARGIN, baseline: str = BASELINE
+) -> list[Verdict]:
+    """One :class:`Verdict` per model and loss other than ``baseline``, for the models
+    with baseline runs; Wilcoxon p-values Holm-corrected over the losses of each model."""
+    if not math.isfinite(margin) or margin < 0:
+        raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+    scores = case_scores(table)
+    rows: list[Verdict] = []
+    for model in table.models:
+        if (model, baseline) not in scores:
             continue
-        mean, low, high = mean_ci(values)
-        summaries.append(
-            SeedSummary(
-                *key,
-                n=len(values),
-                mean=mean,
-                ci_low=None if math.isnan(low) else low,
-                ci_high=None if math.isnan(high) else high,
+        raw = [
+            _verdict(model, loss, baseline, paired_case_differences(scores, model, loss, baseline),
+                     margin)
+            for loss in table.losses
+            if loss != baseline and (model, loss) in scores
+        ]  # fmt: skip
+        tested = [v for v in raw if v.p_wilcoxon is not None]
+        adjusted = dict(
+            zip(
+                (v.loss for v in tested),
+                holm([v.p_wilcoxon for v in tested if v.p_wilcoxon is not None]),
+                strict=True,
             )
         )
-    return summaries
+        rows += [_with_holm(v, adjusted.get(v.loss)) for v in raw]
+    return rows
+
+
+def _verdict(
+    model: str, loss: str, baseline: str, diffs: dict[str, float], margin: float
+) -> Verdict:
+    values = list(diffs.values())
+    n = len(values)
+    mean = float(np.mean(values)) if values else None
+    sd = float(np.std(values, ddof=1)) if n >= 2 else None
+    low, high = bootstrap_ci(values) if n >= MIN_UNITS else (None, None)
+    decision = decide(low, high, margin)
+    needed = None
+    if decision == "inconclusive" and mean is not None and sd is not None:
+        needed = cases_needed(mean, sd, margin)
+    return Verdict(
+        model, loss, baseline, METRIC, UNIT, n, mean, low, high, margin, decision,
+        sd_diff=sd, cases_needed=needed, p_wilcoxon=wilcoxon_pairs(values),
+    )  # fmt: skip
+
+
+def _with_holm(v: Verdict, p_holm: float | None) -> Verdict:
+    return replace(v, p_holm=p_holm)
+
+
+def mean_case_dice(table: ResultsTable) -> dict[str, float]:
+    """Per run name, the mean per-case Dice over the run's test cases (runs without
+    per_case_test.csv are left out); below :data:`FAILED_TO_LEARN` a run learned nothing."""
+    means = {}
+    for info in table.runs:
+        rows = table.per_case.get(info.name, [])
+        if rows:
+            means[info.name] = float(np.mean([case_dice_of(r) for r in rows]))
+    return means
+
+
+def run_means(table: ResultsTable) -> dict[tuple[str, str, str, str, str], tuple[float, int]]:
+    """Per (model, loss, metric, reduction, group) of eval_test.json, the mean over the
+    runs (seeds and folds) that have a value, and their number."""
+    groups: dict[tuple[str, str, str, str, str], list[float]] = {}
+    for row in table.rows:
+        if row.value is not None:
+            key = (row.model, row.loss, row.metric, row.reduction, row.group)
+            groups.setdefault(key, []).append(row.value)
+    return {key: (float(np.mean(values)), len(values)) for key, values in groups.items()}
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -149,51 +304,6 @@ def wilcoxon_pairs(differences: Sequence[float]) -> float | None:
         return 1.0
 
 
-def paired_differences(
-    table: ResultsTable, model: str, loss: str, baseline: str = BASELINE, metric: str = "dice"
-) -> list[float]:
-    """``metric(loss) - metric(baseline)`` per test slice with a lesion, paired by cache row
-    within each seed, concatenated over the seeds both losses have."""
-    diffs: list[float] = []
-    for seed in table.seeds:
-        run, base = table.run(model, loss, seed), table.run(model, baseline, seed)
-        if run is None or base is None:
-            continue
-        ours = _by_row(table.per_image.get(run.name, []), metric)
-        theirs = _by_row(table.per_image.get(base.name, []), metric)
-        diffs.extend(ours[row] - theirs[row] for row in sorted(ours.keys() & theirs.keys()))
-    return diffs
-
-
-def paired_tests(
-    table: ResultsTable, baseline: str = BASELINE, metric: str = "dice"
-) -> list[PairedTest]:
-    """Each loss against ``baseline`` per model, Holm-corrected over the model's losses."""
-    tests: list[PairedTest] = []
-    for model in table.models:
-        raw = []
-        for loss in table.losses:
-            if loss == baseline:
-                continue
-            diffs = paired_differences(table, model, loss, baseline, metric)
-            raw.append(
-                PairedTest(
-                    model,
-                    loss,
-                    baseline,
-                    n_pairs=len(diffs),
-                    median_difference=float(np.median(diffs)) if diffs else None,
-                    mean_difference=float(np.mean(diffs)) if diffs else None,
-                    p_value=wilcoxon_pairs(diffs),
-                )
-            )
-        tested = [t for t in raw if t.p_value is not None]
-        adjusted = holm([t.p_value for t in tested if t.p_value is not None])
-        holm_of = {t.loss: p for t, p in zip(tested, adjusted)}
-        tests.extend(PairedTest(**{**t.__dict__, "p_holm": holm_of.get(t.loss)}) for t in raw)
-    return tests
-
-
 def branch_usage(table: ResultsTable) -> dict[str, dict[str, float]]:
     """Per run name, the share of steps of each CALF branch, averaged over the epochs of
     log.csv; runs without ``branch/*`` columns are left out."""
@@ -214,14 +324,3 @@ def branch_usage(table: ResultsTable) -> dict[str, dict[str, float]]:
 
 def _is_branch(key: str) -> bool:
     return key.startswith(BRANCH_PREFIX)
-
-
-def _by_row(rows: list[dict[str, object]], metric: str) -> dict[int, float]:
-    paired = {}
-    for row in rows:
-        value, index, area = row.get(metric), row.get("row"), row.get("area", 1)
-        if isinstance(area, (int, float)) and area <= 0:
-            continue  # tumour-free slice
-        if isinstance(value, (int, float)) and isinstance(index, int):
-            paired[index] = float(value)
-    return paired

@@ -1,4 +1,5 @@
-"""``calf benchmark``: train a grid of (model x loss x seed) runs and report (docs/benchmark.md)."""
+"""``calf benchmark``: train a grid of (model x loss x seed [x fold]) runs and report
+(docs/benchmark.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, positive_int
+from calfseg.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    check_output_folder,
+    error,
+    integer,
+    non_negative_int,
+    positive_int,
+    scoped_loss_option,
+)
+from calfseg.cli.report import margin
 
 PROG = "calf benchmark"
 
@@ -17,7 +29,7 @@ def add_parser(commands: Any) -> None:
         "benchmark",
         help="train a grid of models x losses x seeds and write a report",
         description=(
-            "Train every (model, loss, seed) run of a preset, skipping finished runs, then "
+            "Train every (model, loss, seed[, fold]) run of a preset, skipping finished runs, then "
             "collect the results and write summary.md, figures and report.html in OUT. "
             "With no options: the default preset (synthetic data, tiny models). "
             "See docs/benchmark.md."
@@ -26,10 +38,14 @@ def add_parser(commands: Any) -> None:
     p.set_defaults(run=run)
     p.add_argument(
         "--preset",
-        choices=("default", "paper"),
+        choices=("default", "project", "paper"),
         default="default",
-        help="default: synthetic data, tiny models, a few epochs; paper: the paper's "
-        "settings (256x256, 20 epochs, Adam 1e-5, batch 32, the eight paper losses)",
+        help="default: the project protocol on synthetic data, tiny models, a few epochs; "
+        "project: the project protocol (patient-level split, validation, best checkpoint, "
+        "3 seeds, statistics) at the paper's settings (256x256, 20 epochs, Adam 1e-5, "
+        "batch 32, the eight paper losses, smp models); paper: the authors' protocol end "
+        "to end (their models, contour areas, paper numerics, per-rank CALF statistics, "
+        "slice-level split, no validation, last epoch, seed 12345 only)",
     )
     p.add_argument(
         "--data",
@@ -43,14 +59,54 @@ def add_parser(commands: Any) -> None:
         "--seeds",
         type=positive_int,
         metavar="N",
-        help="N seeds counting up from the preset's first (default: 0, 1; paper: 12345..12347)",
+        help="N seeds counting up from the preset's first (default: 0, 1; project: "
+        "12345..12347; paper: 12345)",
     )
     p.add_argument("--epochs", type=positive_int, metavar="E", help="epochs per run")
+    p.add_argument(
+        "--folds",
+        type=integer,
+        metavar="K",
+        help="K >= 2: patient-level K-fold cross-validation, every (model, loss, seed) "
+        "trained K times, run k testing fold k, so every case is tested once by a model that "
+        "never saw it; the folds go to OUT/folds.csv (default: the preset's; 1: no "
+        "cross-validation, the cache's own split)",
+    )
+    p.add_argument(
+        "--cv-seed",
+        type=non_negative_int,
+        metavar="N",
+        help="seed of the deal of the patients into the --folds folds (default 0)",
+    )
+    p.add_argument(
+        "--margin",
+        type=margin,
+        metavar="DICE",
+        help="equivalence margin of the verdicts in per-case Dice: a loss whose 95 %% CI of "
+        "the difference to bce lies within +-DICE is 'equivalent' (default 0.01; "
+        "docs/benchmark.md)",
+    )
+    p.add_argument(
+        "--loss-option",
+        type=scoped_loss_option,
+        action="append",
+        default=[],
+        metavar="[LOSS:]KEY=VALUE",
+        help="an option of a loss (repeatable): LOSS:KEY=VALUE for that loss, KEY=VALUE for "
+        "every loss of the grid that takes KEY; VALUE as JSON when it parses, else text "
+        "(e.g. --loss-option calf:area=contour --loss-option numerics=paper)",
+    )
     p.add_argument(
         "--out", type=Path, default=Path("calf-benchmark"), help="results folder (default "
         "./calf-benchmark)"
     )  # fmt: skip
     p.add_argument("--shard", type=_shard, metavar="K/N", help="only every N-th run, from the K-th")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="retrain the runs in OUT made with other settings, another cache or another "
+        "calf-seg version (without it the benchmark refuses and names what changed)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
 
 
@@ -65,6 +121,8 @@ def _shard(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     from calfseg.bench import PRESETS, BenchmarkError, check_names, run_benchmark
+    from calfseg.bench.folds import check_folds
+    from calfseg.bench.grid import resolve_loss_options
     from calfseg.extras import MissingExtraError
 
     base = PRESETS[args.preset]
@@ -76,21 +134,30 @@ def run(args: argparse.Namespace) -> int:
         seeds=None if args.seeds is None else _seeds(base.seeds, args.seeds),
         epochs=args.epochs,
         shard=args.shard,
+        folds=args.folds,
+        cv_seed=args.cv_seed,
+        margin=args.margin,
     )
     try:
         check_names(config.models, config.losses)
+        check_folds(config)
+        options = resolve_loss_options(config.losses, args.loss_option)
     except ValueError as err:
         return error(PROG, str(err), EXIT_USAGE)
+    config = config.with_overrides(loss_options=options or None)
     if config.data is not None and not config.data.is_dir():
         return error(PROG, f"no such cache folder: {config.data}", EXIT_USAGE)
-    if config.data is None and config.preset == "paper":
+    unwritable = check_output_folder(config.out, "--out")
+    if unwritable is not None:
+        return error(PROG, unwritable, EXIT_FAILURE)
+    if config.data is None and config.preset in ("project", "paper"):
         print(
-            f"{PROG}: no --data: the paper preset runs on synthetic paper-like data "
+            f"{PROG}: no --data: the {config.preset} preset runs on synthetic paper-like data "
             f"({config.size}x{config.size}) in {config.cache}",
             file=sys.stderr,
         )
     try:
-        outcome = run_benchmark(config, progress=not args.no_progress)
+        outcome = run_benchmark(config, progress=not args.no_progress, overwrite=args.overwrite)
     except (BenchmarkError, MissingExtraError) as err:
         return error(PROG, str(err), EXIT_FAILURE)
     print(
@@ -98,6 +165,15 @@ def run(args: argparse.Namespace) -> int:
         f"{len(outcome.failed)} failed of {outcome.planned} runs in {outcome.seconds:.0f} s; "
         f"report: {config.out / 'report.html'}"
     )
+    if outcome.overwritten:
+        print(f"{PROG}: retrained {len(outcome.overwritten)} run(s) made with other settings")
+    if outcome.outside:
+        shown = ", ".join(outcome.outside[:5]) + (", ..." if len(outcome.outside) > 5 else "")
+        print(
+            f"{PROG}: {config.out} also holds {len(outcome.outside)} run(s) not in this grid "
+            f"({shown}): not in this report; calf report {config.out} reports every run",
+            file=sys.stderr,
+        )
     if outcome.failed:
         for name, text in outcome.failed.items():
             print(f"  {name}: {text.splitlines()[0]}", file=sys.stderr)

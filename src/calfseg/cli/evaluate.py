@@ -1,4 +1,5 @@
-"""``calf evaluate CHECKPOINT --data CACHE --split test``: metrics of a trained model."""
+"""``calf evaluate MODEL --data CACHE --split test``: metrics of a trained model (a checkpoint,
+a run folder or an export), refused when the training cache changed since training."""
 
 from __future__ import annotations
 
@@ -8,36 +9,51 @@ from pathlib import Path
 from typing import Any
 
 from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, positive_int
+from calfseg.cli.loud_warnings import loud_warnings
 
 PROG = "calf evaluate"
 TABLE_METRICS = (
     "dice", "iou", "sensitivity", "specificity", "precision", "accuracy", "mae", "hd95_mm",
     "assd_mm",
 )  # fmt: skip
-TABLE_REDUCTIONS = ("per_image", "pooled", "pooled_by_batch", "per_case")
+TABLE_REDUCTIONS = ("per_image", "pooled", "paper_batch_pooled", "per_case")
 
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "evaluate",
-        help="evaluate a checkpoint on a split of a cache",
+        help="evaluate a trained model on a split of a cache",
         description=(
             "Run a checkpoint over a split of a cache and print the metrics (rows) under "
             "each reduction (columns). See docs/train.md and docs/metrics.md."
         ),
     )
     p.set_defaults(run=run)
-    p.add_argument("checkpoint", metavar="CHECKPOINT", type=Path, help="best.pt, last.pt, ...")
+    p.add_argument(
+        "checkpoint",
+        metavar="MODEL",
+        type=Path,
+        help="a checkpoint (best.pt, last.pt, ...), a run folder (its best.pt) or an export",
+    )
     p.add_argument("--data", metavar="CACHE", type=Path, help="cache (default: the training one)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--json", metavar="OUT", type=Path, help="write the results dict as JSON")
     p.add_argument(
-        "--out", metavar="DIR", type=Path, help="write eval_, per_image_ and qualitative_ files"
+        "--out",
+        metavar="DIR",
+        type=Path,
+        help="write eval_, per_image_, per_case_ and qualitative_ files",
     )
     p.add_argument("--batch-size", type=positive_int)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--no-surface", action="store_true", help="skip HD95 and ASSD")
     p.add_argument("--progress", action="store_true", help="a progress bar on stderr")
+    p.add_argument(
+        "--allow-changed-cache",
+        action="store_true",
+        help="evaluate even if the training cache was prepared again since training (a "
+        "warning on stderr; recorded in eval_<split>.json)",
+    )
 
 
 def format_results(results: dict[str, Any]) -> str:
@@ -59,18 +75,24 @@ def run(args: argparse.Namespace) -> int:
     from calfseg.data import CacheError
     from calfseg.train import CheckpointError, evaluate_checkpoint
     from calfseg.train.build import RunSetupError
+    from calfseg.train.cache_record import CacheChangedError, CacheChangedWarning
+    from calfseg.train.checkpoint import CheckpointFileError
 
     try:
-        report = evaluate_checkpoint(
-            args.checkpoint,
-            args.data,
-            args.split,
-            batch_size=args.batch_size,
-            device=args.device,
-            surface=not args.no_surface,
-            out_dir=args.out,
-            progress=args.progress,
-        )
+        with loud_warnings(PROG, CacheChangedWarning):
+            report = evaluate_checkpoint(
+                args.checkpoint,
+                args.data,
+                args.split,
+                batch_size=args.batch_size,
+                device=args.device,
+                surface=not args.no_surface,
+                out_dir=args.out,
+                progress=args.progress,
+                allow_changed_cache=args.allow_changed_cache,
+            )
+    except (CheckpointFileError, CacheChangedError) as err:  # a bad model file, a changed cache
+        return error(PROG, str(err), EXIT_FAILURE)
     except (CheckpointError, CacheError, RunSetupError) as err:
         return error(PROG, str(err), EXIT_USAGE)
     except ValueError as err:
@@ -79,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.checkpoint} on split {args.split!r} ({results.get('n_images')} slices)")
     print(format_results(results))
     if args.json is not None:
-        payload = {k: report[k] for k in ("split", "checkpoint", "results")}
+        payload = {k: report[k] for k in ("split", "checkpoint", "cache", "results")}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return EXIT_OK

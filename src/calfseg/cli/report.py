@@ -1,41 +1,71 @@
-"""``calf report RESULTS_DIR``: rebuild results.csv, summary.md, figures and report.html from
-the run folders of a benchmark (docs/benchmark.md)."""
+"""``calf report RESULTS_DIR``: rebuild results.csv, per_case.csv, verdicts.csv, summary.md,
+figures and report.html from the run folders of a benchmark (docs/benchmark.md)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error
 
 PROG = "calf report"
+DEFAULT_MARGIN_TEXT = "0.01"  # calfseg.bench.stats.DEFAULT_MARGIN, not imported: cheap --help
+
+
+def margin(text: str) -> float:
+    """argparse type of ``--margin``: a finite number >= 0 (per-case Dice)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number: {text!r} (a per-case Dice >= 0, e.g. 0.01)"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def add_parser(commands: Any) -> None:
     p = commands.add_parser(
         "report",
-        help="rebuild a benchmark's tables, figures and report.html from its run folders",
-        description="Read RESULTS_DIR/runs/*, write results.csv, per_image.csv, summary.md, "
-        "figures/ and report.html in RESULTS_DIR.",
+        help="rebuild a benchmark's verdicts, tables, figures and report.html from its runs",
+        description="Read RESULTS_DIR/runs/*, write results.csv, per_image.csv, per_case.csv, "
+        "verdicts.csv, summary.md, figures/ and report.html in RESULTS_DIR.",
     )
     p.set_defaults(run=run)
     p.add_argument("results", metavar="RESULTS_DIR", type=Path, help="a calf benchmark --out")
+    p.add_argument(
+        "--margin",
+        type=margin,
+        metavar="DICE",
+        help="equivalence margin of the verdicts in per-case Dice (default: the margin of "
+        f"RESULTS_DIR/verdicts.csv when there is one, else {DEFAULT_MARGIN_TEXT})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from calfseg.bench.grid import RUNS_FOLDER
-    from calfseg.bench.report import build_report
-    from calfseg.extras import MissingExtraError
+    from calfseg.bench.report import build_report, recorded_margin
+    from calfseg.bench.stats import VERDICTS
+    from calfseg.extras import MissingExtraError, require
 
     if not (args.results / RUNS_FOLDER).is_dir():
         return error(PROG, f"{args.results} has no {RUNS_FOLDER}/ folder", EXIT_USAGE)
+    chosen = args.margin if args.margin is not None else recorded_margin(args.results)
     try:
-        files = build_report(args.results)
+        # Checked first: the statistics need scipy, and a missing package should be named
+        # with its pip command rather than surface as an ImportError halfway through.
+        require("scipy.stats", "calf report (bootstrap intervals and Wilcoxon tests)")
+        files = build_report(args.results, margin=chosen)
     except (MissingExtraError, OSError, ValueError) as err:
         return error(PROG, str(err), EXIT_FAILURE)
+    counts = {v: sum(r.verdict == v for r in files.verdicts) for v in VERDICTS}
+    said = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none"
     print(
         f"{PROG}: {len(files.table.runs)} finished runs, {len(files.table.failed)} failed; "
-        f"wrote {files.summary}, {files.html} and {len(files.figures)} figures"
+        f"verdicts against bce: {said}; wrote {files.verdicts_csv}, {files.summary}, "
+        f"{files.html} and {len(files.figures)} figures"
     )
     return EXIT_OK

@@ -11,12 +11,13 @@ Every key names the metric and the reduction, and the group when there is one::
                                          images with exactly one empty mask (diagonal rule)
 
 Reductions: ``per_image`` (mean over images), ``pooled`` (summed counts of the whole set),
-``pooled_by_batch`` (the paper's batch-pooled mean, with ``pooled_batch_size`` set),
-``per_case`` (mean over cases of the case's volume score). Groups: ``small``, ``medium``,
-``large`` (tertiles of true area) and ``empty`` (tumour-free slices). Values are float,
-int, str or None: None where there was nothing to average (an empty group, or every image
-excluded; its ``n_*`` key says so). ``json.dumps(result, allow_nan=False)`` always works.
-See docs/metrics.md for the full list.
+``paper_batch_pooled`` (the paper's, when ``pooled_batch_size`` is set: pooled over each
+batch of a seeded shuffled order, mean over batches, mean over 10 orders; with ``_sd``,
+``_min`` and ``_max`` of the orders), ``per_case`` (mean over cases of the case's volume
+score). Groups: ``small``, ``medium``, ``large`` (tertiles of true area) and ``empty``
+(tumour-free slices). Values are float, int, str or None: None where there was nothing to
+average (an empty group, or every image excluded; its ``n_*`` key says so).
+``json.dumps(result, allow_nan=False)`` always works. See docs/metrics.md for the full list.
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from calfseg.metrics.groups import (
     size_groups,
 )
 from calfseg.metrics.policy import EmptyPolicy, ImageScores, Score, check_policy
-from calfseg.metrics.scores import ALWAYS_DEFINED, METRICS, image_scores, pooled, pooled_by_batch
+from calfseg.metrics.scores import (
+    ALWAYS_DEFINED,
+    METRICS,
+    PAPER_SHUFFLE_SEED,
+    PAPER_SHUFFLES,
+    image_scores,
+    paper_batch_pooled,
+    pooled,
+)
 from calfseg.metrics.surface import SURFACE_METRICS, SurfaceDistances
 
 Results = dict[str, float | int | str | None]
@@ -61,8 +70,10 @@ def evaluate_counts(
         surface: per-image distances (:func:`~calfseg.metrics.surface_distances`) of the
             same images; adds ``hd95_mm`` and ``assd_mm``.
         policy: the empty-mask policy, ``"one"`` (the paper's) or ``"exclude"``.
-        pooled_batch_size: also report the paper's ``pooled_by_batch`` with this batch size
-            (32 in the paper); needs the counts in the test loader's order.
+        pooled_batch_size: also report the paper's batch-pooled mean with this batch size
+            (32 in the paper) over :data:`PAPER_SHUFFLES` seeded shuffled orders
+            (:func:`~calfseg.metrics.scores.paper_batch_pooled`): ``{m}/paper_batch_pooled``
+            and its spread ``{m}/paper_batch_pooled_sd``, ``_min``, ``_max``.
     """
     check_policy(policy)
     counts = counts.to("cpu")
@@ -84,10 +95,11 @@ def evaluate_counts(
         _put_mean(out, m, "per_image", scores[m], policy, with_undefined=m not in ALWAYS_DEFINED)
         _put(out, f"{m}/pooled", pooled(counts, m, policy) if n else None)
         if pooled_batch_size is not None:
-            batch = pooled_by_batch(counts, m, pooled_batch_size, policy) if n else None
-            _put(out, f"{m}/pooled_by_batch", batch)
+            _put_shuffled(out, m, counts, pooled_batch_size, policy)
     if pooled_batch_size is not None:
         out["pooled_batch_size"] = int(pooled_batch_size)
+        out["paper_batch_pooled_shuffles"] = PAPER_SHUFFLES
+        out["paper_batch_pooled_seed"] = PAPER_SHUFFLE_SEED
     if surface is not None:
         for s in SURFACE_METRICS:
             _put_surface(out, s, "per_image", surface, policy)
@@ -127,6 +139,21 @@ def evaluate_counts(
 
 def _put(out: Results, key: str, score: Score | None) -> None:
     out[key] = None if score is None else score.json_value()
+
+
+def _put_shuffled(
+    out: Results, metric: str, counts: ConfusionCounts, batch_size: int, policy: EmptyPolicy
+) -> None:
+    """``{metric}/paper_batch_pooled`` and its ``_sd``, ``_min``, ``_max`` (None: no images)."""
+    key = f"{metric}/paper_batch_pooled"
+    if len(counts) == 0:
+        for suffix in ("", "_sd", "_min", "_max"):
+            out[key + suffix] = None
+        return
+    score = paper_batch_pooled(counts, metric, batch_size, policy=policy)
+    out[key] = score.json_value()
+    for suffix, value in (("_sd", score.sd), ("_min", score.min), ("_max", score.max)):
+        out[key + suffix] = _finite_or_none(value)
 
 
 def _put_mean(

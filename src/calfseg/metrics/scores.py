@@ -31,16 +31,22 @@ Reductions (every reported number names its reduction):
 
 - :func:`per_image`: the mean over images of the per-image score.
 - :func:`pooled`: the score of the counts summed over **all** images (one big image).
-- :func:`pooled_by_batch`: the paper's number (METHOD.md section 5): the score of the
-  counts summed over each consecutive batch of ``batch_size`` images (32 in the paper), then
-  the plain mean over batches, the last, smaller batch weighing as much as the others. It
-  depends on the order of the images: pass the counts in the order of the paper's test
-  loader. Our :func:`pooled` is the limit of one batch holding the whole set.
+- :func:`pooled_by_batch`: the score of the counts summed over each consecutive batch of
+  ``batch_size`` images, then the plain mean over batches, the last, smaller batch weighing
+  as much as the others, **in the order given**. Our :func:`pooled` is the limit of one
+  batch holding the whole set.
+- :func:`paper_batch_pooled`: the paper's number (METHOD.md section 5): the authors' test
+  loader was SHUFFLED, so :func:`pooled_by_batch` over batches of 32 of a seeded random
+  order; the mean over several such orders (10 by default), with their spread. In cache
+  order, runs of tumour-free slices fill whole batches that score 1 when nothing is
+  predicted, and the number says more about the order than about the model.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -168,3 +174,76 @@ def pooled_by_batch(
     if metric not in _FORMULAS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     return _FORMULAS[metric](per_batch).mean(policy, name=f"{metric}/pooled_by_batch")
+
+
+PAPER_BATCH_SIZE = 32
+"""The authors' test batch size, the unit the paper's Dice is pooled over."""
+PAPER_SHUFFLES = 10
+"""Shuffled test orders averaged in :func:`paper_batch_pooled` by default."""
+PAPER_SHUFFLE_SEED = 12345
+"""Seed of the shuffled orders (the paper's seed): order ``i`` is
+``numpy.random.default_rng([seed, i]).permutation(n)``."""
+
+
+@dataclass(frozen=True)
+class ShuffledScore:
+    """The paper's batch-pooled score over several shuffled orders.
+
+    Attributes:
+        value: mean over the orders (NaN only if no order had a batch to average).
+        sd: sample standard deviation over the orders (ddof 1; 0 for a single order).
+        min, max: the smallest and largest of the orders' scores.
+        values: the score of each order, in order of ``i``.
+        seed: the seed of the orders.
+    """
+
+    value: float
+    sd: float
+    min: float
+    max: float
+    values: tuple[float, ...]
+    seed: int
+
+    def json_value(self) -> float | None:
+        return None if math.isnan(self.value) else self.value
+
+
+def shuffled_order(n: int, seed: int, i: int) -> np.ndarray:
+    """The ``i``-th shuffled order of ``n`` images: ``default_rng([seed, i]).permutation(n)``."""
+    return np.random.default_rng([int(seed), int(i)]).permutation(n)
+
+
+def paper_batch_pooled(
+    counts: ConfusionCounts,
+    metric: str,
+    batch_size: int = PAPER_BATCH_SIZE,
+    *,
+    shuffles: int = PAPER_SHUFFLES,
+    seed: int = PAPER_SHUFFLE_SEED,
+    policy: EmptyPolicy = "one",
+) -> ShuffledScore:
+    """The paper's reduction (METHOD.md section 5) over seeded shuffled orders: runs of
+    similar slices in ``counts`` (a cache's order) no longer form batches of their own.
+
+    For each ``i < shuffles``: reorder the images by :func:`shuffled_order` ``(n, seed, i)``,
+    pool the counts over each batch of ``batch_size`` (1 when a batch's denominator is 0
+    under the ``"one"`` policy), take the unweighted mean over batches
+    (:func:`pooled_by_batch`). Report the mean of the ``shuffles`` values and their spread.
+    """
+    if isinstance(shuffles, bool) or not isinstance(shuffles, int) or shuffles < 1:
+        raise ValueError(f"shuffles must be an integer >= 1, got {shuffles!r}")
+    if metric not in _FORMULAS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    n = len(counts)
+    values = [
+        pooled_by_batch(counts[shuffled_order(n, seed, i)], metric, batch_size, policy).value
+        for i in range(shuffles)
+    ]
+    array = np.asarray(values, dtype=np.float64)
+    if np.isnan(array).any():  # no order had a batch to average (n = 0, or all excluded)
+        nan = float("nan")
+        return ShuffledScore(nan, nan, nan, nan, tuple(values), int(seed))
+    sd = float(array.std(ddof=1)) if array.size > 1 else 0.0
+    return ShuffledScore(
+        float(array.mean()), sd, float(array.min()), float(array.max()), tuple(values), int(seed)
+    )
