@@ -212,3 +212,22 @@ def test_brats_subset_tumour_slices_pick_ln(brats_scan: ScanResult) -> None:
     assert result.skewness == pytest.approx(0.72, abs=0.01)
     assert result.kurtosis == pytest.approx(0.08, abs=0.01)
     assert result.branch == "ln"
+
+
+def test_no_areas_is_an_error_not_a_pick() -> None:
+    from calfseg.analyze import NoAreasError
+
+    with pytest.raises(NoAreasError, match="0 masks"):
+        analyze_areas([])
+    with pytest.raises(NoAreasError, match="all 4 masks are empty"):
+        analyze_areas([0.0, 0.0, 0.0, 0.0], exclude_empty=True)
+
+
+def test_undefined_statistics_say_why() -> None:
+    assert analyze_areas(RIGHT_SKEWED, bootstrap=0).undefined_reason is None
+    empty = analyze_areas([0.0] * 6, bootstrap=0)
+    assert empty.branch == "bce_dice" and "all 6 masks are empty" in str(empty.undefined_reason)
+    equal = analyze_areas([5.0] * 3, bootstrap=0)
+    assert "all 3 areas are equal" in str(equal.undefined_reason)
+    one = analyze_areas([0.0, 0.0, 7.0], exclude_empty=True, bootstrap=0)
+    assert "only 1 area" in str(one.undefined_reason)

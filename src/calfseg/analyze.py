@@ -3,7 +3,8 @@ distribution, and say which CALF branch the rule picks and how stable that pick 
 
 - :func:`scan_masks`: files -> one area per 2D mask, per slice of a 3D volume (along its
   last axis, as stored) or per volume, plus per-file bookkeeping. One file is in memory
-  at a time; only the areas are kept.
+  at a time; only the areas are kept. In a dataset folder of a known layout only the
+  layout's label files are read (:mod:`calfseg.data.label_files`).
 - :func:`analyze_areas`: areas -> :class:`AnalysisResult`: counts, quantiles, S and K
   (:class:`~calfseg.stats.AreaMoments`), the rule's :class:`~calfseg.rule.Selection`, how
   often each branch is picked over random mini-batches (what the authors' per-batch CALF
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from calfseg import __version__
+from calfseg.data.label_files import LAYOUT_AUTO, LAYOUT_NONE, layout_label_files
 from calfseg.data.mask_files import (
     DEFAULT_MAX_LABELS,
     MASK_SUFFIXES,
@@ -36,7 +37,7 @@ from calfseg.data.mask_files import (
     foreground,
     read_mask,
 )
-from calfseg.extras import require
+from calfseg.progress import progress_bar
 from calfseg.rule import BRANCHES, Selection, Thresholds, select_branch
 from calfseg.stats import AreaMoments, foreground_areas
 from calfseg.stats.areas import AreaMethod
@@ -61,6 +62,11 @@ class NoMaskFilesError(MaskFileError):
 
 class FingerprintError(ValueError):
     """A JSON file given as a fingerprint cannot be read as one; the message names it."""
+
+
+class NoAreasError(ValueError):
+    """Nothing is left to analyse (no area, or only empty masks with ``exclude_empty``):
+    S and K would be undefined and the rule's pick meaningless. The message gives counts."""
 
 
 # -- scanning files -----------------------------------------------------------------------
@@ -106,6 +112,7 @@ class ScanResult:
     files: list[FileRecord] = field(default_factory=list)
     skipped: list[SkippedFile] = field(default_factory=list)
     per_volume: bool = False
+    layout: str | None = None  # the dataset layout whose label files were read, if any
 
     @property
     def unit(self) -> str:
@@ -119,6 +126,7 @@ class ScanResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "layout": self.layout,
             "scanned": self.found,
             "read": len(self.files),
             "skipped": [s.to_dict() for s in self.skipped],
@@ -155,6 +163,7 @@ def scan_masks(
     path: str | os.PathLike[str],
     *,
     mask_glob: str | None = None,
+    layout: str = LAYOUT_AUTO,
     labels: Sequence[int] | None = None,
     per_volume: bool = False,
     area: AreaMethod = "pixels",
@@ -163,34 +172,54 @@ def scan_masks(
     on_error: OnError = "stop",
     progress: bool = False,
 ) -> ScanResult:
-    """Measure every mask file at ``path`` (see :func:`~calfseg.data.find_mask_files`).
+    """Measure every mask file at ``path``.
 
-    ``on_error="stop"`` raises the first :class:`MaskFileError`; ``"skip"`` records the file
-    with its reason in :attr:`ScanResult.skipped` and goes on. ``progress`` shows a tqdm bar
-    on stderr (needs the ``io`` extra). A folder without any mask file raises
-    :class:`NoMaskFilesError` in both modes.
+    Which files: a file is itself; in a folder, ``layout`` ``"auto"`` (default) detects a
+    known dataset layout as ``calf prepare`` does and reads only its label files (never a
+    BraTS ``brainmask.nii.gz``); a layout name forces that layout; ``"none"``, a folder of
+    no known layout, or a ``mask_glob`` search every mask-like file below the folder (see
+    :func:`~calfseg.data.find_mask_files`).
+
+    ``on_error="stop"`` raises the first :class:`MaskFileError` (a case of the layout
+    without a label file included); ``"skip"`` records it in :attr:`ScanResult.skipped`
+    and goes on. ``progress`` shows a bar on stderr when it is a terminal. A folder without
+    any mask file raises :class:`NoMaskFilesError` in both modes.
     """
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
     root = Path(path)
-    files = find_mask_files(root, mask_glob)
+    found = None if mask_glob is not None else layout_label_files(root, layout)
+    missing: list[SkippedFile] = []
+    if found is None:
+        if layout not in (LAYOUT_AUTO, LAYOUT_NONE) and root.is_dir():
+            raise ValueError(f"layout {layout!r} cannot be combined with a mask glob")
+        files = find_mask_files(root, mask_glob)
+    else:
+        files = found.files
+        missing = [SkippedFile(root, f"case {p}") for p in found.problems]
+        if missing and on_error == "stop":
+            raise MaskFileError(root, missing[0].reason)
     if not files:
         what = f"matching {mask_glob!r} " if mask_glob is not None else ""
+        if found is not None:
+            what = f"of layout {found.layout} "
         raise NoMaskFilesError(
             root, f"no mask files {what}found (looked for {', '.join(MASK_SUFFIXES)})"
         )
-    iterator: Iterable[Path] = files
-    if progress:
-        tqdm = require("tqdm", "the progress bar").tqdm
-        # disable=None: no bar when stderr is not a terminal (logs, pipes).
-        iterator = tqdm(
-            files, desc="reading masks", unit="file", file=sys.stderr, leave=False, disable=None
-        )
     result = ScanResult(
-        root, np.empty(0), np.empty(0, dtype=bool), len(files), per_volume=per_volume
+        root,
+        np.empty(0),
+        np.empty(0, dtype=bool),
+        len(files) + len(missing),
+        skipped=list(missing),
+        per_volume=per_volume,
+        layout=None if found is None else found.layout,
     )
+    bar = progress_bar(len(files), "reading masks", progress, unit="file")
     area_parts, empty_parts = [], []
-    for file in iterator:
+    for file in files:
+        if bar is not None:
+            bar.update(1)
         try:
             label_array = read_mask(file, max_labels=max_labels)
         except MaskFileError as err:
@@ -205,6 +234,8 @@ def scan_masks(
         empty_parts.append(empty)
         shape = tuple(label_array.shape)
         result.files.append(FileRecord(file, shape, int(areas.size), int(empty.sum())))
+    if bar is not None:
+        bar.close()
     if area_parts:
         result.areas = np.concatenate(area_parts).astype(np.float64)
         result.empty = np.concatenate(empty_parts)
@@ -224,6 +255,7 @@ class CacheAreas:
     split: str | None  # None: every row
     cases: int  # cases among the chosen rows
     rows_in_cache: int
+    split_rows: dict[str, int] = field(default_factory=dict)  # rows of each split
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -238,13 +270,16 @@ def cache_areas(path: str | os.PathLike[str], split: str | None = None) -> Cache
     """Areas of the rows of the cache at ``path`` (``split``: only train, val or test).
 
     Raises :class:`~calfseg.data.cache.CacheError` when ``path`` is not a finished cache."""
-    from calfseg.data.cache import SliceCache
+    from calfseg.data.cache import SPLIT_NAMES, SliceCache
 
     cache = SliceCache.open(path)
     rows = cache.rows(split)
     areas = cache.index["area"][rows].astype(np.float64)
-    keys = zip(cache.index["dataset"][rows].tolist(), cache.index["case_id"][rows].tolist())
-    return CacheAreas(Path(path), areas, areas == 0, split, len(set(keys)), len(cache))
+    keys = zip(
+        cache.index["dataset"][rows].tolist(), cache.index["case_id"][rows].tolist(), strict=True
+    )
+    split_rows = {name: int(cache.rows(name).size) for name in SPLIT_NAMES}
+    return CacheAreas(Path(path), areas, areas == 0, split, len(set(keys)), len(cache), split_rows)
 
 
 # -- analysing areas ----------------------------------------------------------------------
@@ -303,6 +338,19 @@ class AnalysisResult:
     def n(self) -> int:
         """How many areas the statistics come from."""
         return self.moments.count
+
+    @property
+    def undefined_reason(self) -> str | None:
+        """Why S and K are undefined (the pick is the rule's fallback, not a choice made
+        from the data), or None when both are defined."""
+        if not (math.isnan(self.skewness) or math.isnan(self.kurtosis)):
+            return None
+        if self.n < 2:
+            return f"only {self.n} area: S and K need at least 2 different values"
+        if not self.excluded_empty and self.n_empty == self.n:
+            return f"all {self.n} masks are empty (area 0): no foreground of the chosen labels"
+        mean = self.moments.mean
+        return f"all {self.n} areas are equal ({mean:g}): S and K are undefined"
 
     @property
     def empty_fraction(self) -> float | None:
@@ -385,8 +433,13 @@ def analyze_areas(
         thresholds: the rule's thresholds (default: the paper's).
 
     Raises:
+        NoAreasError: no area to analyse (none given, or all empty with ``exclude_empty``).
         ValueError: non-finite areas, ``batch_size`` larger than the number of areas, or a
             count below its minimum.
+
+    S and K are undefined (NaN) when every area is equal, e.g. all masks empty: the rule
+    then falls back to ``bce_dice``; :attr:`AnalysisResult.undefined_reason` says why, for
+    callers to warn (``calf analyze`` does, loudly).
     """
     values = np.asarray(areas, dtype=np.float64).ravel()
     if not np.isfinite(values).all():
@@ -397,8 +450,15 @@ def analyze_areas(
     if batches < 1 or bootstrap < 0 or (batch_size is not None and batch_size < 1):
         raise ValueError("batches and batch_size must be >= 1 and bootstrap >= 0")
     n_measured, n_empty = int(values.size), int(is_empty.sum())
+    if n_measured == 0:
+        raise NoAreasError("no areas to analyse (0 masks measured)")
     if exclude_empty:
         values = values[~is_empty]
+        if values.size == 0:
+            raise NoAreasError(
+                f"no areas to analyse: all {n_measured} masks are empty and --exclude-empty "
+                "leaves none; S and K are undefined (check --label, or drop --exclude-empty)"
+            )
     if batch_size is not None and batch_size > values.size:
         raise ValueError(
             f"batch size {batch_size} is larger than the number of areas ({values.size})"

@@ -254,7 +254,6 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     [
         ("nibabel", ["v.nii.gz", "--no-progress"]),
         ("matplotlib.figure", ["v.nii.gz", "--no-progress", "--plot", "p.png"]),
-        ("tqdm", ["v.nii.gz"]),
         ("cv2", ["v.nii.gz", "--no-progress", "--area", "contour"]),
     ],
 )
@@ -323,3 +322,140 @@ def test_brats_subset_tumour_slices(capsys: pytest.CaptureFixture[str], tmp_path
     assert report["n"] == 450 and report["n_measured"] == 930
     assert report["skewness"] == pytest.approx(0.72, abs=0.01)
     assert report["branch"] == "ln" and report["condition"] == "0.5 <= S < 1"
+
+
+# -- dataset folders: only the layout's label files -----------------------------------------
+
+
+@pytest.mark.parametrize("on_error", ["stop", "skip"])
+def test_brats_folder_reads_only_the_label_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, on_error: str
+) -> None:
+    """brainmask.nii.gz and the scans beside OTMultiClass.nii.gz are never read: the same
+    6 files with and without --on-error skip, and the pick stays log10."""
+    if not BRATS.is_dir():
+        pytest.skip(f"{BRATS} is not available")
+    out = tmp_path / "a.json"
+    code, text, err = _run(capsys, BRATS, "--on-error", on_error, "--bootstrap", "0", "--json", out)
+    assert code == EXIT_OK, err
+    report = _strict_json(out)
+    read = [Path(f["path"]) for f in report["files"]["per_file"]]
+    expected = sorted(BRATS.glob("*/OTMultiClass.nii.gz"))
+    assert len(expected) == 6 and read == expected
+    assert report["files"]["layout"] == "brats2015" and report["files"]["skipped"] == []
+    assert "brainmask" not in text
+    for path in expected:  # few files: every one is named in the printout
+        assert str(path) in text
+    assert report["skewness"] == pytest.approx(1.479, abs=5e-4)
+    assert report["kurtosis"] == pytest.approx(1.490, abs=5e-4)
+    assert report["branch"] == "log10"
+
+
+def test_layout_none_searches_every_mask_like_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    case = tmp_path / "brats_2013_pat0001_1"
+    case.mkdir()
+    label = np.zeros((4, 4, 2), dtype=np.uint8)
+    label[0, 0, 0] = 1
+    for name in ("OTMultiClass.nii.gz", "brainmask.nii.gz"):
+        nib.save(nib.Nifti1Image(label, np.eye(4)), str(case / name))
+    flair = np.zeros((4, 4, 2), dtype=np.float32)
+    nib.save(nib.Nifti1Image(flair, np.eye(4)), str(case / "Flair_x.nii.gz"))
+    nib.save(nib.Nifti1Image(flair, np.eye(4)), str(case / "T1c_x.nii.gz"))
+    code, text, _ = _run(capsys, tmp_path, "--bootstrap", "0")
+    assert code == EXIT_OK and "1 read" in text and "layout brats2015" in text
+    code, text, _ = _run(capsys, tmp_path, "--bootstrap", "0", "--layout", "none")
+    assert code == EXIT_OK and "4 read" in text and "brainmask" in text
+    code, _, err = _run(capsys, tmp_path, "--layout", "brats2015", "--mask-glob", "*")
+    assert code == EXIT_USAGE and "--mask-glob" in err
+    code, _, err = _run(capsys, tmp_path, "--layout", "nope")
+    assert code == EXIT_USAGE and "unknown --layout 'nope'" in err and "brats2021" in err
+
+
+# -- integer label maps with many labels ------------------------------------------------------
+
+
+def _branch_from_method_table(s: float, k: float) -> str:
+    """METHOD.md's decision table, written out independently of calfseg.rule."""
+    if s <= -1:
+        return "fisher"
+    if -1 < s <= -0.5:
+        return "logit"
+    if -0.5 < s < 0:
+        return "arcsine"
+    if s >= 1:
+        return "log10"
+    if 0.5 <= s < 1:
+        return "ln"
+    if 0 < s <= 0.5 and k < 0:
+        return "log10"
+    return "bce_dice"
+
+
+def test_label_map_with_300_labels_is_a_mask(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    seg = rng.integers(0, 300, size=(40, 40, 30), dtype=np.int16)  # labels 0..299
+    blob = rng.random((40, 40, 30)) < np.linspace(0.0, 0.4, 30) ** 2  # label 7 grows
+    seg[blob] = 7
+    nib.save(nib.Nifti1Image(seg, np.eye(4)), str(tmp_path / "seg.nii.gz"))
+    out = tmp_path / "a.json"
+    code, _, err = _run(
+        capsys, tmp_path / "seg.nii.gz", "--label", "7", "--bootstrap", "0", "--json", out
+    )
+    assert code == EXIT_OK, err
+    report = _strict_json(out)
+    areas = (seg == 7).sum(axis=(0, 1)).astype(np.float64)  # one per axial slice
+    s, k = float(stats.skew(areas)), float(stats.kurtosis(areas))
+    assert report["n"] == 30
+    assert report["skewness"] == pytest.approx(s, rel=1e-9, abs=1e-12)
+    assert report["kurtosis"] == pytest.approx(k, rel=1e-9, abs=1e-12)
+    assert report["branch"] == _branch_from_method_table(s, k)
+
+
+def test_float_image_refusal_names_the_overriding_option(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    volume = np.arange(4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3)  # 48 whole numbers
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), str(tmp_path / "ct.nii.gz"))
+    code, _, err = _run(capsys, tmp_path / "ct.nii.gz")
+    assert code == EXIT_FAILURE and "looks like an image" in err and "--max-labels" in err
+    code, _, _ = _run(capsys, tmp_path / "ct.nii.gz", "--max-labels", "64", "--bootstrap", "0")
+    assert code == EXIT_OK
+
+
+# -- degenerate data --------------------------------------------------------------------------
+
+
+def test_exclude_empty_on_all_empty_masks_is_an_error_with_counts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    np.save(tmp_path / "m.npy", np.zeros((4, 4, 5), dtype=np.uint8))
+    code, out, err = _run(capsys, tmp_path / "m.npy", "--exclude-empty")
+    assert code == EXIT_FAILURE and "branch" not in out
+    assert "all 5 masks are empty" in err and "--exclude-empty" in err
+
+
+def test_all_empty_masks_warn_that_the_pick_is_a_fallback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    np.save(tmp_path / "m.npy", np.zeros((4, 4, 5), dtype=np.uint8))
+    code, out, err = _run(capsys, tmp_path / "m.npy", "--label", "3")
+    assert code == EXIT_OK and "bce_dice" in out
+    assert "WARNING" in err and "all 5 masks are empty" in err and "fallback" in err
+
+
+def test_an_empty_split_of_a_cache_is_an_error_with_counts(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    argv = ["prepare", "--synthetic", "paper-like", "--cases", "3", "--size", "32"]
+    assert main([*argv, "--val", "0", "--out", str(cache), "--no-progress"]) == EXIT_OK
+    capsys.readouterr()
+    code, out, err = _run(capsys, cache, "--split", "val")
+    assert code == EXIT_FAILURE and out == ""
+    assert "split val has no rows" in err and "val 0" in err and "train " in err

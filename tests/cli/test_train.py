@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from calfseg.cli import main
-from calfseg.cli.common import EXIT_OK, EXIT_USAGE
+from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 from ..train.synthetic_cache import make_synthetic_cache
 
@@ -58,8 +58,9 @@ def test_train_then_evaluate_then_predict(capsys, cache: Path, tmp_path: Path):
         capsys, "evaluate", run / "best.pt", "--data", cache, "--split", "val", "--json", report
     )
     assert code == EXIT_OK, err
-    assert out.splitlines()[1].split() == ["metric", "per_image", "pooled", "pooled_by_batch",
-                                           "per_case"]  # fmt: skip
+    assert out.splitlines()[1].split() == [
+        "metric", "per_image", "pooled", "paper_batch_pooled", "per_case"
+    ]  # fmt: skip
     assert json.loads(report.read_text())["split"] == "val"
 
     Image.fromarray(np.full((32, 32), 128, np.uint8)).save(tmp_path / "in.png")
@@ -82,7 +83,7 @@ def test_unknown_names_list_the_valid_ones(capsys, cache: Path, tmp_path, option
 def test_evaluate_refuses_a_file_that_is_not_a_checkpoint(capsys, cache: Path, tmp_path: Path):
     (tmp_path / "x.pt").write_bytes(b"junk")
     code, _, err = _run(capsys, "evaluate", tmp_path / "x.pt", "--data", cache)
-    assert code == EXIT_USAGE and "not a readable checkpoint" in err
+    assert code == EXIT_FAILURE and "not a readable checkpoint" in err  # a bad file: 1
 
 
 def test_a_cache_too_small_for_the_model_says_which_sizes_work(capsys, tmp_path: Path):
@@ -90,3 +91,34 @@ def test_a_cache_too_small_for_the_model_says_which_sizes_work(capsys, tmp_path:
     code, _, err = _run(capsys, "train", "--data", small, "--out", tmp_path / "r", "--model",
                         "fpn", *TINY)  # fmt: skip
     assert code == EXIT_USAGE and "24x24" in err and "try" in err
+
+
+def test_without_a_preset_the_cpu_gets_tiny_and_cuda_the_project_protocol(monkeypatch):
+    from calfseg.cli import train
+
+    assert train.default_preset("cpu") == "tiny"
+    assert train.default_preset("cuda:1") == "project"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.default_preset(None) == "tiny" and train.default_preset("auto") == "tiny"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert train.default_preset("auto") == "project"
+
+
+def test_no_preset_on_the_cpu_trains_tiny_and_says_so_with_a_time_estimate(
+    capsys, cache: Path, tmp_path: Path
+):
+    argv = ["--epochs", "2", "--max-steps", "2", "--no-progress", "--device", "cpu"]
+    code, out, err = _run(capsys, "train", "--data", cache, "--out", tmp_path / "r", *argv)
+    assert code == EXIT_OK, err
+    assert "epoch 1/2" in out and "epoch 2/2" in out
+    assert "preset tiny (chosen for device cpu" in err and "2 epochs x 2 steps" in err
+    assert "s per step in epoch 1; about" in err
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (config["preset"], config["split"], config["val_split"]) == ("tiny", "cache", "val")
+
+
+def test_estimate_line_scales_the_first_epoch_to_all_epochs():
+    from calfseg.cli.train import estimate_line
+
+    line = estimate_line({"epoch": 1, "steps": 100, "seconds": 300.0}, 20)
+    assert "3.000 s per step" in line and "about 100 min for 20 epochs" in line

@@ -13,14 +13,21 @@ from calfseg.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    check_output_file,
     error,
     label_list,
     non_negative_int,
     positive_int,
+    warn,
 )
 
 if TYPE_CHECKING:
     from calfseg.analyze import AnalysisResult, CacheAreas, ScanResult, SkippedFile
+
+PROG = "calf analyze"
+# Formats matplotlib writes without extra packages.
+PLOT_SUFFIXES: tuple[str, ...] = (".png", ".pdf", ".svg")
+LIST_FILES_UP_TO = 20  # file names are printed when at most this many were read
 
 
 def add_parser(commands: Any) -> None:
@@ -49,10 +56,19 @@ def add_parser(commands: Any) -> None:
         help="a cache PATH: only the rows of this split (default: every row)",
     )
     what.add_argument(
+        "--layout",
+        default="auto",
+        metavar="NAME",
+        help="a dataset FOLDER: auto (default) detects its layout as calf prepare does and "
+        "reads only its label files (e.g. BraTS *seg*/OTMultiClass, never brainmask); a "
+        "layout name (brats2015, brats2021, ...) forces one; none reads every mask-like file",
+    )
+    what.add_argument(
         "--mask-glob",
         metavar="GLOB",
         help="keep only files whose name matches GLOB (e.g. '*seg*.nii.gz'); "
-        "a GLOB with '/' is matched against the path below PATH",
+        "a GLOB with '/' is matched against the path below PATH (searches every "
+        "mask-like file instead of a layout's label files)",
     )
     what.add_argument(
         "--label",
@@ -61,7 +77,7 @@ def add_parser(commands: Any) -> None:
         type=label_list,
         action="extend",
         help="label values that count as foreground (repeat or comma-separate; "
-        "default: every value > 0)",
+        "default: every value > 0); integer label maps may have any number of labels",
     )
     what.add_argument(
         "--per-volume", action="store_true", help="one area per 3D volume instead of one per slice"
@@ -91,7 +107,8 @@ def add_parser(commands: Any) -> None:
         type=positive_int,
         default=16,
         metavar="N",
-        help="a file with more than N distinct values is refused as an image (default 16)",
+        help="a float file (or a grey PNG/TIFF) with more than N distinct values is refused "
+        "as an image (default 16); integer label maps are never refused for their count",
     )
     stats = p.add_argument_group("resampling")
     stats.add_argument(
@@ -127,7 +144,8 @@ def add_parser(commands: Any) -> None:
         "--plot",
         type=Path,
         metavar="OUT.png",
-        help="draw the area histogram with S, K and the branch",
+        help="draw the area histogram with S, K and the branch "
+        f"(suffix {', '.join(PLOT_SUFFIXES)})",
     )
     out.add_argument(
         "--on-error",
@@ -137,7 +155,14 @@ def add_parser(commands: Any) -> None:
         "the end; either way the exit code is 1",
     )
     out.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (the bar needs tqdm)"
+        "--list-files",
+        action="store_true",
+        help=f"list every file read (always when at most {LIST_FILES_UP_TO} were read)",
+    )
+    out.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (shown only when stderr is a terminal and tqdm is installed)",
     )
 
 
@@ -155,8 +180,11 @@ def run(args: argparse.Namespace) -> int:
     from calfseg.data.mask_files import MaskFileError
     from calfseg.extras import MissingExtraError
 
-    prog = "calf analyze"
+    prog = PROG
     options = _analyze_options(args)
+    bad_output = _check_outputs(args)
+    if bad_output is not None:  # before the analysis, so that no work is lost
+        return error(prog, bad_output, EXIT_USAGE)
     if not -3 <= args.slice_axis <= 2:
         return error(prog, f"--slice-axis must be in -3..2, got {args.slice_axis}", EXIT_USAGE)
     if args.area == "contour" and args.per_volume:
@@ -169,6 +197,19 @@ def run(args: argparse.Namespace) -> int:
         return _run_cache(args, options)
     if args.split is not None:
         return error(prog, f"--split applies to a cache folder; {args.path} is not one", EXIT_USAGE)
+    if args.layout != "auto" and args.mask_glob is not None:
+        return error(
+            prog,
+            "--mask-glob searches every mask-like file; it cannot be combined with --layout "
+            f"{args.layout} (which reads the layout's label files)",
+            EXIT_USAGE,
+        )
+    if args.layout not in ("auto", "none"):
+        from calfseg.data.sources import SOURCES
+
+        if args.layout not in SOURCES:
+            known = ", ".join(["auto", "none", *SOURCES])
+            return error(prog, f"unknown --layout {args.layout!r}; choose one of {known}", 2)
 
     if args.path.is_file() and args.path.name.lower().endswith(".json"):
         ignored = _options_needing_areas(args)
@@ -192,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         scan = scan_masks(
             args.path,
             mask_glob=args.mask_glob,
+            layout=args.layout,
             labels=args.labels,
             per_volume=args.per_volume,
             area=args.area,
@@ -209,13 +251,17 @@ def run(args: argparse.Namespace) -> int:
         if args.path.is_dir():
             hint = (
                 "\nhint: pick the masks among other files with --mask-glob "
-                "(e.g. --mask-glob '*seg*'), or leave bad files out with --on-error skip"
+                "(e.g. --mask-glob '*seg*') or --layout NAME, or leave bad files out with "
+                "--on-error skip (the files read are listed)"
             )
         return error(prog, f"{err}{hint}", EXIT_FAILURE)
+    except ValueError as err:  # a --layout that cannot read PATH
+        return error(prog, f"{args.path}: {err}", EXIT_USAGE)
 
     if not scan.files:
         _print_skipped(scan.skipped)
         return error(prog, f"none of the {scan.found} mask files could be read", EXIT_FAILURE)
+
     failed = _analyse_and_write(
         args,
         options,
@@ -232,6 +278,17 @@ def run(args: argparse.Namespace) -> int:
         _print_skipped(scan.skipped)
         return error(prog, f"{len(scan.skipped)} of {scan.found} mask files skipped", EXIT_FAILURE)
     return EXIT_OK
+
+
+def _check_outputs(args: argparse.Namespace) -> str | None:
+    """Why --json or --plot cannot be written (suffix, a folder or a file in the way)."""
+    if args.json is not None:
+        problem = check_output_file(args.json, "--json")
+        if problem is not None:
+            return problem
+    if args.plot is not None:
+        return check_output_file(args.plot, "--plot", PLOT_SUFFIXES)
+    return None
 
 
 def _run_cache(args: argparse.Namespace, options: dict[str, Any]) -> int:
@@ -252,6 +309,14 @@ def _run_cache(args: argparse.Namespace, options: dict[str, Any]) -> int:
         cache = cache_areas(args.path, args.split)
     except CacheError as err:
         return error(prog, str(err), EXIT_FAILURE)
+    if cache.areas.size == 0:
+        counts = ", ".join(f"{name} {n}" for name, n in cache.split_rows.items())
+        return error(
+            prog,
+            f"{args.path}: split {cache.split} has no rows, so nothing to analyse (rows per "
+            f"split: {counts}); choose another --split or re-prepare with other split options",
+            EXIT_FAILURE,
+        )
     failed = _analyse_and_write(
         args,
         options,
@@ -276,10 +341,10 @@ def _analyse_and_write(
 ) -> int | None:
     """The rule, the resampling, the printout, --json and --plot: shared by mask files and
     caches. Returns an exit code on failure, None on success."""
-    from calfseg.analyze import analyze_areas, write_json
+    from calfseg.analyze import NoAreasError, analyze_areas, write_json
     from calfseg.extras import MissingExtraError
 
-    prog = "calf analyze"
+    prog = PROG
     try:
         result = analyze_areas(
             areas,
@@ -290,9 +355,17 @@ def _analyse_and_write(
             bootstrap=args.bootstrap,
             seed=args.seed,
         )
+    except NoAreasError as err:
+        return error(prog, f"{args.path}: {err}", EXIT_FAILURE)
     except ValueError as err:
         return error(prog, str(err), EXIT_USAGE)
     print(describe(result))
+    if result.undefined_reason is not None:
+        warn(
+            prog,
+            f"{result.undefined_reason}; the branch {result.branch} is the rule's fallback, "
+            "not a choice made from the data (check --label, or analyse more masks)",
+        )
     try:
         if args.json is not None:
             write_json(report(result), args.json)
@@ -363,6 +436,8 @@ def _options_needing_areas(args: argparse.Namespace) -> list[str]:
 def _format_result(args: argparse.Namespace, scan: ScanResult, result: AnalysisResult) -> str:
     lines = [f"calf analyze {args.path}"]
     glob = f" matching {args.mask_glob!r}" if args.mask_glob else ""
+    if scan.layout is not None:
+        glob = f", the label files of layout {scan.layout}"
     lines.append(
         _row(
             "files",
@@ -370,6 +445,10 @@ def _format_result(args: argparse.Namespace, scan: ScanResult, result: AnalysisR
             f"({_plural(scan.found, 'mask file')} found{glob})",
         )
     )
+    if args.list_files or len(scan.files) <= LIST_FILES_UP_TO:
+        lines += [_row("", str(f.path)) for f in scan.files]
+    else:
+        lines.append(_row("", "(--list-files names them; --json lists them under files)"))
     labels = "labels > 0" if args.labels is None else f"labels {sorted(set(args.labels))}"
     what = "OpenCV contour area" if args.area == "contour" else "pixel count"
     where = f" (axis {args.slice_axis} of each volume)" if "slices" in scan.unit else ""
