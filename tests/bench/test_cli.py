@@ -113,7 +113,33 @@ def test_folds_and_cv_seed_reach_the_benchmark_config(
     assert main(["benchmark", "--folds", "5", "--cv-seed", "3", "--out", str(tmp_path)]) == EXIT_OK
     assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK
     assert (seen[0].folds, seen[0].cv_seed) == (5, 3)
-    assert (seen[1].folds, seen[1].cv_seed) == (1, 0)  # the default: the cache's split
+    assert (seen[1].folds, seen[1].cv_seed) == (3, 0)  # the default preset: 3 folds
+
+
+def test_lr_and_augment_reach_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import calfseg.bench
+    from calfseg.bench import BenchmarkConfig, BenchmarkOutcome, RunSpec
+    from calfseg.bench.runner import train_options
+
+    seen: list[BenchmarkConfig] = []
+
+    def fake_run(config: BenchmarkConfig, **kwargs: object) -> BenchmarkOutcome:
+        seen.append(config)
+        return BenchmarkOutcome(config.out, 0)
+
+    monkeypatch.setattr(calfseg.bench, "run_benchmark", fake_run)
+    argv = ["benchmark", "--lr", "1e-3", "--augment", "--out", str(tmp_path)]
+    assert main(argv) == EXIT_OK
+    assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK
+    options = train_options(seen[0], RunSpec("unet", "bce", 0, 1))
+    assert (options["lr"], options["augment"]) == (1e-3, True)
+    plain = train_options(seen[1], RunSpec("unet", "bce", 0, 1))
+    assert plain["lr"] == 3e-3 and "augment" not in plain  # the preset's: no augmentation
+
+
+def test_a_bad_lr_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["benchmark", "--lr", "0"]) == EXIT_USAGE
+    assert "--lr" in capsys.readouterr().err
 
 
 def test_more_folds_than_patients_exits_1_naming_both_numbers(

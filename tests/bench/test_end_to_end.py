@@ -14,30 +14,34 @@ from calfseg.data.cache import cache_digest
 
 def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):
     out = tmp_path / "bench"
-    argv = ["benchmark", "--out", str(out), "--models", "unet", "--losses", "bce", "calf"]
+    argv = ["benchmark", "--out", str(out), "--losses", "bce", "calf", "--folds", "2"]
     code = main([*argv, "--seeds", "1", "--epochs", "1", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     assert (out / "data" / "meta.json").is_file()  # generated on first use
-    for name in ("unet-bce-s0", "unet-calf-s0"):
+    names = [f"unet-{loss}-s0-f{fold}" for loss in ("bce", "calf") for fold in (1, 2)]
+    for name in names:
         assert (out / "runs" / name / "done.json").is_file()
     results = (out / "results.csv").read_text()
     assert "unet,calf,0,dice,per_image" in results.replace('"', "")
+    # 2-fold cross-validation: every one of the 48 generated cases is tested once per loss
+    verdict = (out / "verdicts.csv").read_text().splitlines()[1].split(",")
+    assert verdict[:5] == ["unet", "calf", "bce", "dice", "case"] and verdict[5] == "48"
     html = (out / "report.html").read_text()
     assert "Verdicts against BCE" in html and "data:image/png;base64," in html
     assert (out / "verdicts.csv").is_file()
-    assert (out / "runs" / "unet-calf-s0" / "per_case_test.csv").is_file()
+    assert (out / "runs" / "unet-calf-s0-f1" / "per_case_test.csv").is_file()
     # Each run records the cache it was trained on; the report names it.
     digest = cache_digest(out / "data")
-    record = json.loads((out / "runs" / "unet-calf-s0" / "provenance.json").read_text())
+    record = json.loads((out / "runs" / "unet-calf-s0-f2" / "provenance.json").read_text())
     assert record["cache"]["digest"] == digest and record["config"]["epochs"] == 1
     assert f"| cache digest | {digest} |" in (out / "summary.md").read_text()
     # A rerun finds every run finished and only rebuilds the report.
     assert main([*argv, "--seeds", "1", "--epochs", "1", "--no-progress"]) == 0
-    assert "2 already done" in capsys.readouterr().out
+    assert "4 already done" in capsys.readouterr().out
     # Other epochs into the same OUT: refused, naming the change and the ways out.
     assert main([*argv, "--seeds", "1", "--epochs", "2", "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "epochs 1 -> 2 for 2 runs (unet-bce-s0, unet-calf-s0)" in err
+    assert "epochs 1 -> 2 for 4 runs (unet-bce-s0-f1, unet-bce-s0-f2, unet-calf-s0-f1, " in err
     assert "--overwrite" in err and "Traceback" not in err
 
 

@@ -16,7 +16,7 @@ from calfseg.bench.progress import format_duration, format_eta, run_line
 from calfseg.bench.runner import StaleRunsError, train_options
 from calfseg.train.provenance import run_provenance, write_provenance
 
-from .fakes import EMPTY_ROWS, ROWS, per_image_dice, write_run
+from .fakes import TRUE_AREA, per_case_tp, write_run
 
 
 def write_cache(folder: Path, rows: int = 2) -> Path:
@@ -225,9 +225,9 @@ def test_one_line_per_run_with_its_result_elapsed_time_and_eta(
         match = done.fullmatch(line)
         assert match is not None and match[1] == position, line
         _, loss, seed = match[2].split("-")
-        dice = per_image_dice("unet", loss, int(seed[1:]))
-        lesion = [int(r) not in EMPTY_ROWS for r in ROWS]
-        assert match[4] == f"{dice[lesion].mean():.2f}"  # eval_test.json's dice/per_image
+        # the mean per-case test Dice: per case TP / TRUE_AREA (FP = FN = TRUE_AREA - TP)
+        case_dice = per_case_tp("unet", loss, int(seed[1:])) / TRUE_AREA
+        assert match[4] == f"{case_dice.mean():.2f}"
         assert match[3] == "0.70"  # the fake log's best val_case_dice: 0.4 + 0.1 * 3 epochs
     assert lines[-1].endswith("no runs left")
 

@@ -145,7 +145,6 @@ def test_analyze_reads_a_cache(capsys, brats: Path, tmp_path: Path):
 
 
 def test_prepare_synthetic(capsys, tmp_path: Path):
-    pytest.importorskip("calfseg.data.synthetic")
     out = tmp_path / "cache"
     code, stdout, stderr = _prepare(
         capsys, "--synthetic", "paper-like", "--out", out, "--cases", "3", "--size", "16"
@@ -160,6 +159,16 @@ def test_prepare_synthetic(capsys, tmp_path: Path):
     assert code == EXIT_OK and "up to date" in stdout
     code, _, stderr = _prepare(capsys, "--synthetic", "nope", "--out", tmp_path / "x")
     assert code == EXIT_USAGE and "unknown --synthetic preset" in stderr
+
+
+def test_prepare_synthetic_slices_per_case(capsys, tmp_path: Path):
+    argv = ["--synthetic", "paper-like", "--cases", "3", "--slices", "5", "--size", "16"]
+    code, _, stderr = _prepare(capsys, *argv, "--out", tmp_path / "cache")
+    assert code == EXIT_OK, stderr
+    cache = SliceCache.open(tmp_path / "cache")
+    assert len(cache) == 15 and all(c["rows"][1] - c["rows"][0] == 5 for c in cache.meta["cases"])
+    code, _, stderr = _prepare(capsys, tmp_path, "--slices", "5", "--out", tmp_path / "y")
+    assert code == EXIT_USAGE and "--slices applies to --synthetic" in stderr
 
 
 @pytest.mark.skipif(not BRATS2015_SUBSET.is_dir(), reason="shared BraTS subset not present")

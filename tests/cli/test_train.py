@@ -93,28 +93,29 @@ def test_a_cache_too_small_for_the_model_says_which_sizes_work(capsys, tmp_path:
     assert code == EXIT_USAGE and "24x24" in err and "try" in err
 
 
-def test_without_a_preset_the_cpu_gets_tiny_and_cuda_the_project_protocol(monkeypatch):
+def test_without_a_preset_the_cpu_gets_cpu_and_cuda_the_project_protocol(monkeypatch):
     from calfseg.cli import train
 
-    assert train.default_preset("cpu") == "tiny"
+    assert train.default_preset("cpu") == "cpu"
     assert train.default_preset("cuda:1") == "project"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert train.default_preset(None) == "tiny" and train.default_preset("auto") == "tiny"
+    assert train.default_preset(None) == "cpu" and train.default_preset("auto") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert train.default_preset("auto") == "project"
 
 
-def test_no_preset_on_the_cpu_trains_tiny_and_says_so_with_a_time_estimate(
+def test_no_preset_on_the_cpu_trains_the_cpu_preset_and_says_so_with_a_time_estimate(
     capsys, cache: Path, tmp_path: Path
 ):
     argv = ["--epochs", "2", "--max-steps", "2", "--no-progress", "--device", "cpu"]
     code, out, err = _run(capsys, "train", "--data", cache, "--out", tmp_path / "r", *argv)
     assert code == EXIT_OK, err
     assert "epoch 1/2" in out and "epoch 2/2" in out
-    assert "preset tiny (chosen for device cpu" in err and "2 epochs x 2 steps" in err
+    assert "preset cpu (chosen for device cpu" in err and "2 epochs x 2 steps" in err
     assert "s per step in epoch 1; about" in err
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (config["preset"], config["split"], config["val_split"]) == ("tiny", "cache", "val")
+    assert (config["lr"], config["schedule"], config["min_delta"]) == (3e-3, "cosine", 0.005)
 
 
 def test_estimate_line_scales_the_first_epoch_to_all_epochs():

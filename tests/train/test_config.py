@@ -69,7 +69,7 @@ def test_project_preset_is_the_project_protocol_at_paper_sizes():
 
 def test_presets_by_name_and_the_paper_split_needs_no_validation():
     assert TrainConfig.from_preset("tiny", "c") == TrainConfig.tiny("c")
-    with pytest.raises(ValueError, match="valid names: project, paper, tiny"):
+    with pytest.raises(ValueError, match="valid names: project, paper, cpu, tiny"):
         TrainConfig.from_preset("authors", "c")
     with pytest.raises(ValueError, match="val_split=None"):
         TrainConfig(cache="c", split="paper-slices")
@@ -123,3 +123,12 @@ def test_project_and_tiny_stop_early_and_the_paper_runs_its_epochs():
 def test_patience_needs_a_validation_split():
     with pytest.raises(ValueError, match=r"patience=3 .*val_split is None.*patience=None"):
         TrainConfig(cache="c", patience=3, val_split=None)
+
+
+def test_the_cpu_preset_is_the_converging_cpu_recipe():
+    config = TrainConfig.cpu("c")
+    assert (config.preset, config.epochs, config.batch_size, config.lr) == ("tiny", 30, 16, 3e-3)
+    assert (config.schedule, config.warmup_steps) == ("cosine", 50)
+    assert (config.patience, config.min_delta, config.val_split) == (5, 0.005, "val")
+    assert TrainConfig.from_preset("cpu", "c") == config
+    assert TrainConfig.cpu("c", val_split=None).patience is None  # nothing to stop on

@@ -6,8 +6,10 @@ estimate of the time left::
 
 ``val Dice`` is the best validation case Dice of ``log.csv`` (``val_case_dice``, which picks
 ``best.pt``; logs of older runs: ``val_dice``),
-``test Dice`` the per-image test Dice of ``eval_test.json``. The ETA is the mean duration of
-the runs this invocation has trained (finished or failed) times the runs left.
+``test Dice`` the mean per-case test Dice of ``per_case_test.csv`` (the unit of the
+verdicts; runs without that file: the per-image Dice of ``eval_test.json``). The ETA is the
+mean duration of the runs this invocation has trained (finished or failed) times the runs
+left.
 """
 
 from __future__ import annotations
@@ -41,9 +43,13 @@ def format_eta(seconds: float) -> str:
 
 
 def headline(folder: Path) -> tuple[float | None, float | None]:
-    """(best validation Dice, per-image test Dice) of a finished run folder; None where the
-    run has no such number (no validation split, an undefined Dice, a missing file)."""
-    return _best_val_dice(folder / "log.csv"), _test_dice(folder / "eval_test.json")
+    """(best validation case Dice, mean per-case test Dice) of a finished run folder; None
+    where the run has no such number (no validation split, an undefined Dice, a missing
+    file)."""
+    test = _case_dice(folder / "per_case_test.csv")
+    if test is None:
+        test = _test_dice(folder / "eval_test.json")
+    return _best_val_dice(folder / "log.csv"), test
 
 
 def run_line(
@@ -102,6 +108,16 @@ def _best_val_dice(path: Path) -> float | None:
     values = [_finite(c) for c in cells]
     found = [v for v in values if v is not None]
     return max(found) if found else None
+
+
+def _case_dice(path: Path) -> float | None:
+    try:
+        with path.open(newline="") as handle:
+            values = [_finite(row.get("dice")) for row in csv.DictReader(handle)]
+    except OSError:
+        return None
+    found = [v for v in values if v is not None]
+    return sum(found) / len(found) if found else None
 
 
 def _test_dice(path: Path) -> float | None:

@@ -16,6 +16,7 @@ from calfseg.cli.common import (
     error,
     integer,
     non_negative_int,
+    positive_float,
     positive_int,
     scoped_loss_option,
 )
@@ -62,7 +63,13 @@ def add_parser(commands: Any) -> None:
         help="N seeds counting up from the preset's first (default: 0, 1; project: "
         "12345..12347; paper: 12345)",
     )
-    p.add_argument("--epochs", type=positive_int, metavar="E", help="epochs per run")
+    p.add_argument("--epochs", type=positive_int, metavar="E", help="epochs per run (at most)")
+    p.add_argument("--lr", type=positive_float, metavar="LR", help="Adam's learning rate")
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="random flips and quarter turns of the training slices (TrainConfig.augment)",
+    )
     p.add_argument(
         "--folds",
         type=integer,
@@ -133,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         losses=None if args.losses is None else tuple(args.losses),
         seeds=None if args.seeds is None else _seeds(base.seeds, args.seeds),
         epochs=args.epochs,
+        lr=args.lr,
+        extra={**base.extra, "augment": True} if args.augment else None,
         shard=args.shard,
         folds=args.folds,
         cv_seed=args.cv_seed,

@@ -103,6 +103,17 @@ def label_list(text: str) -> list[int]:
     return values
 
 
+def positive_float(text: str) -> float:
+    """A number > 0 (``--lr``, ``--grad-clip``), else an argparse error naming it."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = integer(text)
     if value < 1:

@@ -34,6 +34,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "steps",
 )
 BRANCH_COLUMNS: tuple[str, ...] = tuple(f"branch/{b}" for b in BRANCHES)
+COMPARABLE_COLUMN = "train_bce"
 
 
 class EpochLog:
@@ -41,13 +42,16 @@ class EpochLog:
 
     Args:
         run_dir: the run folder.
-        branches: add the ``branch/<name>`` columns (CALF losses).
+        branches: add ``train_bce`` (the BCE of the training logits, comparable across
+            steps and runs where CALF's own loss changes formula with its pick) and the
+            ``branch/<name>`` columns (CALF losses).
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], *, branches: bool) -> None:
         self.csv_path = Path(run_dir) / "log.csv"
         self.jsonl_path = Path(run_dir) / "log.jsonl"
-        self.columns: tuple[str, ...] = BASE_COLUMNS + (BRANCH_COLUMNS if branches else ())
+        extra = (COMPARABLE_COLUMN, *BRANCH_COLUMNS) if branches else ()
+        self.columns: tuple[str, ...] = BASE_COLUMNS + extra
         self.rows: list[dict[str, Any]] = self._read()
 
     def _read(self) -> list[dict[str, Any]]:

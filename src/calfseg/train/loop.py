@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from calfseg.data import SliceDataset
@@ -175,13 +176,14 @@ def fit(
             break
         tic = time.perf_counter()
         first_step = epoch * steps_per_epoch
-        train_loss, steps, shares = _train_epoch(
+        train_loss, train_bce, steps, shares = _train_epoch(
             net, loss_fn, optimizer, scaler, train_set, config, ctx, epoch, amp, progress,
             lr_at=functools.partial(_offset, lr_at, first_step),
         )  # fmt: skip
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
+            "train_bce": train_bce,
             "lr": lr_at(first_step),
         }
         row.update(steps=steps, **{f"branch/{b}": s for b, s in shares.items()})
@@ -328,20 +330,31 @@ def _train_epoch(
     amp: torch.dtype | None,
     progress: bool,
     lr_at: Callable[[int], float],
-) -> tuple[float, int, dict[str, float]]:
+) -> tuple[float, float | None, int, dict[str, float]]:
     """One epoch; ``lr_at(i)`` is the learning rate of its step ``i``. Returns the mean
-    loss over steps and ranks, the steps and branch shares."""
+    loss over steps and ranks, the mean BCE of the same logits for CALF losses (else
+    None), the steps and branch shares.
+
+    Why the BCE: per-batch CALF changes its formula from step to step (log10 is ln / 2.303),
+    so its ``train_loss`` jumps when the pick flips and is not comparable across steps or
+    runs; the BCE of the same logits, summed on the device (no extra host sync), is."""
     batches = _epoch_batches(len(dataset), config, ctx, epoch=epoch)
     _set_train_mode(net, config.freeze_bn)
     bar = _bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", progress and ctx.is_main)
     total = 0.0
     branches: dict[str, float] = dict.fromkeys(BRANCHES, 0.0)
+    comparable = uses_branches(config)
+    bce_total = torch.zeros((), dtype=torch.float64, device=ctx.device)
     for step, (_, images, masks) in enumerate(_read(dataset, batches, epoch, config, ctx)):
         set_learning_rate(optimizer, lr_at(step))
         optimizer.zero_grad(set_to_none=True)
         with _autocast(ctx.device, amp):
             logits = net(images)
         loss = loss_fn(logits.float(), masks)
+        if comparable:
+            with torch.no_grad():
+                bce = F.binary_cross_entropy_with_logits(logits.float(), masks.float())
+                bce_total += bce.double()
         scaler.scale(loss).backward()
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
@@ -358,9 +371,11 @@ def _train_epoch(
         bar.close()
     steps = len(batches)
     shares = {}
-    if uses_branches(config):
+    train_bce = None
+    if comparable:
         shares = {b: branches[b] / steps for b in BRANCHES}
-    return D.all_mean(ctx, total / steps), steps, shares
+        train_bce = D.all_mean(ctx, float(bce_total) / steps)
+    return D.all_mean(ctx, total / steps), train_bce, steps, shares
 
 
 def _epoch_batches(
