@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from calfseg.bench import BenchmarkConfig
 from calfseg.cli import main
 from calfseg.cli.common import EXIT_OK, EXIT_USAGE
 
@@ -53,7 +54,7 @@ def test_benchmark_options_override_the_preset_and_failures_exit_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import calfseg.bench
-    from calfseg.bench import BenchmarkConfig, BenchmarkOutcome
+    from calfseg.bench import BenchmarkOutcome
 
     seen: list[BenchmarkConfig] = []
 
@@ -98,36 +99,22 @@ def test_folds_the_grid_cannot_take_are_usage_errors(
 
 
 def test_folds_and_cv_seed_reach_the_benchmark_config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, benchmark_configs: list[BenchmarkConfig]
 ) -> None:
-    import calfseg.bench
-    from calfseg.bench import BenchmarkConfig, BenchmarkOutcome
-
-    seen: list[BenchmarkConfig] = []
-
-    def fake_run(config: BenchmarkConfig, **kwargs: object) -> BenchmarkOutcome:
-        seen.append(config)
-        return BenchmarkOutcome(config.out, 0)
-
-    monkeypatch.setattr(calfseg.bench, "run_benchmark", fake_run)
+    seen = benchmark_configs
     assert main(["benchmark", "--folds", "5", "--cv-seed", "3", "--out", str(tmp_path)]) == EXIT_OK
     assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK
     assert (seen[0].folds, seen[0].cv_seed) == (5, 3)
     assert (seen[1].folds, seen[1].cv_seed) == (3, 0)  # the default preset: 3 folds
 
 
-def test_lr_and_augment_reach_every_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import calfseg.bench
-    from calfseg.bench import BenchmarkConfig, BenchmarkOutcome, RunSpec
+def test_lr_and_augment_reach_every_run(
+    tmp_path: Path, benchmark_configs: list[BenchmarkConfig]
+) -> None:
+    from calfseg.bench import RunSpec
     from calfseg.bench.runner import train_options
 
-    seen: list[BenchmarkConfig] = []
-
-    def fake_run(config: BenchmarkConfig, **kwargs: object) -> BenchmarkOutcome:
-        seen.append(config)
-        return BenchmarkOutcome(config.out, 0)
-
-    monkeypatch.setattr(calfseg.bench, "run_benchmark", fake_run)
+    seen = benchmark_configs
     argv = ["benchmark", "--lr", "1e-3", "--augment", "--out", str(tmp_path)]
     assert main(argv) == EXIT_OK
     assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK

@@ -104,17 +104,8 @@ def test_benchmark_help_shows_loss_option(capsys):
     assert "--loss-option" in out and "[LOSS:]KEY=VALUE" in out and "project protocol" in out
 
 
-def test_the_cli_passes_the_options_to_the_benchmark(tmp_path, monkeypatch):
-    import calfseg.bench
-    from calfseg.bench import BenchmarkOutcome
-
-    seen: list[BenchmarkConfig] = []
-
-    def fake_run(config: BenchmarkConfig, **kwargs: object) -> BenchmarkOutcome:
-        seen.append(config)
-        return BenchmarkOutcome(config.out, 0)
-
-    monkeypatch.setattr(calfseg.bench, "run_benchmark", fake_run)
+def test_the_cli_passes_the_options_to_the_benchmark(tmp_path, benchmark_configs):
+    seen = benchmark_configs
     argv = ["benchmark", "--losses", "calf", "bce", "--out", str(tmp_path)]
     argv += ["--loss-option", "area=contour", "--loss-option", "bce:validate=true"]
     assert main(argv) == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from calfseg.bench import BenchmarkConfig
 from calfseg.cli import main
 from calfseg.cli.common import EXIT_OK, EXIT_USAGE
 
@@ -54,18 +55,9 @@ def test_a_bad_margin_is_a_usage_error(
 
 
 def test_calf_benchmark_passes_the_margin_to_the_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, benchmark_configs: list[BenchmarkConfig]
 ) -> None:
-    import calfseg.bench
-    from calfseg.bench import BenchmarkConfig, BenchmarkOutcome
-
-    seen: list[BenchmarkConfig] = []
-
-    def fake_run(config: BenchmarkConfig, **kwargs: object) -> BenchmarkOutcome:
-        seen.append(config)
-        return BenchmarkOutcome(config.out, 0)
-
-    monkeypatch.setattr(calfseg.bench, "run_benchmark", fake_run)
+    seen = benchmark_configs
     assert main(["benchmark", "--out", str(tmp_path), "--margin", "0.03"]) == EXIT_OK
     assert seen[0].margin == 0.03
     assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK
