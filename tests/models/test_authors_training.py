@@ -10,9 +10,8 @@ import torch
 
 from calfseg.models import count_parameters
 from calfseg.train import TrainConfig
-from calfseg.train.checkpoint import load_checkpoint
-from calfseg.train.evaluate import model_from_checkpoint
 from calfseg.train.run import train_run
+from calfseg.train.trained_model import load_trained_model
 
 from ..train.synthetic_cache import make_synthetic_cache
 
@@ -40,8 +39,7 @@ def test_a_run_trains_and_reloads_the_authors_deeplabv3(cache, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert result["results"] is not None
-    state = load_checkpoint(tmp_path / "run" / "last.pt", map_location="cpu")
-    model = model_from_checkpoint(state, torch.device("cpu"))
+    model = load_trained_model(tmp_path / "run" / "last.pt", device="cpu").model
     assert type(model).__name__ == "AuthorsDeepLabV3"
     assert count_parameters(model) == 14_502_209
 

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from calfseg.data import SliceDataset
+from calfseg.train.case_dice import case_dice
 from calfseg.train.evaluate import (
     PER_CASE_COLUMNS,
-    case_dice,
     evaluate_model,
     write_evaluation,
 )

@@ -34,10 +34,10 @@ from calfseg.train.cache_record import (
     changes,
     same_path,
 )
-from calfseg.train.checkpoint import checkpoint_config
+from calfseg.train.case_dice import case_dice
 from calfseg.train.distributed import chunks, resolve_device
 from calfseg.train.logs import rows_to_csv
-from calfseg.train.trained_model import TrainedModel, build_network, load_trained_model
+from calfseg.train.trained_model import TrainedModel, load_trained_model
 
 PER_IMAGE_COLUMNS: tuple[str, ...] = (
     "row", "case_id", "area", "dice", "iou", "sensitivity", "specificity", "precision",
@@ -46,15 +46,6 @@ PER_IMAGE_COLUMNS: tuple[str, ...] = (
 PER_CASE_COLUMNS: tuple[str, ...] = ("case_id", "n_slices", "tp", "fp", "fn", "tn", "dice")
 QUALITATIVE_COUNT = 16
 PAPER_POOLED_BATCH = 32  # the paper's Dice was pooled over each test batch of 32
-
-
-def model_from_checkpoint(state: dict[str, Any], device: torch.device) -> nn.Module:
-    """The model of a checkpoint dict (:func:`load_checkpoint`), weights loaded, in eval
-    mode on ``device``. To read a file, use :func:`load_trained_model` (checkpoints and
-    exports alike)."""
-    model = build_network(checkpoint_config(state), int(state["in_channels"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval()
 
 
 def evaluate_checkpoint(
@@ -233,28 +224,21 @@ def evaluate_model(
     return dict(results), table, qualitative, cases
 
 
-def case_dice(tp: int, fp: int, fn: int) -> float:
-    """Dice of one case from its counts summed over all its slices:
-    ``2 TP / (2 TP + FP + FN)``; 1 when truth and prediction are both empty (nothing to
-    find, nothing found), so an empty truth with any prediction scores 0 (the
-    BraTS/nnU-Net convention, docs/benchmark.md)."""
-    denominator = 2 * tp + fp + fn
-    return 1.0 if denominator == 0 else 2 * tp / denominator
-
-
 def per_case_table(counts: list[Any], case_ids: Any) -> list[dict[str, Any]]:
     """One row per case (sorted by case id): its number of slices, the confusion counts
-    summed over them and :func:`case_dice`; ``counts`` are the batches' ConfusionCounts."""
+    summed over them and their Dice (:func:`calfseg.train.case_dice.case_dice`, the rule
+    validation uses too); ``counts`` are the batches' ConfusionCounts."""
     from calfseg.metrics import ConfusionCounts, per_case_counts
 
     ids = np.asarray(case_ids).reshape(-1)
     unique, summed = per_case_counts(ConfusionCounts.cat(counts), ids)
     numbers = summed.numpy()
     n_slices = {str(k): int(v) for k, v in zip(*np.unique(ids, return_counts=True), strict=True)}
+    dice = case_dice(numbers["tp"], numbers["fp"], numbers["fn"])
     table = []
     for i, case in enumerate(unique.tolist()):
         tp, fp, fn, tn = (int(numbers[k][i]) for k in ("tp", "fp", "fn", "tn"))
-        counted = {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "dice": case_dice(tp, fp, fn)}
+        counted = {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "dice": float(dice[i])}
         table.append({"case_id": str(case), "n_slices": n_slices[str(case)], **counted})
     return table
 
