@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import median_seconds
-from calfseg.data.case_worker import CaseJob, CaseTask, prepare_case
-from calfseg.data.file_state import sha256_file, stat_files
-from calfseg.data.prepare import prepare_cache
-from calfseg.data.prepare_source import PrepareSource, folder_source, source_files
+from calfseg.data.preparation.case_worker import CaseJob, CaseTask, prepare_case
+from calfseg.data.preparation.file_state import sha256_file, stat_files
+from calfseg.data.preparation.pipeline import prepare_cache
+from calfseg.data.preparation.source import PrepareSource, folder_source, source_files
 from calfseg.data.preprocess import PreprocessOptions, slice_case
 
 DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015_subset"

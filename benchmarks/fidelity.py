@@ -207,7 +207,7 @@ def split(cache: Path) -> None:
     """Patient-level vs the paper's slice-level split: how many test slices have a
     neighbouring slice (same case and modality, slice index +-1) in the training split."""
     from calfseg.data import SliceCache
-    from calfseg.data.splits import LeakageWarning, paper_slice_splits
+    from calfseg.data.splits.assign import LeakageWarning, paper_slice_splits
 
     index = SliceCache.open(cache).index
     with warnings.catch_warnings():

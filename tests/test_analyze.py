@@ -22,7 +22,7 @@ from calfseg.analyze import (
     measure_mask,
     scan_masks,
 )
-from calfseg.data.mask_files import MaskFileError
+from calfseg.data.files.masks import MaskFileError
 from calfseg.rule import BRANCHES
 
 from .shared_data import BRATS2015_SUBSET as BRATS

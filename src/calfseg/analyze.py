@@ -4,7 +4,7 @@ distribution, and say which CALF branch the rule picks and how stable that pick 
 - :func:`scan_masks`: files -> one area per 2D mask, per slice of a 3D volume (along its
   last axis, as stored) or per volume, plus per-file bookkeeping. One file is in memory
   at a time; only the areas are kept. In a dataset folder of a known layout only the
-  layout's label files are read (:mod:`calfseg.data.label_files`).
+  layout's label files are read (:mod:`calfseg.data.scan.labels`).
 - :func:`analyze_areas`: areas -> :class:`AnalysisResult`: counts, quantiles, S and K
   (:class:`~calfseg.stats.AreaMoments`), the rule's :class:`~calfseg.rule.Selection`, how
   often each branch is picked over random mini-batches (what the authors' per-batch CALF
@@ -28,8 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from calfseg import __version__
-from calfseg.data.label_files import LAYOUT_AUTO, LAYOUT_NONE, layout_label_files
-from calfseg.data.mask_files import (
+from calfseg.data.files.masks import (
     DEFAULT_MAX_LABELS,
     MASK_SUFFIXES,
     MaskFileError,
@@ -37,6 +36,7 @@ from calfseg.data.mask_files import (
     foreground,
     read_mask,
 )
+from calfseg.data.scan.labels import LAYOUT_AUTO, LAYOUT_NONE, layout_label_files
 from calfseg.progress import progress_bar
 from calfseg.rule import BRANCHES, Selection, Thresholds, select_branch
 from calfseg.stats import AreaMoments, foreground_areas

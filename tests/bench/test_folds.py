@@ -15,7 +15,7 @@ from calfseg.bench import BenchmarkConfig, BenchmarkError, run_benchmark, runs
 from calfseg.bench.folds import FOLDS_CSV
 from calfseg.bench.runner import StaleRunsError, make_train_config, train_options
 from calfseg.data.cache import read_index
-from calfseg.data.splits import cv_splits
+from calfseg.data.splits.assign import cv_splits
 from calfseg.train.provenance import run_provenance, write_provenance
 
 from ..train.synthetic_cache import make_synthetic_cache

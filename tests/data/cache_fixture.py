@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from calfseg import __version__
-from calfseg.data.splits import assign_splits
+from calfseg.data.splits.assign import assign_splits
 from calfseg.stats import AreaMoments
 
 HEADER = (

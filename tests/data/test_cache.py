@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from calfseg.data import cache_writer
 from calfseg.data.cache import CacheError, SliceCache, cache_digest
-from calfseg.data.prepare import (
+from calfseg.data.preparation import writer as cache_writer
+from calfseg.data.preparation.pipeline import (
     CacheReplaceError,
     CaseFailedError,
     MissingPartsError,
@@ -23,10 +23,10 @@ from calfseg.data.prepare import (
     merge_cache,
     prepare_cache,
 )
-from calfseg.data.prepare_source import PrepareSource, reader_source
+from calfseg.data.preparation.source import PrepareSource, reader_source
 from calfseg.data.preprocess import PreprocessOptions, slice_case
-from calfseg.data.split_options import SplitOptions
-from calfseg.data.splits import LeakageWarning
+from calfseg.data.splits.assign import LeakageWarning
+from calfseg.data.splits.options import SplitOptions
 from calfseg.stats import AreaMoments
 
 from .tiny_source import TinySource, write_case

@@ -18,7 +18,7 @@ from calfseg.data.dataset import (
     _dihedral,
     dihedral_codes,
 )
-from calfseg.data.filters import DropEmpty, MinArea
+from calfseg.data.splits.filters import DropEmpty, MinArea
 from tests.data.cache_fixture import make_cache
 
 

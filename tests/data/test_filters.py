@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calfseg.data.filters import (
+from calfseg.data.splits.filters import (
     DropEmpty,
     KeepEveryKthEmpty,
     MinArea,

@@ -1,4 +1,4 @@
-"""calfseg.data.label_files: the label files of a dataset folder, as its layout knows them."""
+"""calfseg.data.scan.labels: the label files of a dataset folder, as its layout knows them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from calfseg.analyze import scan_masks
-from calfseg.data.label_files import layout_label_files
-from calfseg.data.mask_files import MaskFileError
+from calfseg.data.files.masks import MaskFileError
+from calfseg.data.scan.labels import layout_label_files
 
 from .sources.fakes import brats2015_case, brats2021_case, kaggle_case
 

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from calfseg.data.mask_files import (
+from calfseg.data.files.masks import (
     MaskFileError,
     find_mask_files,
     foreground,

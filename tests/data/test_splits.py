@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calfseg.data.splits import (
+from calfseg.data.splits.assign import (
     LeakageWarning,
     assign_splits,
     check_fractions,

@@ -11,7 +11,7 @@ import pytest
 import scipy.stats
 
 from calfseg.data.sources.base import CaseError, CaseFiles, SourceReader
-from calfseg.data.synthetic import (
+from calfseg.data.sources.synthetic import (
     BRANCH_PRESETS,
     PRESETS,
     SyntheticParams,

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from calfseg.data import SliceCache
-from calfseg.data.splits import cv_splits
+from calfseg.data.splits.assign import cv_splits
 from calfseg.train import TrainConfig, train_run
 from calfseg.train.build import RunSetupError, fold_fingerprint, open_split
 from calfseg.train.evaluate import evaluate_checkpoint

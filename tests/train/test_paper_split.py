@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from calfseg.data import SliceCache
-from calfseg.data.splits import LeakageWarning, split_counts
+from calfseg.data.splits.assign import LeakageWarning, split_counts
 from calfseg.train import TrainConfig, train_run
 from calfseg.train.build import open_split
 

@@ -1,7 +1,7 @@
 """Cross-validation in a benchmark (``calf benchmark --folds K``): the checks, and
 ``OUT/folds.csv``, the fold of every case.
 
-The deal itself is :func:`calfseg.data.splits.cv_splits`, the one every run applies at
+The deal itself is :func:`calfseg.data.splits.assign.cv_splits`, the one every run applies at
 training and evaluation time (TrainConfig ``split="cv"``); this module only records it and
 refuses a K the cache cannot hold before any run starts.
 """
@@ -41,7 +41,7 @@ def check_folds(config: BenchmarkConfig) -> None:
 
 def fold_table(config: BenchmarkConfig) -> dict[str, np.ndarray] | None:
     """The fold of every case of the cache for ``config.folds`` (the columns of
-    :data:`~calfseg.data.splits.CV_FOLD_COLUMNS`, one row per case), after checking that
+    :data:`~calfseg.data.splits.assign.CV_FOLD_COLUMNS`, one row per case), after checking that
     every fold fits the cache (K patients at least, train and val patients outside each test
     fold); None without cross-validation.
 
@@ -50,7 +50,7 @@ def fold_table(config: BenchmarkConfig) -> dict[str, np.ndarray] | None:
             its index.csv cannot be read (a :class:`~calfseg.data.cache.CacheError`).
     """
     from calfseg.data.cache import INDEX_FILE, read_index
-    from calfseg.data.splits import cv_case_folds, cv_splits
+    from calfseg.data.splits.assign import cv_case_folds, cv_splits
 
     check_folds(config)
     if config.folds < 2:
@@ -67,7 +67,7 @@ def fold_table(config: BenchmarkConfig) -> dict[str, np.ndarray] | None:
 def write_folds(out: Path, table: dict[str, np.ndarray]) -> Path:
     """Write :func:`fold_table`'s ``table`` to ``OUT/folds.csv`` (atomically): one row per
     case, ``case_id, patient_id, dataset, fold``."""
-    from calfseg.data.splits import CV_FOLD_COLUMNS
+    from calfseg.data.splits.assign import CV_FOLD_COLUMNS
 
     path = Path(out) / FOLDS_CSV
     tmp = path.with_name(path.name + ".tmp")

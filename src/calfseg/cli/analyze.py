@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         scan_masks,
         write_json,
     )
-    from calfseg.data.mask_files import MaskFileError
+    from calfseg.data.files.masks import MaskFileError
     from calfseg.extras import MissingExtraError
 
     prog = PROG

@@ -51,8 +51,8 @@ def _labels_found(src: Path | None) -> str:
     """`` (labels found in FILE: 0, 1, 2)`` from the first label file of a dataset folder."""
     if src is None:
         return ""
-    from calfseg.data.label_files import layout_label_files
-    from calfseg.data.mask_files import MaskFileError, read_mask
+    from calfseg.data.files.masks import MaskFileError, read_mask
+    from calfseg.data.scan.labels import layout_label_files
 
     try:
         found = layout_label_files(src)

@@ -22,7 +22,7 @@ from calfseg.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from calfseg.data.prepare import PrepareReport, SkippedCase
+    from calfseg.data.preparation.pipeline import PrepareReport, SkippedCase
 
 PROG = "calf prepare"
 NORMALISATIONS = ("minmax-slice", "minmax-volume", "zscore-brain", "paper")
@@ -74,7 +74,7 @@ def add_parser(commands: Any) -> None:
     src.add_argument(
         "--synthetic",
         metavar="PRESET",
-        help="write generated cases of a calfseg.data.synthetic preset instead of SRC",
+        help="write generated cases of a calfseg.data.sources.synthetic preset instead of SRC",
     )
     src.add_argument("--cases", type=positive_int, metavar="N", help="--synthetic: number of cases")
     src.add_argument(
@@ -206,7 +206,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `calf --help` does not pay for torch.
-    from calfseg.data.prepare import CaseFailedError, MissingPartsError, PrepareError
+    from calfseg.data.preparation.pipeline import CaseFailedError, MissingPartsError, PrepareError
     from calfseg.extras import MissingExtraError
 
     if args.merge is not None:
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from calfseg.data.prepare import merge_cache, prepare_cache
+    from calfseg.data.preparation.pipeline import merge_cache, prepare_cache
 
     if args.merge is not None:
         report = merge_cache(args.merge)
@@ -312,7 +312,7 @@ def _digest(cache: Path) -> str | None:
 
 def _options(args: argparse.Namespace) -> tuple[Any, Any]:
     from calfseg.data.preprocess import PreprocessOptions
-    from calfseg.data.split_options import SplitOptions
+    from calfseg.data.splits.options import SplitOptions
 
     size = args.size if args.size is not None else _default_size(args)
     modalities: str | tuple[str, ...] = args.modalities
@@ -345,7 +345,7 @@ def _options(args: argparse.Namespace) -> tuple[Any, Any]:
 def _default_size(args: argparse.Namespace) -> int:
     if args.synthetic is None:
         return 256
-    from calfseg.data.synthetic import PRESETS
+    from calfseg.data.sources.synthetic import PRESETS
 
     preset = PRESETS.get(args.synthetic)
     return 64 if preset is None else int(preset.params.size)
@@ -353,10 +353,10 @@ def _default_size(args: argparse.Namespace) -> int:
 
 def _source(args: argparse.Namespace) -> tuple[Any, str] | int:
     """The PrepareSource and a line saying what it is, or an exit code."""
-    from calfseg.data.prepare_source import folder_source, pooled_source, synthetic_source
+    from calfseg.data.preparation.source import folder_source, pooled_source, synthetic_source
 
     if args.synthetic is not None:
-        from calfseg.data.synthetic import PRESETS
+        from calfseg.data.sources.synthetic import PRESETS
 
         if args.synthetic not in PRESETS:
             known = ", ".join(sorted(PRESETS))

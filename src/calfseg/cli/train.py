@@ -230,7 +230,7 @@ def default_preset(device: str | None) -> str:
 
 def preset_line(args: argparse.Namespace, config: Any) -> str:
     """One line: the preset used, why, and the number of training steps planned."""
-    from calfseg.data.splits import LeakageWarning
+    from calfseg.data.splits.assign import LeakageWarning
     from calfseg.train.build import open_split
 
     if args.config is not None:

@@ -8,15 +8,7 @@
 
 from calfseg.data.cache import CacheError, SliceCache
 from calfseg.data.dataset import SliceDataset
-from calfseg.data.filters import (
-    DropEmpty,
-    KeepEveryKthEmpty,
-    MinArea,
-    TumourSliceRatio,
-    apply_filters,
-    parse_filter,
-)
-from calfseg.data.mask_files import (
+from calfseg.data.files.masks import (
     DEFAULT_MAX_LABELS,
     MASK_SUFFIXES,
     MaskFileError,
@@ -25,8 +17,16 @@ from calfseg.data.mask_files import (
     read_mask,
 )
 from calfseg.data.sources import SOURCES, detect_layout, get_source, open_source
-from calfseg.data.splits import LeakageWarning, assign_splits, kfold_splits
-from calfseg.data.synthetic import PRESETS, SyntheticSource
+from calfseg.data.sources.synthetic import PRESETS, SyntheticSource
+from calfseg.data.splits.assign import LeakageWarning, assign_splits, kfold_splits
+from calfseg.data.splits.filters import (
+    DropEmpty,
+    KeepEveryKthEmpty,
+    MinArea,
+    TumourSliceRatio,
+    apply_filters,
+    parse_filter,
+)
 
 __all__ = [
     "DEFAULT_MAX_LABELS",

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from calfseg.data.cache import INDEX_FILE, SliceCache, open_memmaps, read_index
-from calfseg.data.filters import Filter, apply_filters
+from calfseg.data.splits.filters import Filter, apply_filters
 
 Sample = tuple[torch.Tensor, torch.Tensor]
 SampleTransform = Callable[[torch.Tensor, torch.Tensor], Sample]
@@ -45,14 +45,15 @@ class SliceDataset(Dataset[Sample]):
     Args:
         cache: the cache folder.
         split: ``"train"``, ``"val"``, ``"test"``, several of them, or None for all rows.
-        filters: :mod:`calfseg.data.filters` objects applied in order to the split's rows.
+        filters: :mod:`calfseg.data.splits.filters` objects applied in order to the split's rows.
         transform: ``f(image, mask) -> (image, mask)`` applied to each sample (after the
             augmentation).
         augment: random flips and 90-degree rotations (same for image and mask), seeded by
             ``(seed, epoch, cache row)``; call :meth:`set_epoch` each epoch.
         seed: seed of the augmentation (and the default seed of :meth:`batch_loader`).
         splits: the split name of every cache row, replacing index.csv's ``split`` column
-            (a run that re-deals the rows, e.g. :func:`calfseg.data.splits.paper_slice_splits`).
+            (a run that re-deals the rows, e.g.
+            :func:`calfseg.data.splits.assign.paper_slice_splits`).
 
     The memory maps are opened lazily in each process that reads, so the dataset pickles to
     DataLoader workers (fork or spawn) as its path, meta and row numbers only.

@@ -12,7 +12,7 @@ from torch import nn
 
 from calfseg.data import SliceCache, SliceDataset, parse_filter
 from calfseg.data.cache import FINGERPRINT_FILE
-from calfseg.data.splits import cv_splits, paper_slice_splits
+from calfseg.data.splits.assign import cv_splits, paper_slice_splits
 from calfseg.losses import build_loss
 from calfseg.losses.registry import LOSSES
 from calfseg.models import build_model, check_input_size

@@ -33,9 +33,9 @@ AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
 SPLIT_SOURCES: tuple[str, ...] = ("cache", "paper-slices", "cv")
 """Where a run's train/val/test rows come from: ``"cache"`` (index.csv's split column, as
 ``calf prepare`` wrote it), ``"paper-slices"`` (re-dealt the paper's way at run time,
-:func:`calfseg.data.splits.paper_slice_splits`, seeded by the run's seed) or ``"cv"`` (fold
+:func:`calfseg.data.splits.assign.paper_slice_splits`, seeded by the run's seed) or ``"cv"`` (fold
 ``cv_fold`` of ``cv_folds``-fold patient-level cross-validation dealt by ``cv_seed``,
-:func:`calfseg.data.splits.cv_splits`)."""
+:func:`calfseg.data.splits.assign.cv_splits`)."""
 TRAIN_PRESETS: tuple[str, ...] = ("project", "paper", "cpu", "tiny")
 """``project``: the project protocol, paper sizes; ``paper``: the authors' protocol;
 ``tiny``: the project protocol, tiny models."""

@@ -97,7 +97,7 @@ def test_two_folders_of_one_modality_are_a_problem(tmp_path: Path):
 
 
 def test_calf_analyze_finds_the_mask_slices_as_labels(tmp_path: Path):
-    from calfseg.data.label_files import layout_label_files
+    from calfseg.data.scan.labels import layout_label_files
 
     lgg_1p19q_slices(tmp_path, "LGG-222", slices=3)
     found = layout_label_files(tmp_path)

@@ -11,12 +11,12 @@ import pytest
 from calfseg.cli import main
 from calfseg.cli.common import EXIT_OK, EXIT_USAGE
 from calfseg.data.cache import SliceCache
-from calfseg.data.prepare import prepare_cache
-from calfseg.data.prepare_source import pooled_source
+from calfseg.data.preparation.pipeline import prepare_cache
+from calfseg.data.preparation.source import pooled_source
 from calfseg.data.preprocess import PreprocessOptions
 from calfseg.data.sources import CaseError
 from calfseg.data.sources.pooled import open_pooled
-from calfseg.data.split_options import SplitOptions
+from calfseg.data.splits.options import SplitOptions
 
 from .fakes import (
     SHAPE,

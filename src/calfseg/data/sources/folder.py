@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from calfseg.data.mask_files import MaskFileError, read_mask
+from calfseg.data.files.masks import MaskFileError, read_mask
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
 from calfseg.data.sources.naming import child_dirs, normalise_modality
 from calfseg.data.sources.nifti import read_nifti

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from calfseg.data.mask_files import MaskFileError, read_mask
+from calfseg.data.files.masks import MaskFileError, read_mask
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
 from calfseg.data.sources.naming import (
     file_names,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calfseg.data.mask_files import DEFAULT_MAX_LABELS, MaskFileError, _as_label_array
+from calfseg.data.files.masks import DEFAULT_MAX_LABELS, MaskFileError, _as_label_array
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes
 
 # Affines of one case's files may differ by this much (mm) from float rounding alone.
@@ -38,7 +38,7 @@ def read_failure(case_id: str, path: Path, err: BaseException) -> CaseError:
 
 def label_values(case_id: str, raw: np.ndarray, path: Path) -> np.ndarray:
     """Validate a label array (whole numbers, few distinct values, via the same rules as
-    :func:`calfseg.data.mask_files.read_mask`) and return it as integers."""
+    :func:`calfseg.data.files.masks.read_mask`) and return it as integers."""
     try:
         return _as_label_array(raw, path, DEFAULT_MAX_LABELS)
     except MaskFileError as err:

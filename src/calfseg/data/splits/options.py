@@ -69,8 +69,8 @@ class SplitOptions:
     def assign(
         self, case_ids: Sequence[str] | np.ndarray, datasets: Sequence[str] | np.ndarray
     ) -> np.ndarray:
-        """One split name per row (``calfseg.data.splits``); slice mode warns of leakage."""
-        from calfseg.data.splits import assign_splits, kfold_splits
+        """One split name per row (``calfseg.data.splits.assign``); slice mode warns of leakage."""
+        from calfseg.data.splits.assign import assign_splits, kfold_splits
 
         if self.kfold is not None:
             assert self.fold is not None

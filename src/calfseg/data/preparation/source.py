@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calfseg.data.file_state import display_path
+from calfseg.data.preparation.file_state import display_path
 from calfseg.data.sources.base import CaseFiles, SourceReader
 
 
@@ -81,9 +81,9 @@ def synthetic_source(
     seed: int = 0,
     size: int | None = None,
 ) -> PrepareSource:
-    """Generated cases of a :mod:`calfseg.data.synthetic` preset (``cases``, ``slices`` per
+    """Generated cases of a :mod:`calfseg.data.sources.synthetic` preset (``cases``, ``slices`` per
     case and ``size`` override the preset's)."""
-    from calfseg.data.synthetic import SyntheticSource
+    from calfseg.data.sources.synthetic import SyntheticSource
 
     reader = SyntheticSource(
         preset=preset, n_cases=cases, slices_per_case=slices, size=size, seed=seed

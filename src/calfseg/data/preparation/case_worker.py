@@ -24,9 +24,9 @@ from multiprocessing import get_all_start_methods, get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
 
-from calfseg.data.cache_parts import CaseRecord, write_part
-from calfseg.data.file_state import FileState, sha256_file
-from calfseg.data.prepare_source import label_source, source_files
+from calfseg.data.preparation.file_state import FileState, sha256_file
+from calfseg.data.preparation.parts import CaseRecord, write_part
+from calfseg.data.preparation.source import label_source, source_files
 from calfseg.data.preprocess import PreprocessOptions, slice_case
 from calfseg.data.sources.base import CaseError, CaseFiles, SourceReader
 from calfseg.progress import progress_bar

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from calfseg.data.cache import PARTS_DIR
-from calfseg.data.file_state import FileState, same_files
+from calfseg.data.preparation.file_state import FileState, same_files
 from calfseg.data.preprocess import CaseSlices
 
 PART_FORMAT = "calfseg.cache-part/1"

@@ -7,7 +7,8 @@
 - :func:`merge_cache`: assemble a cache from the parts of finished shards.
 
 Cases are identified by (dataset, case id) and ordered by case id. Change detection looks
-at each source file's size and mtime (:mod:`calfseg.data.file_state`); the sha256 recorded
+at each source file's size and mtime (:mod:`calfseg.data.preparation.file_state`); the
+sha256 recorded
 in meta.json is computed once, when the case is read.
 """
 
@@ -34,7 +35,9 @@ from calfseg.data.cache import (
     is_cache,
     read_meta,
 )
-from calfseg.data.cache_parts import (
+from calfseg.data.preparation.case_worker import CaseJob, CaseTask, run_cases
+from calfseg.data.preparation.file_state import FileState, same_files, stat_files
+from calfseg.data.preparation.parts import (
     CaseRecord,
     SkipRecord,
     load_part_arrays,
@@ -46,13 +49,11 @@ from calfseg.data.cache_parts import (
     write_shard_marker,
     write_skip,
 )
-from calfseg.data.cache_writer import CaseRows, assemble_cache
-from calfseg.data.case_worker import CaseJob, CaseTask, run_cases
-from calfseg.data.file_state import FileState, same_files, stat_files
-from calfseg.data.prepare_source import PrepareSource, source_files
+from calfseg.data.preparation.source import PrepareSource, source_files
+from calfseg.data.preparation.writer import CaseRows, assemble_cache
 from calfseg.data.preprocess import PreprocessOptions
 from calfseg.data.sources.base import CaseFiles
-from calfseg.data.split_options import SplitOptions
+from calfseg.data.splits.options import SplitOptions
 
 OnError = Literal["stop", "skip"]
 _ARRAY_FILES = (IMAGES_FILE, MASKS_FILE, INDEX_FILE)

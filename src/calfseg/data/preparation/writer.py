@@ -30,7 +30,7 @@ from calfseg.data.cache import (
     META_FILE,
     SPLIT_NAMES,
 )
-from calfseg.data.cache_parts import CaseRecord, atomic_write_json
+from calfseg.data.preparation.parts import CaseRecord, atomic_write_json
 from calfseg.stats import AreaMoments
 
 ASSEMBLY_DIR = ".assembly"

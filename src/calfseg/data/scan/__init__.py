@@ -1,0 +1,1 @@
+"""Finding the mask (label) files of a folder: by the detected dataset layout, or by suffix."""
