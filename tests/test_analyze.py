@@ -1,4 +1,5 @@
-"""calfseg.analyze: measuring masks, scanning folders, statistics, batches, bootstrap."""
+"""calfseg.analyze and its layers: measuring masks and scanning folders
+(calfseg.data.scan.masks), statistics, batches and bootstrap (calfseg.fingerprint)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,14 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from calfseg.analyze import (
-    FingerprintError,
-    NoMaskFilesError,
-    ScanResult,
-    analyze_areas,
-    analyze_moments,
-    build_report,
-    load_fingerprint,
-    measure_mask,
-    scan_masks,
-)
+from calfseg.analysis import EmptySplitError, NoReadableMasksError, analyze
+from calfseg.data.cache import SliceCache
 from calfseg.data.files.masks import MaskFileError
+from calfseg.data.scan.masks import NoMaskFilesError, ScanResult, measure_mask, scan_masks
+from calfseg.fingerprint import Fingerprint, NoAreasError, fingerprint_of_areas, load_fingerprint
 from calfseg.rule import BRANCHES
 
+from .data.cache_fixture import make_cache
 from .shared_data import BRATS2015_SUBSET as BRATS
 
 RIGHT_SKEWED = [0.0] * 80 + [100.0] * 15 + [1000.0] * 5
@@ -101,34 +96,38 @@ def test_scan_masks_without_any_mask_names_the_folder(tmp_path: Path) -> None:
 
 def test_analyze_areas_matches_scipy_and_counts_empties() -> None:
     areas = np.array([0, 0, 3, 5, 8, 13, 40, 0, 2, 100], dtype=float)
-    result = analyze_areas(areas, bootstrap=0)
-    assert result.n == result.n_measured == 10 and result.n_empty == 3
-    assert result.empty_fraction == pytest.approx(0.3)
+    result = fingerprint_of_areas(areas, bootstrap=0)
+    assert result.summary is not None
+    assert result.count == result.summary.n_measured == 10 and result.summary.n_empty == 3
+    assert result.summary.empty_fraction == pytest.approx(0.3)
     assert result.skewness == pytest.approx(sps.skew(areas), rel=1e-12)
     assert result.kurtosis == pytest.approx(sps.kurtosis(areas), rel=1e-12)
-    assert result.quantiles is not None
-    assert result.quantiles["min"] == 0 and result.quantiles["max"] == 100
-    assert result.quantiles["p50"] == pytest.approx(np.median(areas))
+    quantiles = result.summary.quantiles
+    assert quantiles["min"] == 0 and quantiles["max"] == 100
+    assert quantiles["p50"] == pytest.approx(np.median(areas))
+    assert quantiles["p05"] == pytest.approx(np.percentile(areas, 5))
 
 
 def test_exclude_empty_drops_zero_areas_but_reports_how_many() -> None:
     areas = np.array([0, 0, 3, 5, 8, 13, 40], dtype=float)
-    result = analyze_areas(areas, exclude_empty=True, bootstrap=0)
-    assert result.n == 5 and result.n_measured == 7 and result.n_empty == 2
+    result = fingerprint_of_areas(areas, exclude_empty=True, bootstrap=0)
+    assert result.summary is not None
+    assert result.count == 5 and result.summary.n_measured == 7 and result.summary.n_empty == 2
     assert result.skewness == pytest.approx(sps.skew(areas[areas > 0]), rel=1e-12)
 
 
 def test_a_known_right_skewed_set_picks_log10_and_its_mirror_fisher() -> None:
-    right = analyze_areas(RIGHT_SKEWED, bootstrap=0)
+    right = fingerprint_of_areas(RIGHT_SKEWED, bootstrap=0)
     assert right.skewness > 1 and (right.branch, right.condition) == ("log10", "S >= 1")
-    left = analyze_areas([1000.0 - a for a in RIGHT_SKEWED], bootstrap=0)
+    left = fingerprint_of_areas([1000.0 - a for a in RIGHT_SKEWED], bootstrap=0)
     assert left.skewness < -1 and left.branch == "fisher"
 
 
 def test_equal_areas_give_undefined_statistics_and_the_fallback() -> None:
-    result = analyze_areas([5.0] * 10, batch_size=4, batches=20, bootstrap=10)
+    result = fingerprint_of_areas([5.0] * 10, batch_size=4, batches=20, bootstrap=10)
     assert math.isnan(result.skewness) and result.branch == "bce_dice"
-    assert result.batch is not None and result.batch.undefined_fraction == 1.0
+    assert result.summary is not None and result.summary.batch is not None
+    assert result.summary.batch.undefined_fraction == 1.0
     text = json.dumps(result.to_dict(), allow_nan=False)  # NaN became null
     assert json.loads(text)["skewness"] is None
 
@@ -138,52 +137,31 @@ def test_equal_areas_give_undefined_statistics_and_the_fallback() -> None:
 
 def test_batch_frequencies_sum_to_one_and_are_deterministic_under_a_seed() -> None:
     areas = np.random.default_rng(1).lognormal(5, 1, size=500)
-    one = analyze_areas(areas, batch_size=32, batches=300, bootstrap=50, seed=7)
-    two = analyze_areas(areas, batch_size=32, batches=300, bootstrap=50, seed=7)
-    assert one.batch is not None and two.batch is not None
-    assert list(one.batch.branch_frequencies) == list(BRANCHES)
-    assert sum(one.batch.branch_frequencies.values()) == pytest.approx(1.0)
-    assert sum(one.batch.condition_frequencies.values()) == pytest.approx(1.0)
+    one = fingerprint_of_areas(areas, batch_size=32, batches=300, bootstrap=50, seed=7)
+    two = fingerprint_of_areas(areas, batch_size=32, batches=300, bootstrap=50, seed=7)
+    assert one.summary is not None and one.summary.batch is not None
+    batch = one.summary.batch
+    assert list(batch.branch_frequencies) == list(BRANCHES)
+    assert sum(batch.branch_frequencies.values()) == pytest.approx(1.0)
+    assert sum(batch.condition_frequencies.values()) == pytest.approx(1.0)
     assert one.to_dict() == two.to_dict()
-    other = analyze_areas(areas, batch_size=32, batches=300, bootstrap=50, seed=8)
-    assert other.batch is not None
-    assert other.batch.skewness_median != one.batch.skewness_median
+    other = fingerprint_of_areas(areas, batch_size=32, batches=300, bootstrap=50, seed=8)
+    assert other.summary is not None and other.summary.batch is not None
+    assert other.summary.batch.skewness_median != batch.skewness_median
 
 
 def test_batch_size_larger_than_the_data_is_an_error() -> None:
     with pytest.raises(ValueError, match="larger than the number of areas"):
-        analyze_areas([1.0, 2.0, 3.0], batch_size=4)
+        fingerprint_of_areas([1.0, 2.0, 3.0], batch_size=4)
 
 
 def test_bootstrap_of_a_clearly_skewed_set_agrees_with_the_pick() -> None:
     areas = np.random.default_rng(3).lognormal(5, 1, size=2000)
-    result = analyze_areas(areas, bootstrap=100)
-    assert result.bootstrap is not None and result.bootstrap.agreement == 1.0
-    lo, hi = result.bootstrap.skewness_ci95
+    result = fingerprint_of_areas(areas, bootstrap=100)
+    assert result.summary is not None and result.summary.bootstrap is not None
+    assert result.summary.bootstrap.agreement == 1.0
+    lo, hi = result.summary.bootstrap.skewness_ci95
     assert lo < result.skewness < hi
-
-
-# -- fingerprints and reports -------------------------------------------------------------
-
-
-def test_fingerprint_from_save_and_from_a_report_give_the_same_pick(tmp_path: Path) -> None:
-    result = analyze_areas(RIGHT_SKEWED, bootstrap=0)
-    result.moments.save(tmp_path / "moments.json")
-    report = build_report(result, path=tmp_path, scan=None)
-    (tmp_path / "report.json").write_text(json.dumps(report))
-    for name in ("moments.json", "report.json"):
-        again = analyze_moments(load_fingerprint(tmp_path / name))
-        assert again.branch == result.branch
-        assert again.skewness == pytest.approx(result.skewness, rel=1e-12)
-        assert again.quantiles is None and again.batch is None
-
-
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"count": 3}'])
-def test_a_bad_fingerprint_names_the_file(tmp_path: Path, content: str) -> None:
-    path = tmp_path / "bad.json"
-    path.write_text(content)
-    with pytest.raises(FingerprintError, match=r"bad\.json"):
-        load_fingerprint(path)
 
 
 # -- the real data ------------------------------------------------------------------------
@@ -197,37 +175,82 @@ def brats_scan() -> ScanResult:
 
 
 def test_brats_subset_all_slices_pick_log10(brats_scan: ScanResult) -> None:
-    result = analyze_areas(brats_scan.areas, empty=brats_scan.empty, bootstrap=0)
-    assert len(brats_scan.files) == 6 and result.n == 930
+    result = fingerprint_of_areas(brats_scan.areas, empty=brats_scan.empty, bootstrap=0)
+    assert len(brats_scan.files) == 6 and result.count == 930
     assert result.skewness == pytest.approx(1.48, abs=0.01)
     assert result.kurtosis == pytest.approx(1.49, abs=0.01)
     assert result.branch == "log10"
 
 
 def test_brats_subset_tumour_slices_pick_ln(brats_scan: ScanResult) -> None:
-    result = analyze_areas(
+    result = fingerprint_of_areas(
         brats_scan.areas, empty=brats_scan.empty, exclude_empty=True, bootstrap=0
     )
-    assert result.n == 450
+    assert result.count == 450
     assert result.skewness == pytest.approx(0.72, abs=0.01)
     assert result.kurtosis == pytest.approx(0.08, abs=0.01)
     assert result.branch == "ln"
 
 
 def test_no_areas_is_an_error_not_a_pick() -> None:
-    from calfseg.analyze import NoAreasError
-
     with pytest.raises(NoAreasError, match="0 masks"):
-        analyze_areas([])
+        fingerprint_of_areas([])
     with pytest.raises(NoAreasError, match="all 4 masks are empty"):
-        analyze_areas([0.0, 0.0, 0.0, 0.0], exclude_empty=True)
+        fingerprint_of_areas([0.0, 0.0, 0.0, 0.0], exclude_empty=True)
 
 
 def test_undefined_statistics_say_why() -> None:
-    assert analyze_areas(RIGHT_SKEWED, bootstrap=0).undefined_reason is None
-    empty = analyze_areas([0.0] * 6, bootstrap=0)
+    assert fingerprint_of_areas(RIGHT_SKEWED, bootstrap=0).undefined_reason is None
+    empty = fingerprint_of_areas([0.0] * 6, bootstrap=0)
     assert empty.branch == "bce_dice" and "all 6 masks are empty" in str(empty.undefined_reason)
-    equal = analyze_areas([5.0] * 3, bootstrap=0)
+    equal = fingerprint_of_areas([5.0] * 3, bootstrap=0)
     assert "all 3 areas are equal" in str(equal.undefined_reason)
-    one = analyze_areas([0.0, 0.0, 7.0], exclude_empty=True, bootstrap=0)
+    one = fingerprint_of_areas([0.0, 0.0, 7.0], exclude_empty=True, bootstrap=0)
     assert "only 1 area" in str(one.undefined_reason)
+
+
+# -- calfseg.analyze: the one call --------------------------------------------------------
+
+
+def test_analyze_a_folder_measures_every_slice_against_scipy(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", _volume())
+    np.save(tmp_path / "b.npy", np.ones((3, 3), dtype=np.uint8))
+    fp = analyze(tmp_path, batch_size=2, batches=10, bootstrap=5)
+    areas = np.array([0, 6, 20, 9], dtype=float)  # hand count: slices of a, then b
+    assert isinstance(fp, Fingerprint) and fp.count == 4
+    assert fp.skewness == pytest.approx(sps.skew(areas), rel=1e-12)
+    assert fp.kurtosis == pytest.approx(sps.kurtosis(areas), rel=1e-12)
+    np.testing.assert_array_equal(fp.areas, areas)
+    assert fp.measured["source"] == "masks" and fp.measured["unit"] == "masks and slices"
+    assert fp.measured["files"]["read"] == 2 and fp.measured["options"]["batch_size"] == 2
+
+
+def test_analyze_a_fingerprint_file_reads_it_back(tmp_path: Path) -> None:
+    saved = fingerprint_of_areas(RIGHT_SKEWED, bootstrap=0).save(tmp_path / "fp.json")
+    again = analyze(saved)
+    assert again == load_fingerprint(saved) and again.branch == "log10"
+    with pytest.raises(ValueError, match="labels cannot apply to"):
+        analyze(saved, labels=[1])
+
+
+def test_analyze_without_a_readable_mask_lists_the_skipped_files(tmp_path: Path) -> None:
+    np.save(tmp_path / "b.npy", np.full((2, 2), 0.5))
+    with pytest.raises(NoReadableMasksError, match="none of the 1 mask files") as info:
+        analyze(tmp_path, on_error="skip")
+    assert [s.path.name for s in info.value.skipped] == ["b.npy"]
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        analyze(tmp_path / "missing")
+    with pytest.raises(ValueError, match="split applies to a cache folder"):
+        analyze(tmp_path, split="train")
+
+
+def test_analyze_a_cache_split_and_refuse_an_empty_one(tmp_path: Path) -> None:
+    cache = make_cache(tmp_path / "cache")
+    index = SliceCache.open(cache).index
+    train = index["area"][index["split"] == "train"].astype(float)
+    fp = analyze(cache, split="train", bootstrap=0)
+    assert fp.count == train.size and fp.measured["source"] == "cache"
+    assert fp.skewness == pytest.approx(sps.skew(train), rel=1e-9)
+    with pytest.raises(ValueError, match="mask_glob cannot apply to a cache"):
+        analyze(cache, mask_glob="*")
+    assert issubclass(EmptySplitError, NoAreasError)

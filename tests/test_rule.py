@@ -1,4 +1,4 @@
-"""calfseg.rule: METHOD.md section 3's decision table, boundary by boundary."""
+"""calfseg.rule: docs/method.md section 3's decision table, boundary by boundary."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def below(x: float) -> float:
 
 
 def reference_branch(s: float, k: float) -> str:
-    """METHOD.md section 3, written out independently as nested ifs."""
+    """docs/method.md section 3, written out independently as nested ifs."""
     if math.isnan(s):
         return "bce_dice"
     if s <= -1:
@@ -272,4 +272,11 @@ def test_grid_matches_hand_written_reference(s: float, k: float) -> None:
 
 
 def test_selection_with_finite_statistics_is_json_serialisable() -> None:
-    json.dumps(select_branch(0.3, -0.2, count=5).to_dict(), allow_nan=False)
+    text = json.dumps(select_branch(0.3, -0.2, count=5).to_dict(), allow_nan=False)
+    assert json.loads(text) == {
+        "branch": "log10",
+        "condition": "0 < S <= 0.5 and K < 0",
+        "skewness": 0.3,
+        "kurtosis": -0.2,
+        "count": 5,
+    }

@@ -18,6 +18,7 @@ _PROVIDERS: dict[str, tuple[str, str]] = {
     "torchvision": ("train", "torchvision"),
     "scipy": ("train", "scipy"),
     "safetensors": ("train", "safetensors"),
+    "ray": ("ray", "ray"),
 }
 
 

@@ -1,5 +1,5 @@
 """CALF's decision rule: from the skewness S and excess kurtosis K of the area distribution
-to one of six branch losses (METHOD.md section 3; arXiv 2504.04458, the authors' code).
+to one of six branch losses (docs/method.md section 3; arXiv 2504.04458, the authors' code).
 
 The table is data: an ordered list of :class:`Row` built from named :class:`Thresholds`; the
 first row whose skewness interval (and kurtosis bound, where it has one) contains (S, K)
@@ -22,6 +22,7 @@ Plain Python, no torch: the rule can be used, tested and printed anywhere.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Mapping
@@ -120,7 +121,13 @@ FALLBACK_CONDITION = "otherwise"
 
 def decision_table(thresholds: Thresholds | Mapping[str, float] | None = None) -> tuple[Row, ...]:
     """The ordered rows of the rule for these thresholds (the fallback is not a row)."""
-    t = Thresholds.coerce(thresholds)
+    return _table_of(Thresholds.coerce(thresholds))
+
+
+@functools.lru_cache(maxsize=64)
+def _table_of(t: Thresholds) -> tuple[Row, ...]:
+    # Cached: per-batch CALF applies the rule at every step, and building the rows (with
+    # their condition text) cost more than the rule itself. Rows are frozen, so sharing is safe.
     return (
         Row("strong_left_skew", "fisher", hi=t.fisher, hi_inclusive=True),
         Row("moderate_left_skew", "logit", lo=t.fisher, hi=t.logit, hi_inclusive=True),

@@ -29,3 +29,11 @@ def benchmark_configs(monkeypatch: pytest.MonkeyPatch) -> list[BenchmarkConfig]:
 
     monkeypatch.setattr(calfseg.bench, "run_benchmark", fake_run)
     return seen
+
+
+@pytest.fixture(autouse=True)
+def _no_thread_settings_from_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thread policy lets a caller's OMP_NUM_THREADS win; the tests assert the policy's
+    own choices, so they run as if the user had set none."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)

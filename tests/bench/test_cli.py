@@ -8,7 +8,7 @@ import pytest
 
 from calfseg.bench import BenchmarkConfig
 from calfseg.cli import main
-from calfseg.cli.common import EXIT_OK, EXIT_USAGE
+from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
 def test_calf_report_rebuilds_everything(
@@ -27,7 +27,7 @@ def test_calf_report_rebuilds_everything(
 def test_calf_report_needs_a_results_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["report", str(tmp_path)]) == EXIT_USAGE
+    assert main(["report", str(tmp_path)]) == EXIT_FAILURE
     assert "no runs/ folder" in capsys.readouterr().err
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calfseg.bench import PRESETS, runs
+from calfseg.bench import BENCHMARK_PRESETS, runs
 from calfseg.bench.runner import make_train_config, train_options
 from calfseg.cli import main
 from calfseg.data.cache import cache_digest
@@ -46,7 +46,7 @@ def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):
 
 
 def test_the_paper_preset_builds_valid_training_configurations(tmp_path: Path):
-    config = PRESETS["paper"].with_overrides(out=tmp_path, data=tmp_path / "cache")
+    config = BENCHMARK_PRESETS["paper"].with_overrides(out=tmp_path, data=tmp_path / "cache")
     specs = runs(config)
     assert {s.loss for s in specs} == {
         "calf", "calf-region", "bce", "dice", "focal", "tversky", "iou", "combo"

@@ -1,4 +1,4 @@
-"""build_report: summary.md and one self-contained report.html with every section."""
+"""build_benchmark_report: summary.md and one self-contained report.html with every section."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calfseg.bench import build_report
+from calfseg.bench import build_benchmark_report
 from calfseg.bench.report import DETAIL_TITLES, MIXED_TITLE, SECTION_TITLES, recorded_margin
 
 from .fakes import SEEDS, TRUE_AREA, per_case_tp, write_benchmark, write_run
@@ -47,7 +47,7 @@ def _headings(markdown: str) -> list[str]:
 
 
 def test_the_report_opens_with_the_verdicts(fake_benchmark: Path) -> None:
-    files = build_report(fake_benchmark)
+    files = build_benchmark_report(fake_benchmark)
     summary = files.summary.read_text()
     assert _headings(summary) == [f"## {t}" for t in SECTION_TITLES]
     for title in DETAIL_TITLES:
@@ -71,7 +71,7 @@ def test_the_report_opens_with_the_verdicts(fake_benchmark: Path) -> None:
 
 
 def test_verdicts_csv_has_the_contract_columns_and_follows_the_rule(fake_benchmark: Path):
-    files = build_report(fake_benchmark)
+    files = build_benchmark_report(fake_benchmark)
     assert files.verdicts_csv == fake_benchmark / "verdicts.csv"
     with files.verdicts_csv.open(newline="") as handle:
         reader = csv.DictReader(handle)
@@ -96,7 +96,7 @@ def test_verdicts_csv_has_the_contract_columns_and_follows_the_rule(fake_benchma
 
 
 def test_the_margin_is_an_option_of_the_report(tmp_path: Path) -> None:
-    files = build_report(write_benchmark(tmp_path), margin=0.2)
+    files = build_benchmark_report(write_benchmark(tmp_path), margin=0.2)
     assert {v.margin for v in files.verdicts} == {0.2}
     assert recorded_margin(tmp_path) == 0.2
     assert "within ±0.2" in files.summary.read_text()
@@ -109,7 +109,7 @@ def test_convergence_lists_unconverged_and_failed_runs(tmp_path: Path) -> None:
     failed = tmp_path / "runs" / "fpn-calf-s1"
     (failed / "done.json").unlink()
     (failed / "failed.json").write_text(json.dumps({"error": "RuntimeError: boom"}))
-    summary = build_report(tmp_path).summary.read_text()
+    summary = build_benchmark_report(tmp_path).summary.read_text()
     first = summary.split("## Convergence")[0]
     assert "Caution: unet: 1 of 6 runs did not converge. See Convergence" in first
     part = summary.split("## Convergence")[1].split("## Details")[0]
@@ -126,14 +126,14 @@ def test_a_run_that_learned_nothing_is_flagged(tmp_path: Path) -> None:
     zero = [rows[0]] + [",".join([r.split(",")[0], "10", "0", "0", "1000", "39960", "0.0"])
                         for r in rows[1:]]  # fmt: skip
     (folder / "per_case_test.csv").write_text("\n".join(zero) + "\n")
-    part = build_report(tmp_path).summary.read_text().split("## Details")[0]
+    part = build_benchmark_report(tmp_path).summary.read_text().split("## Details")[0]
     assert "Caution: unet: 1 of 6 learned nothing (per-case test Dice < 0.1)" in part
     assert "1 failed to learn (mean per-case test Dice below 0.1)" in part
     assert "| unet-dice-s0 | 0.000 |" in part
 
 
 def test_report_html_is_self_contained(fake_benchmark: Path) -> None:
-    files = build_report(fake_benchmark)
+    files = build_benchmark_report(fake_benchmark)
     parser = _Collector()
     parser.feed(files.html.read_text())
     assert parser.headings[:2] == ["CALF benchmark report", SECTION_TITLES[0]]
@@ -148,7 +148,7 @@ def test_report_html_is_self_contained(fake_benchmark: Path) -> None:
 
 def test_report_of_no_runs_still_has_every_section(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
-    files = build_report(tmp_path)
+    files = build_benchmark_report(tmp_path)
     summary = files.summary.read_text()
     assert all(f"## {title}" in summary for title in SECTION_TITLES)
     assert "No finished runs." in summary
@@ -181,7 +181,7 @@ def _with_provenance(out: Path, change=lambda name: {}) -> Path:
 
 
 def test_the_report_names_cache_fingerprint_settings_and_version(tmp_path: Path) -> None:
-    files = build_report(_with_provenance(tmp_path))
+    files = build_benchmark_report(_with_provenance(tmp_path))
     summary = files.summary.read_text()
     for row in (
         "| cache | /data/cache/brats |",
@@ -206,7 +206,7 @@ def test_mixed_provenance_is_said_at_the_top(tmp_path: Path) -> None:
             return _record(config, "ffff0000ffff0000", epochs=5)
         return {}
 
-    files = build_report(_with_provenance(tmp_path, change))
+    files = build_benchmark_report(_with_provenance(tmp_path, change))
     summary = files.summary.read_text()
     headings = [line for line in summary.splitlines() if line.startswith("## ")]
     assert headings[:2] == [f"## {SECTION_TITLES[0]}", f"## {MIXED_TITLE}"]
@@ -221,7 +221,7 @@ def test_mixed_provenance_is_said_at_the_top(tmp_path: Path) -> None:
 
 
 def test_runs_without_provenance_are_reported_as_not_recorded(fake_benchmark: Path) -> None:
-    summary = build_report(fake_benchmark).summary.read_text()
+    summary = build_benchmark_report(fake_benchmark).summary.read_text()
     assert "| cache digest | not recorded |" in summary
     assert "| epochs | 3 |" in summary  # from config.json
     assert "12 run(s) record no provenance" in summary

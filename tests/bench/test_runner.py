@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from calfseg.bench import BenchmarkConfig, run_benchmark, runs
-from calfseg.bench.grid import RunSpec, parse_shard
+from calfseg.bench.grid import RunSpec
 from calfseg.bench.progress import format_duration, format_eta, run_line
 from calfseg.bench.runner import StaleRunsError, train_options
+from calfseg.shards import parse_shard
 from calfseg.train.provenance import run_provenance, write_provenance
 
 from .fakes import TRUE_AREA, per_case_tp, write_run

@@ -62,6 +62,14 @@ def mask_folder(tmp_path: Path) -> Path:
     return root
 
 
+STATE_KEYS = ("count", "mean", "mean_lo", "m2", "m3", "m4")
+
+
+def _state(report: dict[str, Any]) -> dict[str, Any]:
+    """The moments a fingerprint document holds."""
+    return {key: report[key] for key in STATE_KEYS}
+
+
 def _analyze_json(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str | Path) -> Any:
     out = tmp_path / "out" / "report.json"
     code, _, err = _run(capsys, *argv, "--json", out)
@@ -80,12 +88,14 @@ def test_glob_picks_masks_and_areas_are_per_slice(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, mask_folder: Path
 ) -> None:
     report = _analyze_json(capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*")
-    assert report["files"]["read"] == 3 and report["files"]["skipped"] == []
-    assert [f["areas"] for f in report["files"]["per_file"]] == [1, 1, 3]
-    assert report["n"] == 5 and report["n_empty"] == 1
-    assert report["empty_fraction"] == pytest.approx(0.2)
-    assert report["quantiles"]["max"] == 11 and report["quantiles"]["min"] == 0
-    assert report["unit"] == "masks and slices"
+    assert report["measured"]["files"]["read"] == 3 and report["measured"]["files"]["skipped"] == []
+    assert [f["areas"] for f in report["measured"]["files"]["per_file"]] == [1, 1, 3]
+    assert report["count"] == 5 and report["summary"]["n_empty"] == 1
+    assert report["summary"]["empty_fraction"] == pytest.approx(0.2)
+    assert (
+        report["summary"]["quantiles"]["max"] == 11 and report["summary"]["quantiles"]["min"] == 0
+    )
+    assert report["measured"]["unit"] == "masks and slices"
 
 
 def test_label_option_repeated_or_comma_separated(
@@ -95,10 +105,10 @@ def test_label_option_repeated_or_comma_separated(
         capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--label", "1", "--label", "4"
     )
     comma = _analyze_json(capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--label", "1,4")
-    assert repeated["moments"] == comma["moments"]
+    assert _state(repeated) == _state(comma)
     only_one = _analyze_json(capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--label", "1")
-    assert only_one["quantiles"]["max"] == 9 and only_one["n_empty"] == 2
-    assert only_one["options"]["labels"] == [1]
+    assert only_one["summary"]["quantiles"]["max"] == 9 and only_one["summary"]["n_empty"] == 2
+    assert only_one["measured"]["options"]["labels"] == [1]
 
 
 def test_per_volume_and_exclude_empty(
@@ -107,11 +117,15 @@ def test_per_volume_and_exclude_empty(
     per_volume = _analyze_json(
         capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--per-volume"
     )
-    assert per_volume["n"] == 3 and per_volume["quantiles"]["max"] == 15  # 4 + 11
+    assert per_volume["count"] == 3 and per_volume["summary"]["quantiles"]["max"] == 15  # 4 + 11
     no_empty = _analyze_json(
         capsys, tmp_path, mask_folder, "--mask-glob", "*_seg*", "--exclude-empty"
     )
-    assert no_empty["n"] == 4 and no_empty["n_measured"] == 5 and no_empty["excluded_empty"]
+    assert (
+        no_empty["count"] == 4
+        and no_empty["summary"]["n_measured"] == 5
+        and no_empty["summary"]["excluded_empty"]
+    )
 
 
 def test_json_has_the_documented_keys_and_is_strict(
@@ -120,23 +134,24 @@ def test_json_has_the_documented_keys_and_is_strict(
     np.save(tmp_path / "same.npy", np.ones((3, 3, 4), dtype=np.uint8))  # all areas equal
     report = _analyze_json(capsys, tmp_path, tmp_path / "same.npy", "--batch-size", "2")
     for key in [
-        "n",
-        "empty_fraction",
+        "format",
+        "calfseg_version",
+        *STATE_KEYS,
         "skewness",
         "kurtosis",
         "branch",
         "condition",
-        "batch_branch_frequencies",
-        "quantiles",
-        "bootstrap",
-        "files",
-        "options",
-        "moments",
-        "mean",
+        "thresholds",
+        "measured",
+        "summary",
     ]:
         assert key in report, key
+    assert report["format"] == "calfseg.fingerprint/1"
     assert report["skewness"] is None and report["branch"] == "bce_dice"
-    assert report["moments"]["format"] == "calfseg.area_moments/1"
+    for key in ["n_measured", "n_empty", "empty_fraction", "quantiles", "batch", "bootstrap"]:
+        assert key in report["summary"], key
+    for key in ["path", "source", "unit", "files", "options"]:
+        assert key in report["measured"], key
 
 
 def test_batch_frequencies_sum_to_one_and_repeat_under_a_seed(
@@ -147,12 +162,12 @@ def test_batch_frequencies_sum_to_one_and_repeat_under_a_seed(
     argv = (tmp_path / "v.npy", "--batch-size", "16", "--batches", "200", "--seed", "5")
     one = _analyze_json(capsys, tmp_path, *argv)
     two = _analyze_json(capsys, tmp_path, *argv)
-    freqs = one["batch_branch_frequencies"]
+    freqs = one["summary"]["batch"]["branch_frequencies"]
     assert set(freqs) == {"fisher", "logit", "arcsine", "log10", "ln", "bce_dice"}
     assert sum(freqs.values()) == pytest.approx(1.0)
-    assert freqs == two["batch_branch_frequencies"] and one["bootstrap"] == two["bootstrap"]
+    assert one["summary"] == two["summary"]
     without = _analyze_json(capsys, tmp_path, tmp_path / "v.npy")
-    assert without["batch_branch_frequencies"] is None
+    assert without["summary"]["batch"] is None
 
 
 def test_text_output_reports_statistics_and_the_pick(
@@ -182,7 +197,7 @@ def test_contour_area_option(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     mask[1:4, 1:4] = 1
     np.save(tmp_path / "m.npy", mask)
     report = _analyze_json(capsys, tmp_path, tmp_path / "m.npy", "--area", "contour")
-    assert report["quantiles"]["max"] == 4  # polygon area of a 3x3 block
+    assert report["summary"]["quantiles"]["max"] == 4  # polygon area of a 3x3 block
     code, _, err = _run(capsys, tmp_path / "m.npy", "--area", "contour", "--per-volume")
     assert code == EXIT_USAGE and "--area contour" in err
 
@@ -228,7 +243,7 @@ def test_on_error_skip_lists_skipped_files_and_fails(
     assert "5 masks and slices" in out  # the readable masks are still analysed
     assert "skipped 1 file(s):" in err and "t1.nii.gz: has non-integer values" in err
     assert "1 of 4 mask files skipped" in err
-    skipped = _strict_json(out_json)["files"]["skipped"]
+    skipped = _strict_json(out_json)["measured"]["files"]["skipped"]
     assert [Path(s["path"]).name for s in skipped] == ["t1.nii.gz"]
 
 
@@ -238,7 +253,7 @@ def test_no_mask_files_and_missing_path(
     code, _, err = _run(capsys, mask_folder, "--mask-glob", "*label*")
     assert code == EXIT_FAILURE and f"{mask_folder}: no mask files matching '*label*'" in err
     code, _, err = _run(capsys, tmp_path / "nowhere")
-    assert code == EXIT_USAGE and "no such file or folder" in err
+    assert code == EXIT_FAILURE and "no such file or folder" in err  # a missing input: 1
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -288,7 +303,7 @@ def test_a_json_report_can_be_analysed_again(
     code, out, _ = _run(capsys, fingerprint, "--batch-size", "8")
     assert code == EXIT_OK
     assert f"{report['branch']}  ({report['condition']})" in out
-    assert "--batch-size ignored" in out and "only their moments" in out
+    assert "--batch-size ignored" in out and "fingerprint file of masks" in out
     code, _, err = _run(capsys, fingerprint, "--exclude-empty")
     assert code == EXIT_USAGE and "--exclude-empty cannot apply to a fingerprint" in err
 
@@ -319,7 +334,7 @@ def test_brats_subset_tumour_slices(capsys: pytest.CaptureFixture[str], tmp_path
         "--bootstrap",
         "20",
     )
-    assert report["n"] == 450 and report["n_measured"] == 930
+    assert report["count"] == 450 and report["summary"]["n_measured"] == 930
     assert report["skewness"] == pytest.approx(0.72, abs=0.01)
     assert report["branch"] == "ln" and report["condition"] == "0.5 <= S < 1"
 
@@ -339,10 +354,13 @@ def test_brats_folder_reads_only_the_label_files(
     code, text, err = _run(capsys, BRATS, "--on-error", on_error, "--bootstrap", "0", "--json", out)
     assert code == EXIT_OK, err
     report = _strict_json(out)
-    read = [Path(f["path"]) for f in report["files"]["per_file"]]
+    read = [Path(f["path"]) for f in report["measured"]["files"]["per_file"]]
     expected = sorted(BRATS.glob("*/OTMultiClass.nii.gz"))
     assert len(expected) == 6 and read == expected
-    assert report["files"]["layout"] == "brats2015" and report["files"]["skipped"] == []
+    assert (
+        report["measured"]["files"]["layout"] == "brats2015"
+        and report["measured"]["files"]["skipped"] == []
+    )
     assert "brainmask" not in text
     for path in expected:  # few files: every one is named in the printout
         assert str(path) in text
@@ -377,7 +395,7 @@ def test_layout_none_searches_every_mask_like_file(
 
 
 def _branch_from_method_table(s: float, k: float) -> str:
-    """METHOD.md's decision table, written out independently of calfseg.rule."""
+    """docs/method.md's decision table, written out independently of calfseg.rule."""
     if s <= -1:
         return "fisher"
     if -1 < s <= -0.5:
@@ -411,7 +429,7 @@ def test_label_map_with_300_labels_is_a_mask(
     report = _strict_json(out)
     areas = (seg == 7).sum(axis=(0, 1)).astype(np.float64)  # one per axial slice
     s, k = float(stats.skew(areas)), float(stats.kurtosis(areas))
-    assert report["n"] == 30
+    assert report["count"] == 30
     assert report["skewness"] == pytest.approx(s, rel=1e-9, abs=1e-12)
     assert report["kurtosis"] == pytest.approx(k, rel=1e-9, abs=1e-12)
     assert report["branch"] == _branch_from_method_table(s, k)

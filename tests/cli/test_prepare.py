@@ -56,7 +56,6 @@ def test_usage_errors(capsys, brats: Path, tmp_path: Path):
     out = tmp_path / "cache"
     cases = [
         ((brats,), "--out CACHE"),
-        ((tmp_path / "nope", "--out", out), "no such folder"),
         (("--out", out), "either SRC"),
         ((brats, "--out", out, "--stack"), "--stack needs the channels"),
         ((brats, "--out", out, "--val", "0.6", "--test", "0.5"), "below 1"),
@@ -71,6 +70,8 @@ def test_usage_errors(capsys, brats: Path, tmp_path: Path):
         assert message in stderr, (argv, stderr)
     code, _, stderr = _prepare(capsys, brats, "--out", out, "--shard", "3/2")
     assert code == EXIT_USAGE and "1 <= K <= N" in stderr
+    code, _, stderr = _prepare(capsys, tmp_path / "nope", "--out", out)
+    assert code == EXIT_FAILURE and f"{tmp_path / 'nope'}: no such folder" in stderr  # input
     assert not out.exists()
 
 
@@ -130,9 +131,10 @@ def test_analyze_reads_a_cache(capsys, brats: Path, tmp_path: Path):
     assert code == EXIT_OK
     assert "(slice cache)" in stdout and "(split train)" in stdout
     data = json.loads(report.read_text())
-    assert data["source"] == "cache" and data["unit"] == "slices"
+    measured = data["measured"]
+    assert measured["source"] == "cache" and measured["unit"] == "slices"
     cache = SliceCache.open(out)
-    assert data["n"] == len(cache.rows("train")) == data["cache"]["rows"]
+    assert data["count"] == len(cache.rows("train")) == measured["cache"]["rows"]
 
     code, _, stderr = _run(capsys, "analyze", out, "--label", "4")
     assert code == EXIT_USAGE and "cannot apply to a cache" in stderr
@@ -185,7 +187,7 @@ def test_end_to_end_on_the_brats_subset(capsys, tmp_path: Path):
     assert len(set(index["case_id"].tolist())) == 6
     assert sorted(set(index["modality"].tolist())) == ["flair", "t1c"]
     owners: dict[str, set[str]] = {}
-    for case, split in zip(index["case_id"].tolist(), index["split"].tolist()):
+    for case, split in zip(index["case_id"].tolist(), index["split"].tolist(), strict=True):
         owners.setdefault(case, set()).add(split)
     assert all(len(splits) == 1 for splits in owners.values())  # no case in two splits
     assert set().union(*owners.values()) == {"train", "val", "test"}

@@ -49,7 +49,9 @@ def test_train_then_evaluate_then_predict(capsys, cache: Path, tmp_path: Path):
     assert (run / "done.json").is_file()
 
     code, out, err = _run(capsys, "train", "--data", cache, "--out", run, *TINY)
-    assert code == EXIT_USAGE and "--resume" in err
+    assert code == EXIT_FAILURE and "--resume" in err  # a run in the way: a file problem, 1
+    code, out, err = _run(capsys, "train", "--data", cache, "--out", run, "--resume", "--overwrite")
+    assert code == EXIT_USAGE and "give one" in err  # options that cannot go together
     code, out, _ = _run(capsys, "train", "--data", cache, "--out", run, *TINY, "--resume")
     assert code == EXIT_OK and "best epoch 1 of 1" in out
 
@@ -90,7 +92,7 @@ def test_a_cache_too_small_for_the_model_says_which_sizes_work(capsys, tmp_path:
     small = make_synthetic_cache(tmp_path / "small", size=24, cases=4)
     code, _, err = _run(capsys, "train", "--data", small, "--out", tmp_path / "r", "--model",
                         "fpn", *TINY)  # fmt: skip
-    assert code == EXIT_USAGE and "24x24" in err and "try" in err
+    assert code == EXIT_FAILURE and "24x24" in err and "try" in err  # the cache's size: 1
 
 
 def test_without_a_preset_the_cpu_gets_cpu_and_cuda_the_project_protocol(monkeypatch):

@@ -45,7 +45,7 @@ def write_index(
         writer = csv.writer(handle)
         writer.writerow(HEADER)
         for row, (case, dataset, k, area, split) in enumerate(
-            zip(case_ids, datasets, slice_index, areas.tolist(), splits)
+            zip(case_ids, datasets, slice_index, areas.tolist(), splits, strict=True)
         ):
             writer.writerow(
                 [row, case, dataset, modality, k, int(area), int(area > 0), split, *spacing]

@@ -182,9 +182,9 @@ def test_batch_loader_covers_each_slice_once_per_epoch_in_a_seeded_order(cache):
         every.sum(dim=(1, 2, 3)).sort().values, reference.sum(dim=(1, 2, 3)).sort().values
     )
     again = epoch_batches(0)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, again, strict=True))
     other = epoch_batches(1)
-    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other))
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(first, other, strict=True))
     unshuffled = list(ds.batch_loader(batch_size=32, shuffle=False, drop_last=True))
     assert len(unshuffled) == 3
     assert torch.equal(torch.cat([b[0] for b in unshuffled]), reference[:96])
@@ -210,7 +210,7 @@ def test_pickles_without_its_memory_maps(cache):
 
 
 def _all_batches(loader) -> tuple[torch.Tensor, torch.Tensor]:
-    images, masks = zip(*list(loader))
+    images, masks = zip(*list(loader), strict=True)
     return torch.cat(images), torch.cat(masks)
 
 

@@ -21,7 +21,7 @@ from calfseg.data.splits.filters import (
     tumour_ratio,
 )
 
-# The paper pooled 589,838 image-mask pairs, 41 % with tumour (METHOD.md section 5), and
+# The paper pooled 589,838 image-mask pairs, 41 % with tumour (docs/method.md section 5), and
 # sent about 10 % of every patient's slices to test. It does not publish the sizes of its
 # filtered training sets, so the pool is derived: 90 % of the pairs, 41 % of them tumour.
 N_PAIRS = 589_838

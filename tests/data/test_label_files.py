@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calfseg.analyze import scan_masks
 from calfseg.data.files.masks import MaskFileError
 from calfseg.data.scan.labels import layout_label_files
+from calfseg.data.scan.masks import scan_masks
 
 from .sources.fakes import brats2015_case, brats2021_case, kaggle_case
 

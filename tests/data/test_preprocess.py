@@ -84,7 +84,7 @@ def test_zscore_brain_of_a_constant_or_empty_volume_has_no_nan():
 
 
 def test_paper_normalisation_is_per_slice_for_upenn_flair_too():
-    # METHOD.md section 5, correction: the authors' UPENN slices were rescaled per slice when
+    # docs/method.md section 5, correction: the authors' UPENN slices were rescaled per slice when
     # saved, so `paper` is minmax-slice for every dataset. Reference: numpy, per slice.
     volumes = _volumes(dataset="upenn-gbm", modalities=("flair", "t2"))
     flair = volumes.images["flair"].astype(np.float64)

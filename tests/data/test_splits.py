@@ -36,7 +36,7 @@ def _rows(cases_per_dataset: dict[str, int], slices: int = 3) -> tuple[list[str]
 
 def _parts_of_each_case(case_ids, datasets, splits) -> dict[tuple[str, str], set[str]]:
     parts: dict[tuple[str, str], set[str]] = {}
-    for case, dataset, split in zip(case_ids, datasets, splits):
+    for case, dataset, split in zip(case_ids, datasets, splits, strict=True):
         parts.setdefault((dataset, case), set()).add(str(split))
     return parts
 
@@ -124,7 +124,8 @@ def test_case_split_never_puts_a_case_in_two_parts_and_ignores_row_order(
     mapping, slices, seed, perm_seed
 ):
     case_ids, datasets = [], []
-    for (case, dataset), k in zip(mapping.items(), slices):
+    # slices holds a count for each of up to 40 cases; mapping may have fewer: zip stops there
+    for (case, dataset), k in zip(mapping.items(), slices, strict=False):
         case_ids += [case] * k
         datasets += [dataset] * k
     splits = assign_splits(case_ids, datasets, seed=seed)
@@ -200,7 +201,9 @@ def test_case_mode_does_not_warn():
     case_ids, datasets = _rows({"a": 5})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assign_splits(case_ids, datasets)
+        splits = assign_splits(case_ids, datasets)
+    parts = _parts_of_each_case(case_ids, datasets, splits)
+    assert len(parts) == 5 and all(len(p) == 1 for p in parts.values())  # no case is cut
 
 
 # -- k-fold -----------------------------------------------------------------------------------
@@ -269,7 +272,7 @@ def test_paper_slice_split_sends_a_tenth_of_every_patient_and_modality_to_test()
     for key in np.unique(keys):
         mine = splits[keys == key]
         n = mine.size
-        # METHOD.md: 15 of a 155-slice volume per modality; round(0.1 n) in general
+        # docs/method.md: 15 of a 155-slice volume per modality; round(0.1 n) in general
         want = 15 if n == 155 else 5
         assert (mine == "test").sum() == want, key
         assert (mine == "train").sum() == n - want
@@ -408,7 +411,8 @@ def test_cv_case_folds_lists_each_case_once_with_the_fold_that_tests_it():
     table = cv_case_folds(index, 4, seed=5)
     assert list(table) == ["case_id", "patient_id", "dataset", "fold"]
     cases = list(zip(table["dataset"].tolist(), table["case_id"].tolist(), strict=True))
-    assert len(cases) == len(set(cases)) == len(set(zip(index["dataset"], index["case_id"])))
+    pairs = set(zip(index["dataset"], index["case_id"], strict=True))
+    assert len(cases) == len(set(cases)) == len(pairs)
     for fold in range(1, 5):
         splits = cv_splits(index, 4, fold, seed=5)
         tested = set(index["case_id"][splits == "test"].tolist())

@@ -13,7 +13,7 @@ import scipy.stats
 from calfseg.data.sources.base import CaseError, CaseFiles, SourceReader
 from calfseg.data.sources.synthetic import (
     BRANCH_PRESETS,
-    PRESETS,
+    SYNTHETIC_PRESETS,
     SyntheticParams,
     SyntheticSource,
     beta_shape_for_skewness,
@@ -56,7 +56,7 @@ def test_generation_is_deterministic_in_seed_and_case():
     b = list(generate_cases(SyntheticSource(seed=3, **SMALL)))
     c = list(generate_cases(SyntheticSource(seed=4, **SMALL)))
     assert len(a) == 6
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x.images["flair"], y.images["flair"])
         np.testing.assert_array_equal(x.label, y.label)
     assert not np.array_equal(a[0].images["flair"], c[0].images["flair"])
@@ -129,15 +129,15 @@ def test_every_branch_of_the_rule_is_reachable(branch, preset):
 
 
 def test_presets_are_documented_and_valid():
-    assert set(BRANCH_PRESETS.values()) <= set(PRESETS)
-    for name, preset in PRESETS.items():
+    assert set(BRANCH_PRESETS.values()) <= set(SYNTHETIC_PRESETS)
+    for name, preset in SYNTHETIC_PRESETS.items():
         assert preset.description and isinstance(preset.params, SyntheticParams), name
 
 
 def test_overrides_and_errors():
     source = SyntheticSource("small-rois", n_cases=3, size=24, slices_per_case=5, seed=1)
     assert (source.params.n_cases, source.params.size) == (3, 24)
-    assert source.params.tumour_fraction == PRESETS["small-rois"].params.tumour_fraction
+    assert source.params.tumour_fraction == SYNTHETIC_PRESETS["small-rois"].params.tumour_fraction
     with pytest.raises(ValueError, match="unknown synthetic preset 'huge'; known: paper-like"):
         SyntheticSource("huge")
     with pytest.raises(ValueError, match="size_skewness must be in"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from calfseg.fingerprint import Fingerprint
 from calfseg.losses import build_loss, list_losses
 from calfseg.models import MODELS, build_model
 from calfseg.stats import AreaMoments
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.parametrize("name", list_losses())
 def test_registry_loss_under_cuda_autocast_is_float32_and_matches_cpu(name, dtype, tmp_path):
     fingerprint = tmp_path / "fingerprint.json"
-    AreaMoments.from_areas([0] * 9 + [100]).save(fingerprint)
+    Fingerprint(AreaMoments.from_areas([0] * 9 + [100])).save(fingerprint)
     g = torch.Generator().manual_seed(0)
     target = (torch.rand(8, 1, 64, 64, generator=g) > 0.7).float()
     target[1] = 0

@@ -1,4 +1,4 @@
-"""An independent float64 NumPy reference of CALF's branch losses, written from METHOD.md
+"""An independent float64 NumPy reference of CALF's branch losses, written from docs/method.md
 section 3 (paper clamp), with their gradients with respect to the logits.
 
 Per-element values; bce_dice adds the batch-global ``1 - Dice`` to every element.
@@ -105,7 +105,7 @@ def exact(branch: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return FORMULAS[branch](p, 1 - p, y)
 
 
-# -- the bounded default, written from METHOD.md section 3 in float64 --------------------------
+# -- the bounded default, written from docs/method.md section 3 in float64 ---------------------
 
 
 def bounded(branch: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from calfseg.fingerprint import Fingerprint
 from calfseg.losses import CALFLoss, branch_loss
 from calfseg.stats import AreaMoments, foreground_areas
 
@@ -134,7 +135,7 @@ class TestDatasetMode:
         assert loss_fn.last_selection.count == 10
 
     @pytest.mark.parametrize(
-        "source_kind", ["moments", "dict", "analyze_json", "path", "iterable", "array"]
+        "source_kind", ["moments", "dict", "fingerprint", "path", "iterable", "array"]
     )
     def test_fit_sources_agree(self, source_kind, tmp_path):
         masks = masks_with_areas(AREAS_FOR["arcsine"])
@@ -143,8 +144,8 @@ class TestDatasetMode:
             source = moments
         elif source_kind == "dict":
             source = moments.to_dict()
-        elif source_kind == "analyze_json":
-            source = {"n": moments.count, "moments": moments.to_dict()}
+        elif source_kind == "fingerprint":
+            source = Fingerprint(moments).to_dict()
         elif source_kind == "path":
             source = tmp_path / "fingerprint.json"
             source.write_text(json.dumps(moments.to_dict()))

@@ -1,5 +1,5 @@
 """CALFLoss.fit on degenerate data: nothing to fit is an error, undefined (S, K) a loud warning
-(METHOD.md section 2: fewer than two areas, or all areas equal, give NaN and bce_dice)."""
+(docs/method.md section 2: fewer than two areas, or all areas equal, give NaN and bce_dice)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def test_multilabel_names_the_channel():
 def test_a_sound_fit_is_silent():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        CALFLoss("dataset").fit(masks_with_areas(AREAS_FOR["fisher"]))
+        loss_fn = CALFLoss("dataset").fit(masks_with_areas(AREAS_FOR["fisher"]))
+    assert loss_fn.last_selection.branch == "fisher"
 
 
 def test_running_seed_and_all_empty_batches_stay_silent():

@@ -7,8 +7,9 @@ import itertools
 import pytest
 import torch
 
-from calfseg.losses import RegionCALFLoss, branch_loss, tile_bounds
+from calfseg.losses import RegionCALFLoss, branch_loss
 from calfseg.losses.branches import branch_terms
+from calfseg.losses.region import tile_bounds
 from calfseg.rule import select_branch
 from calfseg.stats import AreaMoments
 
@@ -28,7 +29,7 @@ def test_grid_larger_than_the_image_is_an_error():
 
 
 def _hand_computed(logits, target, grid, numerics):
-    """Straight from METHOD.md section 4, one tile at a time."""
+    """Straight from docs/method.md section 4, one tile at a time."""
     hs, ws = tile_bounds(logits.shape[-2], grid), tile_bounds(logits.shape[-1], grid)
     num, den = 0.0, 0.0
     branches = []

@@ -1,6 +1,6 @@
 """The loss registry: every name builds, keeps the contract, and computes its definition.
 
-The reference formulas below are written straight from METHOD.md section 5 (and, for the
+The reference formulas below are written straight from docs/method.md section 5 (and, for the
 extra losses, from their papers), in float64, independently of MONAI and smp.
 """
 
@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from calfseg.fingerprint import Fingerprint, load_fingerprint
 from calfseg.losses import LOSSES, PAPER_LOSSES, CALFLoss, build_loss, list_losses
 from calfseg.losses.registry import markdown_table
 from calfseg.stats import AreaMoments
@@ -26,7 +27,7 @@ NAMES = list_losses()
 @pytest.fixture(scope="module")
 def fingerprint(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("cache") / "fingerprint.json"
-    AreaMoments.from_areas(AREAS_FOR["log10"]).save(path)
+    Fingerprint(AreaMoments.from_areas(AREAS_FOR["log10"])).save(path)
     return str(path)
 
 
@@ -68,7 +69,7 @@ def ref_dice(z, y, smooth_nr=0.0, smooth_dr=1e-5):
 
 
 def ref_focal(z, y, alpha=0.25, gamma=2.0, eps=1e-6):
-    """METHOD.md 5: p = sigmoid(z) clamped to [1e-6, 1 - 1e-6]; per-pixel BCE of that p times
+    """docs/method.md 5: p = sigmoid(z) clamped to [1e-6, 1 - 1e-6]; per-pixel BCE of that p times
     (y(1 - p) + (1 - y)p)^2, times 0.25 on positives and 0.75 on negatives; mean."""
     p = torch.sigmoid(z)
     if eps is not None:
@@ -177,7 +178,7 @@ def test_calf_dataset_uses_the_fingerprint_file(fingerprint):
     assert loss_fn.last_selection.branch == "log10"
     masks = masks_with_areas(AREAS_FOR["fisher"])  # the batch's own pick would be fisher
     logits = torch.randn(masks.shape, generator=torch.Generator().manual_seed(1))
-    expected = CALFLoss("dataset").fit(AreaMoments.load(fingerprint))(logits, masks)
+    expected = CALFLoss("dataset").fit(load_fingerprint(fingerprint))(logits, masks)
     assert torch.equal(loss_fn(logits, masks), expected)
     assert loss_fn.last_selection.branch == "log10"
 
@@ -255,7 +256,7 @@ PAPER_BASELINES = ("bce", "dice", "focal", "tversky", "iou", "combo")
 @pytest.mark.parametrize("scale", [1.0, 20.0])
 def test_paper_baseline_equals_the_authors_formula_in_float64(name, scale):
     """Random logits of scale 1 and 20 (where the focal clamp is active), float64 in: the value
-    equals the formula of METHOD.md section 5 computed in float64."""
+    equals the formula of docs/method.md section 5 computed in float64."""
     g = torch.Generator().manual_seed(7)
     z = scale * torch.randn(4, 1, 16, 16, generator=g, dtype=torch.float64)
     y = (torch.rand(4, 1, 16, 16, generator=g) > 0.8).double()

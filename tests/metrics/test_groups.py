@@ -18,7 +18,7 @@ from calfseg.metrics import (
 
 
 def counts_of(*rows: tuple[int, int, int, int]) -> ConfusionCounts:
-    return ConfusionCounts.from_arrays(*zip(*rows))
+    return ConfusionCounts.from_arrays(*zip(*rows, strict=True))
 
 
 # slices as (tp, fp, fn, tn) with their case

@@ -53,7 +53,7 @@ PERFECT = dict.fromkeys(METRICS, 1.0) | {"mae": 0.0}
 
 
 def counts_of(*rows: tuple[int, int, int, int]) -> ConfusionCounts:
-    return ConfusionCounts.from_arrays(*zip(*rows))
+    return ConfusionCounts.from_arrays(*zip(*rows, strict=True))
 
 
 def test_metric_order_is_the_documented_one() -> None:
@@ -63,7 +63,7 @@ def test_metric_order_is_the_documented_one() -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_per_image_scores_match_hand_values(case) -> None:
     row, expected = CASES[case]
-    for metric, want in zip(METRICS, expected):
+    for metric, want in zip(METRICS, expected, strict=True):
         got = image_scores(counts_of(row), metric)
         assert bool(got.undefined[0]) is (want is U), metric
         if want is U:
@@ -78,7 +78,7 @@ def test_empty_cases_in_a_mean_follow_the_policy(case, policy) -> None:
     row, expected = CASES[case]
     normal = CASES["normal"][1]
     counts = counts_of(NORMAL, row)
-    for metric, want, base in zip(METRICS, expected, normal):
+    for metric, want, base in zip(METRICS, expected, normal, strict=True):
         score = per_image(counts, metric, policy)
         if want is U and policy == "exclude":
             assert (score.value, score.n_used, score.n_excluded) == (float(base), 1, 1), metric
@@ -101,7 +101,7 @@ def test_an_all_excluded_mean_is_nan_with_zero_used_and_a_warning() -> None:
 
 
 def test_paper_rules_dice_one_when_both_empty_precision_one_on_zero_denominator() -> None:
-    # METHOD.md section 5: Dice 1 when both masks are empty; precision 1 when tp + fp = 0
+    # docs/method.md section 5: Dice 1 when both masks are empty; precision 1 when tp + fp = 0
     assert per_image(counts_of(CASES["both_empty"][0]), "dice").value == 1.0
     assert per_image(counts_of(CASES["truth_only"][0]), "precision").value == 1.0
 
@@ -149,7 +149,7 @@ def test_pooled_by_batch_hand_example() -> None:
 
 
 def paper_batch_mean(pred: torch.Tensor, truth: torch.Tensor, metric: str, b: int) -> float:
-    """The paper's evaluation loop, written from METHOD.md: on each batch of b binarised
+    """The paper's evaluation loop, written from docs/method.md: on each batch of b binarised
     predictions, the pooled score, 1 when its denominator is 0; then the mean of batches."""
     values = []
     for start in range(0, pred.shape[0], b):

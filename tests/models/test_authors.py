@@ -1,7 +1,7 @@
 """The authors' three models (preset ``authors``): their exact parameter counts, layers,
 input sizes and the errors for options that do not apply.
 
-The counts are METHOD.md section 5's, measured there by instantiating the authors' classes;
+The counts are docs/method.md section 5's, measured there by instantiating the authors' classes;
 the structural facts are read from the authors' files (models/*.py of
 masa-byte/MICCAI-Submission)."""
 
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from calfseg.models import (
+    MODEL_PRESETS,
     MODELS,
-    PRESETS,
     build_model,
     check_input_size,
     count_parameters,
@@ -32,8 +32,8 @@ def models() -> dict[str, nn.Module]:
 
 
 def test_authors_is_a_preset():
-    assert "authors" in PRESETS
-    assert {"tiny", "paper"} <= set(PRESETS)
+    assert "authors" in MODEL_PRESETS
+    assert {"tiny", "paper"} <= set(MODEL_PRESETS)
 
 
 @pytest.mark.parametrize("name", MODELS)

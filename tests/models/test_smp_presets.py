@@ -157,7 +157,7 @@ def test_overrides_and_encoder_choice_change_the_size_rule():
     [
         (
             lambda: build_model("segnet"),
-            "unknown model 'segnet'; valid names: unet, deeplabv3, fpn",
+            "unknown model 'segnet' (did you mean 'unet'.); valid names: unet, deeplabv3, fpn",
         ),
         (lambda: build_model("unet", preset="huge"), "unknown preset 'huge'"),
         (lambda: build_model("unet", encoder_weights="imagenet"), "never downloads"),

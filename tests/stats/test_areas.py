@@ -25,7 +25,7 @@ def random_mask(shape: tuple[int, ...], density: float, seed: int) -> torch.Tens
 
 
 def cv2_area(mask: np.ndarray) -> float:
-    """The authors' measurement, written out directly (METHOD.md section 2)."""
+    """The authors' measurement, written out directly (docs/method.md section 2)."""
     binary = (mask > 0).astype(np.uint8) * 255
     contours, _ = cv2.findContours(binary, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
     return float(sum(cv2.contourArea(c) for c in contours))

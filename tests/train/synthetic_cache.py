@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
-from calfseg.cli import main
+from calfseg.data import prepare
 
 
 def make_synthetic_cache(out: Path, *, size: int = 32, cases: int = 8) -> Path:
-    """``calf prepare --synthetic paper-like`` at ``size`` into ``out``."""
-    argv = ["prepare", "--synthetic", "paper-like", "--out", str(out), "--size", str(size)]
-    argv += ["--cases", str(cases), "--no-progress", "--workers", "1"]
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = main(argv)
-    assert code == 0, f"calf prepare failed with exit code {code}"
+    """The ``paper-like`` synthetic preset at ``size`` prepared into ``out`` (what
+    ``calf prepare --synthetic paper-like --size SIZE --cases CASES`` writes)."""
+    report = prepare(None, out, synthetic="paper-like", size=size, cases=cases)
+    assert report.status in ("written", "up-to-date"), report.status
     return out

@@ -90,8 +90,13 @@ class CraftedSlices:
     def __len__(self) -> int:
         return len(self.case_ids)
 
-    def read_batch(self, positions: np.ndarray, epoch: int | None = None):
-        return torch.from_numpy(self.logits[positions]), torch.from_numpy(self.masks[positions])
+    def read_raw_batch(self, positions: np.ndarray, epoch: int | None = None):
+        """What the batch reader calls: float images pass through as they are, masks
+        ``(B, H, W)``."""
+        return (
+            torch.from_numpy(self.logits[positions]),
+            torch.from_numpy(self.masks[positions][:, 0]),
+        )
 
 
 def test_empty_cases_count_one_when_nothing_is_predicted_and_zero_otherwise(cache: Path):

@@ -8,7 +8,7 @@ import pytest
 
 from calfseg.train import TrainConfig
 
-# The authors' protocol, item by item, written out from METHOD.md section 5 and issue 7.
+# The authors' protocol, item by item, written out from docs/method.md section 5 and issue 7.
 AUTHORS_PROTOCOL = {
     "preset": "authors",  # their hand-written models
     "split": "paper-slices",  # ~10 % of every patient's slices per modality to test
@@ -47,10 +47,10 @@ def test_paper_preset_keeps_its_protocol_under_the_benchmarks_overrides():
 
 
 def test_the_benchmarks_paper_preset_is_the_same_protocol():
-    from calfseg.bench import PRESETS, runs
+    from calfseg.bench import BENCHMARK_PRESETS, runs
     from calfseg.bench.runner import make_train_config, train_options
 
-    bench = PRESETS["paper"]
+    bench = BENCHMARK_PRESETS["paper"]
     assert bench.losses == EIGHT_LOSSES and bench.seeds == (12345,)
     assert (bench.size, bench.model_preset, bench.train_preset) == (256, "authors", "paper")
     for spec in runs(bench):

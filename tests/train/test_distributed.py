@@ -34,7 +34,7 @@ def test_one_process_batches_are_those_of_the_batch_loader(cache: Path):
     mine = epoch_batches(len(dataset), 8, seed=7, epoch=1)
     theirs = list(loader.sampler)
     assert len(mine) == len(theirs)
-    assert all(np.array_equal(a, b[1]) for a, b in zip(mine, theirs))
+    assert all(np.array_equal(a, b[1]) for a, b in zip(mine, theirs, strict=True))
 
 
 def test_a_last_batch_too_small_for_batch_norm_is_dropped():
@@ -86,11 +86,11 @@ def test_torchrun_two_cpu_processes_match_one_process(cache: Path, tmp_path: Pat
 
 
 def test_worker_processes_read_the_same_batches(cache: Path):
-    from calfseg.train.batches import read_batches
+    from calfseg.data.dataset import read_batches
 
     dataset = SliceDataset(cache, "train", augment=True, seed=5)
     batches = epoch_batches(len(dataset), 8, seed=5, epoch=1)[:3]
     here = list(read_batches(dataset, batches, epoch=1))
     there = list(read_batches(dataset, batches, epoch=1, workers=1))
-    for (p, x, y), (q, u, v) in zip(here, there):
+    for (p, x, y), (q, u, v) in zip(here, there, strict=True):
         assert np.array_equal(p, q) and torch.equal(x, u) and torch.equal(y, v)

@@ -56,7 +56,7 @@ def test_train_run_writes_the_run_folder_contract(tiny_config: TrainConfig, tmp_
     nonempty = test.rows[test.areas > 0]
     n = min(16, nonempty.size)
     assert q["rows"].dtype == np.int64 and q["rows"].shape == (n,)
-    smallest = sorted(zip(test.areas[test.areas > 0].tolist(), nonempty.tolist()))[:n]
+    smallest = sorted(zip(test.areas[test.areas > 0].tolist(), nonempty.tolist(), strict=True))[:n]
     assert sorted(q["rows"].tolist()) == sorted(r for _, r in smallest)
     assert q["images"].shape == (n, 1, 32, 32) and q["images"].dtype == np.uint8
     assert q["truth"].shape == q["pred"].shape == (n, 32, 32)

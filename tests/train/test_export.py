@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from scipy import stats
 
 from calfseg.cli import main
-from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from calfseg.cli.common import EXIT_FAILURE, EXIT_OK
 from calfseg.data.cache import cache_digest
 from calfseg.rule import select_branch
 from calfseg.train import evaluate_checkpoint, load_checkpoint
@@ -130,12 +130,12 @@ def test_the_record_describes_the_model_and_its_cache(run: Path, exported: Path,
 
 def test_export_refuses_to_overwrite_and_names_the_folder(capsys, run: Path, exported: Path):
     code, _, err = _cli(capsys, "export", run, exported)
-    assert code == EXIT_USAGE and "--overwrite" in err and str(exported) in err
+    assert code == EXIT_FAILURE and "--overwrite" in err and str(exported) in err
     code, out, err = _cli(capsys, "export", run / "best.pt", exported, "--overwrite")
     assert code == EXIT_OK, err
     assert "model.safetensors" in out and "best epoch 1" in out
     code, _, err = _cli(capsys, "export", run / "missing.pt", exported)
-    assert code == EXIT_USAGE and "missing.pt" in err
+    assert code == EXIT_FAILURE and "missing.pt" in err
 
 
 def _copy_export(exported: Path, out: Path) -> Path:
@@ -212,7 +212,7 @@ def test_an_export_without_its_weights_is_missing(capsys, exported: Path, tmp_pa
     (folder / "model.safetensors").unlink()
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "in.png")
     code, _, err = _cli(capsys, "predict", folder, tmp_path / "in.png", tmp_path / "m.png")
-    assert code == EXIT_USAGE and "model.safetensors not found" in err
+    assert code == EXIT_FAILURE and "model.safetensors not found" in err
 
 
 def test_predict_warns_when_the_model_has_no_preprocessing_record(

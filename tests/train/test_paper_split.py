@@ -1,4 +1,4 @@
-"""split="paper-slices": a run re-deals the cache's rows the paper's way (METHOD.md section
+"""split="paper-slices": a run re-deals the cache's rows the paper's way (docs/method.md section
 5), for training and for the evaluation of its checkpoint, and says that patients leak."""
 
 from __future__ import annotations

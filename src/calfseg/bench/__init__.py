@@ -2,20 +2,27 @@
 case-level verdicts against bce, and the report (verdicts.csv, summary.md, figures,
 report.html).
 
-    grid      BenchmarkConfig, PRESETS, RunSpec, runs(): what to train
+    grid      BenchmarkConfig, BENCHMARK_PRESETS, RunSpec, runs(): what to train
     runner    run_benchmark(): train the pending runs, record failures, then report
     collect   collect_results(): finished run folders -> results.csv, per_image.csv
     stats     case-level verdicts against bce (bootstrap CI, margin), Holm, branch usage
     figures   matplotlib (Agg) figures
     document  sections -> Markdown and one self-contained HTML file
-    report    build_report(): everything above, from the run folders alone
+    report    build_benchmark_report(): everything above, from the run folders alone
 
 See docs/benchmark.md.
 """
 
 from calfseg.bench.collect import ResultRow, ResultsTable, RunInfo, collect_results
-from calfseg.bench.grid import PRESETS, BenchmarkConfig, RunSpec, check_names, pending, runs
-from calfseg.bench.report import ReportFiles, build_report
+from calfseg.bench.grid import (
+    BENCHMARK_PRESETS,
+    BenchmarkConfig,
+    RunSpec,
+    check_names,
+    pending,
+    runs,
+)
+from calfseg.bench.report import ReportFiles, build_benchmark_report
 from calfseg.bench.runner import BenchmarkError, BenchmarkOutcome, run_benchmark
 from calfseg.bench.stats import (
     DEFAULT_MARGIN,
@@ -28,8 +35,8 @@ from calfseg.bench.stats import (
 )
 
 __all__ = [
+    "BENCHMARK_PRESETS",
     "DEFAULT_MARGIN",
-    "PRESETS",
     "BenchmarkConfig",
     "BenchmarkError",
     "BenchmarkOutcome",
@@ -41,7 +48,7 @@ __all__ = [
     "Verdict",
     "bootstrap_ci",
     "branch_usage",
-    "build_report",
+    "build_benchmark_report",
     "check_names",
     "collect_results",
     "holm",

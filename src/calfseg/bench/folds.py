@@ -9,10 +9,12 @@ refuses a K the cache cannot hold before any run starts.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
+from calfseg.atomic import atomic_write_text
 from calfseg.bench.grid import BenchmarkConfig, fold_numbers
 
 FOLDS_CSV = "folds.csv"
@@ -70,10 +72,9 @@ def write_folds(out: Path, table: dict[str, np.ndarray]) -> Path:
     from calfseg.data.splits.assign import CV_FOLD_COLUMNS
 
     path = Path(out) / FOLDS_CSV
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CV_FOLD_COLUMNS)
-        writer.writerows(zip(*(table[c].tolist() for c in CV_FOLD_COLUMNS), strict=True))
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(CV_FOLD_COLUMNS)
+    writer.writerows(zip(*(table[c].tolist() for c in CV_FOLD_COLUMNS), strict=True))
+    atomic_write_text(path, text.getvalue())
     return path

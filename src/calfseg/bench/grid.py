@@ -9,13 +9,14 @@ it into :class:`RunSpec` s in a stable order (model, then loss, then seed, then 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from calfseg.errors import did_you_mean
+from calfseg.shards import shard_items
 from calfseg.train.config import PAPER_LOSSES
 
 RUNS_FOLDER = "runs"
@@ -27,7 +28,7 @@ DEFAULT_OUT = Path("calf-benchmark")
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    """Everything a benchmark needs; one preset of :data:`PRESETS` plus overrides.
+    """Everything a benchmark needs; one preset of :data:`BENCHMARK_PRESETS` plus overrides.
 
     Attributes:
         out: the results folder: runs in ``OUT/runs/NAME``, generated data in ``OUT/data``.
@@ -39,13 +40,13 @@ class BenchmarkConfig:
         models: model names (:data:`calfseg.models.MODELS`).
         losses: loss names (:func:`calfseg.losses.list_losses`).
         seeds: training seeds; each (model, loss) is trained once per seed.
-        preset: the benchmark preset's name, a key of :data:`PRESETS`.
+        preset: the benchmark preset's name, a key of :data:`BENCHMARK_PRESETS`.
         train_preset: the :class:`~calfseg.train.TrainConfig` preset every run starts from:
             ``"tiny"`` or ``"project"`` (the project protocol) or ``"paper"`` (the authors'
             protocol, :meth:`TrainConfig.paper`).
         epochs, batch_size, lr: shared by every run.
         model_preset: the model sizes, ``"tiny"``, ``"paper"`` or ``"authors"``
-            (calfseg.models.PRESETS).
+            (calfseg.models.MODEL_PRESETS).
         shard: ``(k, n)``: only every n-th run, starting at the k-th (1-based), or None.
         folds: 1: no cross-validation, every run trains, validates and tests on the cache's
             own split; K >= 2: patient-level K-fold cross-validation, each (model, loss,
@@ -88,7 +89,7 @@ class BenchmarkConfig:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
+BENCHMARK_PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
     {
         # Evidence on the CPU within 15 minutes (docs/benchmark.md, "Sizing of default"):
         # the synthetic paper-like data as 48 cases of 16 slices at 48x48, one tiny U-Net,
@@ -109,7 +110,7 @@ PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
             lr=3e-3,
             extra=MappingProxyType({"tensorboard": False}),
         ),
-        # The paper's comparison (METHOD.md section 5) under the PROJECT protocol
+        # The paper's comparison (docs/method.md section 5) under the PROJECT protocol
         # (patient-level splits, validation, best checkpoint, three seeds, statistics):
         # 256x256, 20 epochs, Adam 1e-5, batch 32, the eight paper losses, smp models of
         # the paper's sizes.
@@ -178,10 +179,7 @@ def runs(config: BenchmarkConfig) -> list[RunSpec]:
         for s in config.seeds
         for f in folds
     ]
-    if config.shard is None:
-        return grid
-    k, n = config.shard
-    return grid[k - 1 :: n]
+    return shard_items(grid, config.shard)
 
 
 def fold_numbers(folds: int) -> range:
@@ -271,16 +269,4 @@ def resolve_loss_options(
 
 
 def _did_you_mean(name: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"K/N"`` -> ``(K, N)`` with ``1 <= K <= N``; ValueError otherwise."""
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise ValueError(f"shard must be K/N like 1/4, got {text!r}") from None
-    if not 1 <= k <= n:
-        raise ValueError(f"shard K/N needs 1 <= K <= N, got {text!r}")
-    return k, n
+    return did_you_mean(name, choices)

@@ -17,7 +17,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from pathlib import Path
+
+from calfseg.bench.grid import RUNS_FOLDER
 
 TEST_DICE_KEY = "dice/per_image"
 
@@ -62,6 +65,7 @@ def run_line(
     *,
     folder: Path | None = None,
     error: str | None = None,
+    parallel: int = 1,
 ) -> str:
     """The line printed when run ``position`` of ``total`` ends.
 
@@ -72,6 +76,7 @@ def run_line(
             included): their mean times the runs left is the ETA.
         folder: the run folder, to read the headline result from (finished runs).
         error: the error text of a failed run (its first line is shown).
+        parallel: runs training at once (``--jobs``): the ETA divides by it.
     """
     if error is not None:
         first = error.splitlines()[0] if error else "unknown error"
@@ -83,7 +88,8 @@ def run_line(
         )
     left = total - position
     if left > 0 and durations:
-        eta = f"ETA {format_eta(left * sum(durations) / len(durations))}"
+        mean = sum(durations) / len(durations)
+        eta = f"ETA {format_eta(left * mean / max(1, min(parallel, left)))}"
     else:
         eta = "no runs left"
     return f"[{position}/{total}] {name}  {result} | elapsed {format_duration(elapsed)}, {eta}"
@@ -91,6 +97,90 @@ def run_line(
 
 def start_line(position: int, total: int, name: str) -> str:
     return f"[{position}/{total}] {name}  training ..."
+
+
+def epoch_line(name: str, epoch: int | None, epochs: int | None, loss: float | None) -> str:
+    """``    unet-bce-s0  epoch 3/30  loss 0.4121``: a running run's latest epoch."""
+    of = f"/{epochs}" if epochs is not None else ""
+    shown = "n/a" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
+    return f"    {name}  epoch {epoch if epoch is not None else '?'}{of}  loss {shown}"
+
+
+class RunBoard:
+    """The progress display of runs training at once (``--jobs N``, ``--executor ray``).
+
+    On a terminal every running run has a tqdm bar of its own (run name, epochs done, last
+    training loss); elsewhere (a log file, a pipe) each start, epoch and end is a plain
+    line. When a run ends, :func:`run_line` is printed either way. Events come from
+    :class:`calfseg.bench.executors.RunEvent` (kind ``start``, ``epoch`` or ``end``).
+    """
+
+    def __init__(self, total: int, out: Path, *, parallel: int, enabled: bool = True) -> None:
+        import time
+
+        from calfseg.progress import stderr_is_terminal
+
+        self.total = total
+        self.out = out
+        self.parallel = parallel
+        self.enabled = enabled
+        self.started = 0
+        self.ended = 0
+        self.durations: list[float] = []
+        self._clock = time.perf_counter
+        self._start = time.perf_counter()
+        self._bars: dict[str, object] = {}
+        self._tqdm = None
+        if enabled and stderr_is_terminal():
+            try:
+                from tqdm import tqdm
+
+                self._tqdm = tqdm
+            except ImportError:
+                self._tqdm = None
+
+    def __call__(self, event: object) -> None:
+        """Show ``event`` (a RunEvent)."""
+        if not self.enabled:
+            return
+        kind, name = getattr(event, "kind", None), str(getattr(event, "name", ""))
+        if kind == "start":
+            self.started += 1
+            epochs = getattr(event, "epochs", None)
+            if self._tqdm is not None:
+                self._bars[name] = self._tqdm(
+                    total=epochs, desc=name, unit="epoch", file=sys.stderr, leave=False,
+                    position=len(self._bars), dynamic_ncols=True,
+                )  # fmt: skip
+            else:
+                self._print(start_line(self.started, self.total, name))
+        elif kind == "epoch":
+            epoch, loss = getattr(event, "epoch", None), getattr(event, "loss", None)
+            bar = self._bars.get(name)
+            if bar is not None:
+                bar.n = epoch or 0  # type: ignore[attr-defined]
+                bar.set_postfix_str(f"loss {loss:.4f}" if loss is not None else "")  # type: ignore[attr-defined]
+            else:
+                self._print(epoch_line(name, epoch, getattr(event, "epochs", None), loss))
+        elif kind == "end":
+            self.ended += 1
+            seconds = float(getattr(event, "seconds", 0.0))
+            self.durations.append(seconds)
+            bar = self._bars.pop(name, None)
+            if bar is not None:
+                bar.close()  # type: ignore[attr-defined]
+            line = run_line(
+                self.ended, self.total, name, seconds, self._clock() - self._start,
+                self.durations, folder=self.out / RUNS_FOLDER / name,
+                error=getattr(event, "error", None), parallel=self.parallel,
+            )  # fmt: skip
+            self._print(line)
+
+    def _print(self, line: str) -> None:
+        if self._tqdm is not None:
+            self._tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
 
 def _dice(value: float | None) -> str:

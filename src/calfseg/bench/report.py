@@ -85,7 +85,7 @@ class ReportFiles:
     verdicts: tuple[Verdict, ...] = ()
 
 
-def build_report(
+def build_benchmark_report(
     out: str | Path, *, only: Collection[str] | None = None, margin: float | None = None
 ) -> ReportFiles:
     """Collect the finished runs of ``out`` (or only the run names in ``only``) and write

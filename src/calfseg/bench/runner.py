@@ -9,39 +9,39 @@ digest and calf-seg version, :mod:`calfseg.bench.stale`). Otherwise the benchmar
 
 With ``folds`` K >= 2 (cross-validation) every fold is checked against the cache before
 anything is trained, and ``OUT/folds.csv`` records each case's fold (:mod:`.folds`).
+
+The runs train one after another in this process, in worker processes (``--jobs N``) or as
+Ray tasks (``--executor ray``), each at the thread policy's threads (:mod:`.executors`,
+:mod:`calfseg.threads`, docs/scale.md); results do not depend on which.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from calfseg.bench.errors import BenchmarkError, StaleRunsError
+from calfseg.bench.executors.dispatch import (
+    Execution,
+    ExecutionError,
+    ExecutionPlan,
+    plan_execution,
+    train_tasks,
+)
+from calfseg.bench.executors.ray_tasks import ExecutorError
+from calfseg.bench.executors.task import RunTask
 from calfseg.bench.folds import check_folds, fold_table, write_folds
-from calfseg.bench.grid import DONE_FILE, FAILED_FILE, RUNS_FOLDER, BenchmarkConfig, RunSpec, runs
-from calfseg.bench.progress import run_line, start_line
+from calfseg.bench.grid import DONE_FILE, RUNS_FOLDER, BenchmarkConfig, RunSpec, runs
+from calfseg.bench.run_options import make_train_config, train_options
 from calfseg.bench.stale import describe_stale, find_stale, grid_names, has_results, outside_grid
 
 TrainFn = Callable[..., Any]
 MakeConfig = Callable[[dict[str, Any]], Any]
-
-
-class BenchmarkError(Exception):
-    """The benchmark cannot start (no data, data preparation failed)."""
-
-
-class StaleRunsError(BenchmarkError):
-    """OUT holds runs of the grid made another way than requested (the message says how,
-    for how many runs, and the ways out: ``--overwrite`` or another ``--out``)."""
-
-    def __init__(self, message: str, stale: dict[str, list[str]]) -> None:
-        super().__init__(message)
-        self.stale = stale
 
 
 @dataclass
@@ -56,81 +56,37 @@ class BenchmarkOutcome:
     seconds: float = 0.0
     overwritten: list[str] = field(default_factory=list)  # stale runs retrained
     outside: list[str] = field(default_factory=list)  # run folders not in the grid
+    plan: ExecutionPlan | None = None  # how the runs trained (None: nothing to train)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
 
-def train_options(config: BenchmarkConfig, spec: RunSpec) -> dict[str, Any]:
-    """The training options of one run, as plain values (the TrainConfig fields); a run of
-    a cross-validation (``spec.fold``) gets ``split="cv"`` and its fold, which config.json
-    and the provenance record keep."""
-    cv: dict[str, Any] = {}
-    if spec.fold is not None:
-        cv = {
-            "split": "cv",
-            "cv_folds": config.folds,
-            "cv_fold": spec.fold,
-            "cv_seed": config.cv_seed,
-        }
-    return {
-        "cache": str(config.cache),
-        "model": spec.model,
-        "preset": config.model_preset,
-        "loss": spec.loss,
-        "seed": spec.seed,
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "loss_options": dict(config.loss_options.get(spec.loss, {})),
-        **cv,
-        **dict(config.extra),
-    }
-
-
-def make_train_config(options: dict[str, Any], *, preset: str = "tiny") -> Any:
-    """A ``calfseg.train.TrainConfig`` from its preset ``preset`` (``tiny``, ``project`` or
-    ``paper``) with ``options`` applied (every key must be a TrainConfig field)."""
-    from calfseg.train import TrainConfig
-
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise BenchmarkError(f"TrainConfig has no field(s) {', '.join(unknown)}")
-    rest = dict(options)
-    cache = rest.pop("cache")
-    return TrainConfig.from_preset(preset, cache, **rest)
-
-
 def ensure_data(config: BenchmarkConfig, *, overwrite: bool = False) -> Path:
-    """The cache to train on; generates ``OUT/data`` with ``calf prepare --synthetic`` if
-    no cache was given (idempotent: an up-to-date cache is kept; one made with other
-    options is replaced only with ``overwrite``)."""
+    """The cache to train on; prepares the synthetic cache ``OUT/data`` with
+    :func:`calfseg.data.prepare` if no cache was given (idempotent: an up-to-date cache is
+    kept; one made with other options is replaced only with ``overwrite``)."""
     if config.data is not None:
         if not (config.data / "meta.json").is_file():
             raise BenchmarkError(f"{config.data} is not a slice cache (no meta.json)")
         return config.data
-    from calfseg.cli import main as calf
+    from calfseg.data import PrepareError, prepare
 
-    argv = [
-        "prepare",
-        "--synthetic",
-        config.synthetic,
-        "--out",
-        str(config.cache),
-        "--size",
-        str(config.size),
-        "--no-progress",
-    ]
-    if config.synthetic_cases is not None:
-        argv += ["--cases", str(config.synthetic_cases)]
-    if config.synthetic_slices is not None:
-        argv += ["--slices", str(config.synthetic_slices)]
-    if overwrite:
-        argv.append("--overwrite")
-    if calf(argv) != 0:
-        raise BenchmarkError(f"calf {' '.join(argv)} failed; see the message above")
+    try:
+        report = prepare(
+            None,
+            config.cache,
+            synthetic=config.synthetic,
+            cases=config.synthetic_cases,
+            slices=config.synthetic_slices,
+            size=config.size,
+            workers=min(4, os.cpu_count() or 1),
+            overwrite=overwrite,
+        )
+    except PrepareError as err:
+        raise BenchmarkError(f"cannot prepare the synthetic data {config.cache}: {err}") from err
+    print(f"calf benchmark: data {report.cache}: {report.status}", file=sys.stderr)
     return config.cache
 
 
@@ -142,6 +98,7 @@ def run_benchmark(
     progress: bool = True,
     prepare: bool = True,
     overwrite: bool = False,
+    execution: Execution | None = None,
 ) -> BenchmarkOutcome:
     """Train the pending runs of ``config``, then collect results and build the report.
 
@@ -157,14 +114,19 @@ def run_benchmark(
         prepare: generate the synthetic cache when ``config.data`` is None.
         overwrite: retrain the runs in OUT made another way than requested (stale runs),
             and let ``calf prepare`` replace a generated cache made with other options.
+        execution: where and how many at once (``--jobs``, ``--threads``, ``--executor``,
+            :mod:`calfseg.bench.executors`); default one after another in this process at
+            the thread policy's threads. An injected ``train_fn``/``make_config`` must be
+            picklable for worker processes and Ray.
 
     Raises:
         StaleRunsError: without ``overwrite``, OUT holds stale runs of this grid (nothing
             is trained; the message names what changed).
         BenchmarkError: no data, or its preparation failed; ``folds`` the grid or the cache
-            cannot take (K < 1, the paper preset, more folds than patients).
+            cannot take (K < 1, the paper preset, more folds than patients); execution
+            options this machine cannot take (``--gpus``), Ray that cannot start.
     """
-    from calfseg.bench.report import build_report
+    from calfseg.bench.report import build_benchmark_report
 
     start = time.perf_counter()
     try:
@@ -182,6 +144,7 @@ def run_benchmark(
             folds = fold_table(config)
         except ValueError as err:  # a CacheError is one too
             raise BenchmarkError(str(err)) from err
+    injected = (train_fn, make_config)  # the tasks build the defaults where they run
     if train_fn is None:
         from calfseg.train import train_run
 
@@ -201,27 +164,17 @@ def run_benchmark(
     todo = [s for s in planned if s.name in stale or not s.is_done(config.out)]
     outcome.skipped = [s.name for s in planned if s not in todo]
     outcome.overwritten = [s.name for s in todo if s.name in stale]
-    durations: list[float] = []
-    for i, spec in enumerate(todo, 1):
-        if progress:
-            print(start_line(i, len(todo), spec.name), file=sys.stderr, flush=True)
-        tic = time.perf_counter()
-        resume = spec.name not in stale
-        error = _train_one(config, spec, train_fn, build, progress, resume)
-        durations.append(time.perf_counter() - tic)
+    tasks = [_task(config, spec, *injected, progress, spec.name not in stale) for spec in todo]
+    outcome.plan, results = _train(tasks, execution or Execution(), config, progress)
+    for spec in todo:
+        error = results.get(spec.name, "not trained (the benchmark stopped before it)")
         if error is None:
             outcome.finished.append(spec.name)
         else:
             outcome.failed[spec.name] = error
-        if progress:
-            line = run_line(
-                i, len(todo), spec.name, durations[-1], time.perf_counter() - start, durations,
-                folder=spec.folder(config.out), error=error,
-            )  # fmt: skip
-            print(line, file=sys.stderr, flush=True)
     # The report (results.csv first) covers the requested grid, every shard of it, and not
     # other runs kept in OUT: those were not checked against the requested settings.
-    build_report(config.out, only=grid_names(config), margin=config.margin)
+    build_benchmark_report(config.out, only=grid_names(config), margin=config.margin)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -244,34 +197,42 @@ def _default_make_config(config: BenchmarkConfig) -> MakeConfig:
     return lambda options: make_train_config(options, preset=config.train_preset)
 
 
-def _train_one(
+def _task(
     config: BenchmarkConfig,
     spec: RunSpec,
-    train_fn: TrainFn,
-    build: MakeConfig,
+    train_fn: TrainFn | None,
+    make_config: MakeConfig | None,
     progress: bool,
-    resume: bool = True,
-) -> str | None:
-    """Train one run; the error text on failure (also written to failed.json)."""
-    folder = spec.folder(config.out)
-    folder.mkdir(parents=True, exist_ok=True)
-    failed = folder / FAILED_FILE
-    failed.unlink(missing_ok=True)
-    start = time.perf_counter()
+    resume: bool,
+) -> RunTask:
+    return RunTask(
+        name=spec.name,
+        folder=str(spec.folder(config.out)),
+        options=train_options(config, spec),
+        resume=resume,
+        train_preset=config.train_preset,
+        progress=progress,
+        train_fn=train_fn,
+        make_config=make_config,
+    )
+
+
+def _train(
+    tasks: list[RunTask], execution: Execution, config: BenchmarkConfig, progress: bool
+) -> tuple[ExecutionPlan | None, dict[str, str | None]]:
+    """Plan and train ``tasks`` (:mod:`calfseg.bench.executors`); the failures recorded."""
+    if not tasks:
+        return None, {}
+    workers = int(tasks[0].options.get("workers") or 0)
     try:
-        train_fn(build(train_options(config, spec)), folder, resume=resume, progress=progress)
-        if not (folder / DONE_FILE).is_file():
-            raise BenchmarkError(f"training returned but wrote no {DONE_FILE}")
-    except KeyboardInterrupt:
-        raise
-    except Exception as err:  # a failed run is recorded; the benchmark goes on
-        text = f"{type(err).__name__}: {err}"
-        record = {
-            "run": spec.name,
-            "error": text,
-            "traceback": traceback.format_exc(),
-            "seconds": round(time.perf_counter() - start, 3),
-        }
-        failed.write_text(json.dumps(record, indent=2) + "\n")
-        return text
-    return None
+        plan = plan_execution(execution, runs=len(tasks), workers=workers)
+    except ExecutionError as err:
+        raise BenchmarkError(str(err)) from None
+    if execution.gpus == 0:  # runs on the CPU even where CUDA is
+        tasks = [replace(t, options={**t.options, "device": "cpu"}) for t in tasks]
+    for note in plan.notes:
+        print(f"calf benchmark: {note}", file=sys.stderr)
+    try:
+        return plan, train_tasks(tasks, execution, plan, out=config.out, progress=progress)
+    except ExecutorError as err:
+        raise BenchmarkError(str(err)) from None

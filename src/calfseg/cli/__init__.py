@@ -1,18 +1,11 @@
 """The ``calf`` command. Thin: it parses arguments, calls the library and formats text.
 
 Each subcommand is a module of this package with ``add_parser(commands)``, which declares
-its options, and ``run(args)``, which executes it and returns the exit code:
-
-- 0: success;
-- 1: failure: a bad or unreadable file, files skipped, no mask file found, a missing
-  optional package, an output that cannot be written, degenerate data (e.g. no lesion),
-  an unexpected error (a bug: one line, the traceback with ``CALF_DEBUG=1``), or output
-  cut off because the reader of a pipe went away (``calf ... | head``);
-- 2: usage error: bad or incompatible options, a PATH that does not exist;
-- 130: interrupted (Ctrl-C): one line saying what was kept and that the same command resumes.
-
-:func:`main` turns what a subcommand raises into these codes, so that no traceback reaches
-a user (docs/analyze.md, "Exit codes of every command").
+its options (the shared ones through :mod:`calfseg.cli.options`), and ``run(args)``, which
+executes it and returns the exit code. What a subcommand raises is turned into one line on
+stderr and an exit code by the one table of :mod:`calfseg.cli.errors` (0 success, 1 a file
+or the data cannot be used, 2 a usage error, 130 interrupted), so that no traceback
+reaches a user; docs/cli.md states the contract.
 """
 
 from __future__ import annotations
@@ -20,22 +13,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 
 from calfseg import __version__
-from calfseg.cli import analyze, benchmark, evaluate, export, predict, prepare, report, train
-from calfseg.cli.common import (
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    UsageError,
-    describe_os_error,
-    error,
+from calfseg.cli import (
+    analyze,
+    benchmark,
+    evaluate,
+    export,
+    nnunet,
+    predict,
+    prepare,
+    report,
+    train,
 )
+from calfseg.cli.errors import DEBUG_VARIABLE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, fail
+from calfseg.cli.options import CalfArgumentParser
 from calfseg.progress import stderr_is_terminal
 
-DEBUG_VARIABLE = "CALF_DEBUG"
+__all__ = ["COMMANDS", "DEBUG_VARIABLE", "build_parser", "main", "run_guarded"]
+# The subcommands, in the order of ``calf --help``; each module's name is its command's.
+COMMANDS = (analyze, prepare, train, evaluate, predict, export, benchmark, report, nnunet)
 # What an interrupted subcommand leaves behind and how to go on, for the line printed on Ctrl-C.
 _RERUN = "rerun the same command to resume"
 ON_INTERRUPT: dict[str, str] = {
@@ -80,22 +78,8 @@ def run_guarded(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _closed_pipe()
-    except UsageError as err:
-        return error(prog, str(err), EXIT_USAGE)
-    except Exception as err:  # the last line of defence of the CLI
-        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-            traceback.print_exc()
-        from calfseg.extras import MissingExtraError
-
-        if isinstance(err, MissingExtraError):
-            return error(prog, str(err), EXIT_FAILURE)
-        if isinstance(err, OSError):
-            return error(prog, describe_os_error(err), EXIT_FAILURE)
-        hint = (
-            f"this is a bug in calf; rerun with {DEBUG_VARIABLE}=1 for the traceback and "
-            "report it at the project's issue tracker"
-        )
-        return error(prog, f"unexpected {type(err).__name__}: {err}\nhint: {hint}", EXIT_FAILURE)
+    except Exception as err:  # the last line of defence of the CLI: the exit-code table
+        return fail(prog, err)
 
 
 def _closed_pipe() -> int:
@@ -112,18 +96,16 @@ def _closed_pipe() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``calf`` parser with every subcommand; each subcommand's namespace holds its own
+    parser as ``parser`` (its defaults, e.g. for :func:`calfseg.cli.options.options_given`)."""
+    parser = CalfArgumentParser(
         prog="calf",
         description="CALF, the conditionally adaptive loss: analyse masks, train, benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
-    analyze.add_parser(commands)
-    prepare.add_parser(commands)
-    train.add_parser(commands)
-    evaluate.add_parser(commands)
-    predict.add_parser(commands)
-    export.add_parser(commands)
-    benchmark.add_parser(commands)
-    report.add_parser(commands)
+    for module in COMMANDS:
+        module.add_parser(commands)
+    for sub in commands.choices.values():
+        sub.set_defaults(parser=sub)
     return parser

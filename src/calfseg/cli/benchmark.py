@@ -12,6 +12,7 @@ from calfseg.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    check_input,
     check_output_folder,
     error,
     integer,
@@ -20,6 +21,7 @@ from calfseg.cli.common import (
     positive_int,
     scoped_loss_option,
 )
+from calfseg.cli.options import add_no_progress, add_preset, add_shard
 from calfseg.cli.report import margin
 
 PROG = "calf benchmark"
@@ -37,9 +39,9 @@ def add_parser(commands: Any) -> None:
         ),
     )
     p.set_defaults(run=run)
-    p.add_argument(
-        "--preset",
-        choices=("default", "project", "paper"),
+    add_preset(
+        p,
+        ("default", "project", "paper"),
         default="default",
         help="default: the project protocol on synthetic data, tiny models, a few epochs; "
         "project: the project protocol (patient-level split, validation, best checkpoint, "
@@ -107,32 +109,87 @@ def add_parser(commands: Any) -> None:
         "--out", type=Path, default=Path("calf-benchmark"), help="results folder (default "
         "./calf-benchmark)"
     )  # fmt: skip
-    p.add_argument("--shard", type=_shard, metavar="K/N", help="only every N-th run, from the K-th")
+    add_shard(p, help="only every N-th run, from the K-th")
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="retrain the runs in OUT made with other settings, another cache or another "
         "calf-seg version (without it the benchmark refuses and names what changed)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    add_no_progress(p)
+    _add_execution_options(p)
 
 
-def _shard(text: str) -> tuple[int, int]:
-    from calfseg.bench.grid import parse_shard
+def _add_execution_options(p: argparse.ArgumentParser) -> None:
+    """Where the runs train and how many at once (docs/scale.md)."""
+    g = p.add_argument_group("execution (docs/scale.md)")
+    g.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=None,
+        metavar="N|auto",
+        help="runs trained at once, each in a worker process (default auto: one per GPU, "
+        "else as many as the available CPUs hold at --threads each; 1: one after another "
+        "in this process). Results are identical whatever N",
+    )
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="T",
+        help="intra-op threads of each run (default: OMP_NUM_THREADS, else 1 on the CPU; "
+        "on the CPU the thread count changes the trained weights in the last bits)",
+    )
+    g.add_argument(
+        "--no-thread-policy",
+        action="store_true",
+        help="leave torch's default threads (every core) in every run: only to measure "
+        "what the thread policy gains (benchmarks/bench_grid.py)",
+    )
+    g.add_argument(
+        "--gpus",
+        type=non_negative_int,
+        metavar="N",
+        help="GPUs to use, one run on each at a time (default: every visible GPU; 0: the CPU)",
+    )
+    g.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this machine; ray: every run a Ray task (needs the ray extra), on a "
+        "local Ray instance or the cluster of --ray-address",
+    )
+    g.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the Ray cluster to run on (HOST:PORT, ray://HOST:PORT or auto; default: start "
+        "a local Ray instance); OUT and the cache must be on storage every node shares",
+    )
 
+
+def _jobs(text: str) -> int | None:
+    """``auto`` -> None, else a positive number of runs."""
+    if text.strip().lower() == "auto":
+        return None
     try:
-        return parse_shard(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of runs or auto, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of runs (1: one after another) or auto, got {text!r}"
+        )
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    from calfseg.bench import PRESETS, BenchmarkError, check_names, run_benchmark
+    from calfseg.bench import BENCHMARK_PRESETS, BenchmarkError, check_names, run_benchmark
     from calfseg.bench.folds import check_folds
-    from calfseg.bench.grid import resolve_loss_options
+    from calfseg.bench.grid import FAILED_FILE, RUNS_FOLDER, resolve_loss_options, runs
     from calfseg.extras import MissingExtraError
 
-    base = PRESETS[args.preset]
+    base = BENCHMARK_PRESETS[args.preset]
     config = base.with_overrides(
         out=args.out,
         data=args.data,
@@ -154,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         return error(PROG, str(err), EXIT_USAGE)
     config = config.with_overrides(loss_options=options or None)
-    if config.data is not None and not config.data.is_dir():
-        return error(PROG, f"no such cache folder: {config.data}", EXIT_USAGE)
+    if config.data is not None:
+        check_input(config.data, "--data", "folder")  # raises: a missing cache is exit 1
     unwritable = check_output_folder(config.out, "--out")
     if unwritable is not None:
         return error(PROG, unwritable, EXIT_FAILURE)
@@ -165,14 +222,20 @@ def run(args: argparse.Namespace) -> int:
             f"({config.size}x{config.size}) in {config.cache}",
             file=sys.stderr,
         )
+    execution = _execution(args)
+    problem = _check_execution(execution, len(runs(config)))
+    if problem is not None:
+        return error(PROG, *problem)
     try:
-        outcome = run_benchmark(config, progress=not args.no_progress, overwrite=args.overwrite)
+        outcome = run_benchmark(
+            config, progress=not args.no_progress, overwrite=args.overwrite, execution=execution
+        )
     except (BenchmarkError, MissingExtraError) as err:
         return error(PROG, str(err), EXIT_FAILURE)
     print(
         f"{PROG}: {len(outcome.finished)} trained, {len(outcome.skipped)} already done, "
-        f"{len(outcome.failed)} failed of {outcome.planned} runs in {outcome.seconds:.0f} s; "
-        f"report: {config.out / 'report.html'}"
+        f"{len(outcome.failed)} failed of {outcome.planned} runs in {outcome.seconds:.0f} s"
+        f"{_how(outcome, not args.no_thread_policy)}; report: {config.out / 'report.html'}"
     )
     if outcome.overwritten:
         print(f"{PROG}: retrained {len(outcome.overwritten)} run(s) made with other settings")
@@ -185,7 +248,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if outcome.failed:
         for name, text in outcome.failed.items():
-            print(f"  {name}: {text.splitlines()[0]}", file=sys.stderr)
+            first = text.splitlines()[0] if text else "unknown error"
+            log = config.out / RUNS_FOLDER / name / FAILED_FILE
+            print(f"  {name}: {first} ({log})", file=sys.stderr)
         return error(PROG, f"{len(outcome.failed)} run(s) failed (see failed.json)", EXIT_FAILURE)
     return EXIT_OK
 
@@ -194,3 +259,49 @@ def _seeds(preset_seeds: tuple[int, ...], n: int) -> tuple[int, ...]:
     """The preset's first seed and its successors: N seeds in all."""
     first = preset_seeds[0] if preset_seeds else 0
     return tuple(first + i for i in range(n))
+
+
+def _execution(args: argparse.Namespace) -> Any:
+    from calfseg.bench.executors.dispatch import Execution
+
+    return Execution(
+        jobs=args.jobs,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        threads=args.threads,
+        thread_policy=not args.no_thread_policy,
+        gpus=args.gpus,
+    )
+
+
+def _check_execution(execution: Any, runs: int) -> tuple[str, int] | None:
+    """(message, exit code) when the execution options cannot work here, before anything
+    is prepared or trained: ``--gpus`` beyond the machine's, Ray not installed, an
+    unreachable ``--ray-address``."""
+    from calfseg.bench.executors.dispatch import ExecutionError, plan_execution
+    from calfseg.bench.executors.ray_tasks import ExecutorError, check_address
+    from calfseg.extras import MissingExtraError, require
+
+    try:
+        plan_execution(execution, runs=max(1, runs))
+    except ExecutionError as err:
+        return str(err), EXIT_USAGE
+    if execution.executor != "ray":
+        return None
+    try:
+        require("ray", "calf benchmark --executor ray")
+        if execution.ray_address is not None:
+            check_address(execution.ray_address)
+    except (MissingExtraError, ExecutorError) as err:
+        return str(err), EXIT_FAILURE
+    return None
+
+
+def _how(outcome: Any, policy: bool) -> str:
+    """`` (2 at once, 1 thread each)``: how the runs trained, when any did."""
+    if outcome.plan is None:
+        return ""
+    threads = outcome.plan.threads
+    plural = "" if threads.threads == 1 else "s"
+    each = f"{threads.threads} thread{plural} each" if policy else "torch's default threads"
+    return f" ({threads.jobs} at once, {each})"

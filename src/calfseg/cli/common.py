@@ -1,29 +1,43 @@
-"""What every ``calf`` subcommand shares: exit codes, error printing, argument types, and
-the checks of output paths that several subcommands make before any work."""
+"""What every ``calf`` subcommand shares: argument types, the checks of input and output
+paths made before any work, warnings; the exit codes and error printing are re-exported
+from :mod:`calfseg.cli.errors`, the shared options are in :mod:`calfseg.cli.options`."""
 
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+from calfseg.cli.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    InputError,
+    OutputPathError,
+    UsageError,
+    describe_os_error,
+    error,
+)
 
-
-class UsageError(Exception):
-    """A bad option value found after parsing; ``calf`` prints it and exits 2."""
-
-
-def error(prog: str, message: str, code: int) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return code
+__all__ = [  # the exit codes and error helpers live in calfseg.cli.errors; kept here too
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "UsageError",
+    "check_input",
+    "check_output_file",
+    "check_output_folder",
+    "describe_os_error",
+    "error",
+    "require_output_file",
+    "require_output_folder",
+    "warn",
+]
 
 
 def warn(prog: str, message: str) -> None:
@@ -31,28 +45,16 @@ def warn(prog: str, message: str) -> None:
     print(f"{prog}: WARNING: {message}", file=sys.stderr)
 
 
-def describe_os_error(err: OSError) -> str:
-    """One line naming the file of an OSError and saying what is wrong with it in words,
-    e.g. ``cannot use results/x.json: a parent of it is a file, not a folder``."""
-    path = err.filename if err.filename is not None else None
-    reason = err.strerror or str(err)
-    if err.errno == errno.ENOTDIR or isinstance(err, NotADirectoryError):
-        reason = "a parent of it is a file, not a folder"
-    elif err.errno == errno.EEXIST or isinstance(err, FileExistsError):
-        reason = "a file of that name is in the way (a folder is needed there)"
-    elif isinstance(err, PermissionError):
-        reason = "permission denied"
-    elif isinstance(err, IsADirectoryError):
-        reason = "it is a folder, a file is needed"
-    elif isinstance(err, FileNotFoundError):
-        reason = "no such file or folder (or a parent of it cannot be created)"
-    elif err.errno == errno.ENOSPC:
-        reason = "no space left on the device"
-    elif err.errno == errno.EROFS:
-        reason = "read-only file system"
-    if path is None:
-        return f"{type(err).__name__}: {reason}"
-    return f"cannot use {os.fsdecode(path)}: {reason}"
+def check_input(path: Path, what: str, kind: str = "file or folder") -> Path:
+    """``path`` when it exists (as a file for ``kind="file"``, a folder for ``"folder"``);
+    else :class:`InputError` (exit 1) naming ``what`` and the path, e.g. ``INPUT
+    in.png: no such file``. Checked before any work."""
+    exists = {"file": path.is_file, "folder": path.is_dir}.get(kind, path.exists)()
+    if not exists:
+        if kind in ("file", "folder") and path.exists():
+            raise InputError(f"{what} {path}: not a {kind}")
+        raise InputError(f"{what} {path}: no such {kind}")
+    return path
 
 
 def check_output_file(path: Path, option: str, suffixes: Sequence[str] | None = None) -> str | None:
@@ -65,6 +67,25 @@ def check_output_file(path: Path, option: str, suffixes: Sequence[str] | None = 
         return f"{option} {path}: is a folder; give a file name"
     problem = _parent_problem(path.parent)
     return None if problem is None else f"{option} {path}: {problem}"
+
+
+def require_output_file(path: Path, option: str, suffixes: Sequence[str] | None = None) -> None:
+    """Refuse an output file before the work: an unsupported suffix is a usage error
+    (exit 2); a folder in its place or a parent that is a file or not writable is an
+    :class:`OutputPathError` (exit 1)."""
+    if suffixes is not None and not any(path.name.lower().endswith(s) for s in suffixes):
+        listed = ", ".join(suffixes)
+        raise UsageError(f"{option} {path}: unsupported file type; use one of {listed}")
+    problem = check_output_file(path, option)
+    if problem is not None:
+        raise OutputPathError(problem)
+
+
+def require_output_folder(path: Path, option: str) -> None:
+    """Refuse an output folder that cannot be written, before the work (exit 1)."""
+    problem = check_output_folder(path, option)
+    if problem is not None:
+        raise OutputPathError(problem)
 
 
 def check_output_folder(path: Path, option: str) -> str | None:

@@ -8,8 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error, positive_int
+from calfseg.cli.common import (
+    EXIT_OK,
+    check_input,
+    positive_int,
+    require_output_file,
+    require_output_folder,
+)
 from calfseg.cli.loud_warnings import loud_warnings
+from calfseg.cli.options import add_device, add_json, add_no_progress
 
 PROG = "calf evaluate"
 TABLE_METRICS = (
@@ -37,7 +44,7 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--data", metavar="CACHE", type=Path, help="cache (default: the training one)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
-    p.add_argument("--json", metavar="OUT", type=Path, help="write the results dict as JSON")
+    add_json(p, "the results (split, checkpoint, cache, metrics)")
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -45,9 +52,9 @@ def add_parser(commands: Any) -> None:
         help="write eval_, per_image_, per_case_ and qualitative_ files",
     )
     p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    add_device(p)
     p.add_argument("--no-surface", action="store_true", help="skip HD95 and ASSD")
-    p.add_argument("--progress", action="store_true", help="a progress bar on stderr")
+    add_no_progress(p)
     p.add_argument(
         "--allow-changed-cache",
         action="store_true",
@@ -72,31 +79,30 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calfseg.data import CacheError
-    from calfseg.train import CheckpointError, evaluate_checkpoint
-    from calfseg.train.build import RunSetupError
-    from calfseg.train.cache_record import CacheChangedError, CacheChangedWarning
-    from calfseg.train.checkpoint import CheckpointFileError
+    from calfseg.train import evaluate_checkpoint
+    from calfseg.train.cache_record import CacheChangedWarning
 
-    try:
-        with loud_warnings(PROG, CacheChangedWarning):
-            report = evaluate_checkpoint(
-                args.checkpoint,
-                args.data,
-                args.split,
-                batch_size=args.batch_size,
-                device=args.device,
-                surface=not args.no_surface,
-                out_dir=args.out,
-                progress=args.progress,
-                allow_changed_cache=args.allow_changed_cache,
-            )
-    except (CheckpointFileError, CacheChangedError) as err:  # a bad model file, a changed cache
-        return error(PROG, str(err), EXIT_FAILURE)
-    except (CheckpointError, CacheError, RunSetupError) as err:
-        return error(PROG, str(err), EXIT_USAGE)
-    except ValueError as err:
-        return error(PROG, str(err), EXIT_FAILURE)
+    # Checked before the work; what the evaluation raises (a corrupt checkpoint, a damaged
+    # or changed cache) reaches calfseg.cli.run_guarded, whose table gives its exit code.
+    check_input(args.checkpoint, "MODEL")
+    if args.data is not None:
+        check_input(args.data, "--data", "folder")
+    if args.json is not None:
+        require_output_file(args.json, "--json")
+    if args.out is not None:
+        require_output_folder(args.out, "--out")
+    with loud_warnings(PROG, CacheChangedWarning):
+        report = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            args.split,
+            batch_size=args.batch_size,
+            device=args.device,
+            surface=not args.no_surface,
+            out_dir=args.out,
+            progress=not args.no_progress,
+            allow_changed_cache=args.allow_changed_cache,
+        )
     results = report["results"]
     print(f"{args.checkpoint} on split {args.split!r} ({results.get('n_images')} slices)")
     print(format_results(results))

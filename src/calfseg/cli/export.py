@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error
+from calfseg.cli.common import EXIT_OK, check_input
 
 PROG = "calf export"
 
@@ -41,20 +41,14 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from calfseg.extras import MissingExtraError
-    from calfseg.train.checkpoint import CheckpointError, CheckpointFileError
-    from calfseg.train.export import ExportExistsError, export_model, read_record
+    from calfseg.train.export import export_model, read_record
 
-    if not args.source.exists():
-        return error(PROG, f"no such run folder or checkpoint: {args.source}", EXIT_USAGE)
-    try:
-        weights, record_path = export_model(
-            args.source, args.out, overwrite=args.overwrite, trust_pickle=args.trust_pickle
-        )
-    except (CheckpointFileError, MissingExtraError, OSError) as err:
-        return error(PROG, str(err), EXIT_FAILURE)
-    except (ExportExistsError, CheckpointError) as err:
-        return error(PROG, str(err), EXIT_USAGE)
+    # What the export raises (a corrupt or unsafe checkpoint, an export already in OUT)
+    # reaches calfseg.cli.run_guarded, whose table gives its exit code.
+    check_input(args.source, "RUN_OR_CHECKPOINT")
+    weights, record_path = export_model(
+        args.source, args.out, overwrite=args.overwrite, trust_pickle=args.trust_pickle
+    )
     record = read_record(record_path)
     arch, training = record["architecture"], record["training"]
     score = training.get("best_score")

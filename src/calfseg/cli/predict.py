@@ -7,8 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error
+from calfseg.cli.common import EXIT_OK, check_input, require_output_file
 from calfseg.cli.loud_warnings import loud_warnings
+from calfseg.cli.options import add_device
 
 PROG = "calf predict"
 
@@ -32,25 +33,18 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("input", metavar="INPUT", type=Path, help=".nii, .nii.gz, .png, .tif(f)")
     p.add_argument("output", metavar="OUT", type=Path, help="the mask file to write")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
+    add_device(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from calfseg.extras import MissingExtraError
-    from calfseg.train import CheckpointError
-    from calfseg.train.checkpoint import CheckpointFileError
     from calfseg.train.predict import NoPreprocessingWarning, predict_file
 
-    if not args.input.is_file():
-        return error(PROG, f"no such file: {args.input}", EXIT_USAGE)
-    try:
-        with loud_warnings(PROG, NoPreprocessingWarning):
-            out = predict_file(args.checkpoint, args.input, args.output, device=args.device)
-    except CheckpointFileError as err:  # a bad or unsafe model file
-        return error(PROG, str(err), EXIT_FAILURE)
-    except CheckpointError as err:  # no such model
-        return error(PROG, str(err), EXIT_USAGE)
-    except (ValueError, OSError, MissingExtraError) as err:
-        return error(PROG, str(err), EXIT_FAILURE)
+    # What the prediction raises (a corrupt or unsafe model file, an unreadable INPUT)
+    # reaches calfseg.cli.run_guarded, whose table gives its exit code.
+    check_input(args.checkpoint, "MODEL")
+    check_input(args.input, "INPUT", "file")
+    require_output_file(args.output, "OUT")
+    with loud_warnings(PROG, NoPreprocessingWarning):
+        out = predict_file(args.checkpoint, args.input, args.output, device=args.device)
     print(f"wrote {out}")
     return EXIT_OK

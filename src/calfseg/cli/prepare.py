@@ -13,6 +13,7 @@ from calfseg.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    check_input,
     check_output_folder,
     error,
     label_list,
@@ -20,6 +21,8 @@ from calfseg.cli.common import (
     positive_int,
     warn,
 )
+from calfseg.cli.options import add_no_progress, add_seed, add_shard
+from calfseg.errors import check_choice
 
 if TYPE_CHECKING:
     from calfseg.data.preparation.pipeline import PrepareReport, SkippedCase
@@ -33,6 +36,7 @@ _MADE_BY_SHARDS = (
     "labels", "normalise", "mask_resize", "keep_aspect", "drop_outside_brain", "dtype",
     "split", "val", "test", "seed", "kfold", "fold", "shard", "on_error",
 )  # fmt: skip
+_PARSER_DEFAULTS: dict[str, Any] = {}  # filled by add_parser
 
 
 def add_parser(commands: Any) -> None:
@@ -62,7 +66,7 @@ def add_parser(commands: Any) -> None:
         default="auto",
         metavar="NAME",
         help="dataset layout: auto (detect, default), brats2015, brats2021, brats2023, "
-        "ucsf-pdgm, upenn-gbm, lgg-kaggle, lgg-1p19q, folder; several SRC: auto or one "
+        "ucsf-pdgm, upenn-gbm, lgg-kaggle, lgg-1p19q, nnunet, folder; several SRC: auto or one "
         "per SRC, comma-separated",
     )
     src.add_argument("--manifest", type=Path, metavar="CSV", help="manifest of --layout folder")
@@ -154,12 +158,7 @@ def add_parser(commands: Any) -> None:
     )
     spl.add_argument("--val", type=float, default=0.1, help="validation share (default 0.1)")
     spl.add_argument("--test", type=float, default=0.1, help="test share (default 0.1)")
-    spl.add_argument(
-        "--seed",
-        type=non_negative_int,
-        default=0,
-        help="seed of the split (and of --synthetic; default 0)",
-    )
+    add_seed(spl, default=0, help="seed of the split (and of --synthetic; default 0)")
     spl.add_argument("--kfold", type=positive_int, metavar="K", help="case-level K-fold split")
     spl.add_argument(
         "--fold", type=non_negative_int, metavar="F", help="--kfold: the test fold, 0..K-1"
@@ -172,12 +171,7 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         help="cases prepared in parallel (default min(4, CPUs))",
     )
-    run_.add_argument(
-        "--shard",
-        type=_shard,
-        metavar="K/N",
-        help="prepare only the K-th of N disjoint shares of the cases (then --merge)",
-    )
+    add_shard(run_, help="prepare only the K-th of N disjoint shares of the cases (then --merge)")
     run_.add_argument(
         "--on-error",
         choices=("stop", "skip"),
@@ -191,21 +185,14 @@ def add_parser(commands: Any) -> None:
         help="replace a cache in --out that was made from another source or with other "
         "options or splits (without it that is an error; an identical rerun needs none)",
     )
-    run_.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be K/N like 1/4, got {text!r}") from None
-    if not 1 <= k <= n:
-        raise argparse.ArgumentTypeError(f"K/N needs 1 <= K <= N, got {text!r}")
-    return k, n
+    add_no_progress(run_)
+    # --merge compares against these: taken from the parser, never copied by hand.
+    _PARSER_DEFAULTS.update({dest: p.get_default(dest) for dest in _MADE_BY_SHARDS})
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `calf --help` does not pay for torch.
+    from calfseg.data.preparation.entry import PrepareSettingsError
     from calfseg.data.preparation.pipeline import CaseFailedError, MissingPartsError, PrepareError
     from calfseg.extras import MissingExtraError
 
@@ -225,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
             if warning.category.__name__ != "LeakageWarning":  # said before the run
                 print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
         return code
+    except PrepareSettingsError as err:
+        return error(PROG, str(err), EXIT_USAGE)
     except CaseFailedError as err:
         hint = "\nhint: --on-error skip leaves such cases out and lists them at the end"
         return error(PROG, f"{err}{hint}", EXIT_FAILURE)
@@ -235,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from calfseg.data.preparation.pipeline import merge_cache, prepare_cache
+    from calfseg.data import prepare
+    from calfseg.data.preparation.pipeline import merge_cache
 
     if args.merge is not None:
         report = merge_cache(args.merge)
@@ -245,23 +235,10 @@ def _run(args: argparse.Namespace) -> int:
     unwritable = check_output_folder(args.out, "--out")
     if unwritable is not None:
         return error(PROG, unwritable, EXIT_FAILURE)
-    if bool(args.src) == (args.synthetic is not None):
-        return error(PROG, "give either SRC (a dataset folder) or --synthetic PRESET", EXIT_USAGE)
-    missing = [str(src) for src in args.src if not src.is_dir()]
-    if missing:
-        return error(PROG, f"no such folder: {', '.join(missing)}", EXIT_USAGE)
-    for flag in ("cases", "slices"):
-        if getattr(args, flag) is not None and args.synthetic is None:
-            return error(PROG, f"--{flag} applies to --synthetic", EXIT_USAGE)
-    try:
-        options, splits = _options(args)
-    except ValueError as err:
-        return error(PROG, str(err), EXIT_USAGE)
-    source_or_code = _source(args)
-    if isinstance(source_or_code, int):
-        return source_or_code
-    source, message = source_or_code
-    print(f"{PROG}: {message}", file=sys.stderr)
+    problem = _source_problem(args)
+    if problem is not None:
+        return error(PROG, problem, EXIT_USAGE)
+    options, splits = _options(args)
     if splits.mode == "slice":
         print(
             f"{PROG}: warning: --split slice puts slices of one patient in train, val and "
@@ -269,16 +246,23 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     before = _digest(args.out)
-    report = prepare_cache(
-        source,
+    report = prepare(
+        args.src or None,
         args.out,
-        options,
-        splits,
+        synthetic=args.synthetic,
+        cases=args.cases,
+        slices=args.slices,
+        layout=args.layout,
+        manifest=args.manifest,
+        label_source=args.label_source,
+        options=options,
+        splits=splits,
         workers=args.workers,
         shard=args.shard,
         on_error=args.on_error,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        log=lambda line: print(f"{PROG}: {line}", file=sys.stderr),
     )
     code = _finish(report)
     after = _digest(args.out)
@@ -298,6 +282,22 @@ def _run(args: argparse.Namespace) -> int:
     return error(PROG, problem, EXIT_FAILURE) if problem is not None else code
 
 
+def _source_problem(args: argparse.Namespace) -> str | None:
+    """A usage error in how the source is given, phrased with the options' names."""
+    from calfseg.data.sources.synthetic import SYNTHETIC_PRESETS
+
+    if bool(args.src) == (args.synthetic is not None):
+        return "give either SRC (a dataset folder) or --synthetic PRESET"
+    for src in args.src:
+        check_input(src, "SRC", "folder")  # raises: a missing input is exit 1, not usage
+    for flag in ("cases", "slices"):
+        if getattr(args, flag) is not None and args.synthetic is None:
+            return f"--{flag} applies to --synthetic"
+    if args.synthetic is not None:
+        check_choice("--synthetic preset", args.synthetic, sorted(SYNTHETIC_PRESETS), valid="known")
+    return None
+
+
 def _digest(cache: Path) -> str | None:
     """The digest of a finished cache at ``cache``, or None when there is none."""
     from calfseg.data.cache import CacheError, cache_digest, read_meta
@@ -311,17 +311,19 @@ def _digest(cache: Path) -> str | None:
 
 
 def _options(args: argparse.Namespace) -> tuple[Any, Any]:
-    from calfseg.data.preprocess import PreprocessOptions
+    """PreprocessOptions and SplitOptions of the command line (PrepareSettingsError, a
+    usage error, names a bad value)."""
+    from calfseg.data.preparation.entry import PrepareSettingsError, preprocess_options
     from calfseg.data.splits.options import SplitOptions
 
-    size = args.size if args.size is not None else _default_size(args)
     modalities: str | tuple[str, ...] = args.modalities
     if args.modalities not in ("paper", "all"):
         modalities = tuple(m.strip().lower() for m in args.modalities.split(",") if m.strip())
     if args.stack and isinstance(modalities, str):
-        raise ValueError("--stack needs the channels in order: --modalities M1,M2,...")
-    options = PreprocessOptions(
-        size=size,
+        raise PrepareSettingsError("--stack needs the channels in order: --modalities M1,M2,...")
+    options = preprocess_options(
+        size=args.size,
+        synthetic=args.synthetic,
         modalities=modalities,
         stack=args.stack,
         labels=None if args.labels is None else tuple(args.labels),
@@ -331,68 +333,26 @@ def _options(args: argparse.Namespace) -> tuple[Any, Any]:
         drop_outside_brain=args.drop_outside_brain,
         image_dtype=args.dtype,
     )
-    splits = SplitOptions(
-        mode=args.split,
-        val=args.val,
-        test=args.test,
-        seed=args.seed,
-        kfold=args.kfold,
-        fold=args.fold,
-    )
-    return options, splits
-
-
-def _default_size(args: argparse.Namespace) -> int:
-    if args.synthetic is None:
-        return 256
-    from calfseg.data.sources.synthetic import PRESETS
-
-    preset = PRESETS.get(args.synthetic)
-    return 64 if preset is None else int(preset.params.size)
-
-
-def _source(args: argparse.Namespace) -> tuple[Any, str] | int:
-    """The PrepareSource and a line saying what it is, or an exit code."""
-    from calfseg.data.preparation.source import folder_source, pooled_source, synthetic_source
-
-    if args.synthetic is not None:
-        from calfseg.data.sources.synthetic import PRESETS
-
-        if args.synthetic not in PRESETS:
-            known = ", ".join(sorted(PRESETS))
-            return error(
-                PROG, f"unknown --synthetic preset {args.synthetic!r}; known: {known}", EXIT_USAGE
-            )
-        source = synthetic_source(
-            args.synthetic, cases=args.cases, slices=args.slices, seed=args.seed, size=args.size
-        )
-        return source, f"synthetic preset {args.synthetic} (seed {args.seed})"
-    reader_options: dict[str, Any] = {}
-    if args.manifest is not None:
-        reader_options["manifest"] = args.manifest
-    if args.label_source is not None:
-        reader_options["labels"] = args.label_source
     try:
-        if len(args.src) > 1:
-            return pooled_source(args.src, args.layout, **reader_options)
-        return folder_source(args.src[0], args.layout, **reader_options)
-    except (ValueError, TypeError, OSError) as err:
-        return error(PROG, f"{' '.join(map(str, args.src))}: {err}", EXIT_USAGE)
+        splits = SplitOptions(
+            mode=args.split,
+            val=args.val,
+            test=args.test,
+            seed=args.seed,
+            kfold=args.kfold,
+            fold=args.fold,
+        )
+    except ValueError as err:
+        raise PrepareSettingsError(str(err)) from err
+    return options, splits
 
 
 def _options_given_with_merge(args: argparse.Namespace) -> list[str]:
     given = []
     if args.src or args.out is not None:
         given.append("SRC/--out")
-    parser_defaults = {
-        "layout": "auto", "modalities": "paper", "stack": False, "normalise": "minmax-slice",
-        "mask_resize": "paper", "keep_aspect": False, "drop_outside_brain": False,
-        "dtype": "uint8", "split": "case", "val": 0.1, "test": 0.1, "seed": 0,
-        "on_error": "stop",
-    }  # fmt: skip
     for dest in _MADE_BY_SHARDS:
-        value = getattr(args, dest)
-        if value != parser_defaults.get(dest):
+        if getattr(args, dest) != _PARSER_DEFAULTS[dest]:
             given.append("--" + dest.replace("_", "-"))
     return given
 
@@ -451,11 +411,11 @@ def _cache_lines(meta: dict[str, Any]) -> list[str]:
 
 def _fingerprint_lines(cache: Path) -> list[str]:
     from calfseg.data.cache import FINGERPRINT_FILE
+    from calfseg.fingerprint import load_fingerprint
     from calfseg.rule import select_branch
-    from calfseg.stats import AreaMoments
 
     try:
-        moments = AreaMoments.load(cache / FINGERPRINT_FILE)
+        moments = load_fingerprint(cache / FINGERPRINT_FILE).moments
     except (OSError, ValueError):
         return []
     pick = select_branch(moments.skewness(), moments.kurtosis(), count=moments.count)

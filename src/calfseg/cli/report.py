@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, error
+from calfseg.cli.common import EXIT_OK, check_input
+from calfseg.cli.errors import InputError
 
 PROG = "calf report"
 DEFAULT_MARGIN_TEXT = "0.01"  # calfseg.bench.stats.DEFAULT_MARGIN, not imported: cheap --help
@@ -47,20 +48,22 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from calfseg.bench.grid import RUNS_FOLDER
-    from calfseg.bench.report import build_report, recorded_margin
+    from calfseg.bench.report import build_benchmark_report, recorded_margin
     from calfseg.bench.stats import VERDICTS
-    from calfseg.extras import MissingExtraError, require
+    from calfseg.extras import require
 
+    check_input(args.results, "RESULTS_DIR", "folder")
     if not (args.results / RUNS_FOLDER).is_dir():
-        return error(PROG, f"{args.results} has no {RUNS_FOLDER}/ folder", EXIT_USAGE)
+        raise InputError(
+            f"RESULTS_DIR {args.results}: has no {RUNS_FOLDER}/ folder (not the --out of a "
+            "calf benchmark)"
+        )
     chosen = args.margin if args.margin is not None else recorded_margin(args.results)
-    try:
-        # Checked first: the statistics need scipy, and a missing package should be named
-        # with its pip command rather than surface as an ImportError halfway through.
-        require("scipy.stats", "calf report (bootstrap intervals and Wilcoxon tests)")
-        files = build_report(args.results, margin=chosen)
-    except (MissingExtraError, OSError, ValueError) as err:
-        return error(PROG, str(err), EXIT_FAILURE)
+    # Checked first: the statistics need scipy, and a missing package should be named with
+    # its pip command rather than surface as an ImportError halfway through. What the report
+    # raises (a corrupt run file, named) reaches calfseg.cli.run_guarded and its table.
+    require("scipy.stats", "calf report (bootstrap intervals and Wilcoxon tests)")
+    files = build_benchmark_report(args.results, margin=chosen)
     counts = {v: sum(r.verdict == v for r in files.verdicts) for v in VERDICTS}
     said = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none"
     print(

@@ -9,21 +9,23 @@ time of the whole run."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from calfseg.cli.common import (
-    EXIT_FAILURE,
     EXIT_OK,
-    EXIT_USAGE,
-    error,
+    UsageError,
+    check_input,
     loss_option,
     non_negative_int,
     positive_float,
     positive_int,
 )
+from calfseg.cli.errors import InputError, OutputPathError, checking_options
+from calfseg.cli.options import add_device, add_no_progress, add_preset, add_seed
 
 PROG = "calf train"
 PRESET_CHOICES = ("project", "paper", "cpu", "tiny")
@@ -77,9 +79,9 @@ def add_parser(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="an option of the loss (repeatable), e.g. --loss-option grid=2",
     )
-    p.add_argument(
-        "--preset",
-        choices=PRESET_CHOICES,
+    add_preset(
+        p,
+        PRESET_CHOICES,
         default=None,
         help="project: the project protocol (patient-level split, validation, best "
         "checkpoint) with paper-size smp models, 20 epochs, batch 32, lr 1e-5, seed 12345; "
@@ -131,7 +133,7 @@ def add_parser(commands: Any) -> None:
         choices=("none", "bf16", "fp16"),
         help="mixed precision on CUDA (--amp alone: bf16)",
     )
-    t.add_argument("--seed", type=int)
+    add_seed(t, default=None, help="seed of the run (default: the preset's)")
     t.add_argument("--max-steps", type=positive_int, help="steps per epoch at most (smoke runs)")
     d = p.add_argument_group("data")
     d.add_argument(
@@ -148,12 +150,12 @@ def add_parser(commands: Any) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--val-every", type=positive_int, metavar="N")
     r.add_argument("--checkpoint-every", type=non_negative_int, metavar="N")
-    r.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    add_device(r, default=None)  # None: auto, and the preset follows the device
     r.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
     r.add_argument(
         "--overwrite", action="store_true", help="start again over a run already in RUN_DIR"
     )
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(r)
     r.add_argument(
         "--sync-bn", action="store_true", default=None, help="DDP on CUDA: SyncBatchNorm"
     )
@@ -189,8 +191,9 @@ _OVERRIDES = {
 }
 
 
-def make_config(args: argparse.Namespace) -> Any:
-    """The TrainConfig of the command line (ValueError on a bad option)."""
+def make_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
+    """The TrainConfig of the command line (ValueError on a bad option), starting from
+    ``base``, the options of ``--config`` (:func:`read_config`), when given."""
     from calfseg.train import TrainConfig
 
     overrides: dict[str, Any] = {
@@ -209,8 +212,7 @@ def make_config(args: argparse.Namespace) -> Any:
         overrides["val_split"] = None
         if args.patience is _UNSET:  # nothing to stop on: train the whole budget
             overrides["patience"] = None
-    if args.config is not None:
-        base = TrainConfig.from_json(args.config).to_dict()
+    if base is not None:
         return TrainConfig.from_dict({**base, "cache": str(args.data), **overrides})
     preset = args.preset or default_preset(args.device)
     config: Any = TrainConfig.from_preset(preset, args.data, **overrides)
@@ -318,24 +320,34 @@ def stop_line(outcome: dict[str, Any]) -> str:
     return f"{best}; {why}, {state}"
 
 
-def run(args: argparse.Namespace) -> int:
-    from calfseg.data import CacheError
-    from calfseg.extras import MissingExtraError
-    from calfseg.train import CheckpointError, train_run
-    from calfseg.train.build import RunSetupError
-    from calfseg.train.checkpoint import CheckpointFileError
+def read_config(path: Path) -> dict[str, Any]:
+    """The options of ``--config JSON`` (a config.json of a run). A missing or malformed
+    file is an input error (exit 1); its options are checked with the command line's."""
+    from calfseg.train import TrainConfig
 
     try:
-        config = make_config(args)
-    except (ValueError, OSError) as err:
-        return error(PROG, str(err), EXIT_USAGE)
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"--config {path}: no such file") from None
+    try:
+        values = json.loads(text)
+        return dict(TrainConfig.from_dict(values).to_dict())
+    except (ValueError, TypeError, AttributeError) as err:
+        raise InputError(f"--config {path}: not a calf train config.json ({err})") from err
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in RUN_DIR, --overwrite replaces it: give one")
+    check_input(args.data, "--data", "folder")  # raises: a missing cache is exit 1
+    base = None if args.config is None else read_config(args.config)
+    with checking_options():
+        config = make_config(args, base)
     existing = [f for f in _RUN_FILES if (args.out / f).exists()]
     if existing and not (args.resume or args.overwrite):
-        return error(
-            PROG,
+        raise OutputPathError(
             f"{args.out} already holds a run ({', '.join(existing)}): pass --resume to "
-            "continue it or --overwrite to start again",
-            EXIT_USAGE,
+            "continue it or --overwrite to start again"
         )
     print(preset_line(args, config), file=sys.stderr, flush=True)
 
@@ -344,17 +356,13 @@ def run(args: argparse.Namespace) -> int:
         if row["epoch"] == 1 and config.epochs > 1:
             print(estimate_line(row, config.epochs), file=sys.stderr, flush=True)
 
-    try:
-        outcome = train_run(
-            config, args.out, resume=args.resume, progress=not args.no_progress,
-            on_epoch=on_epoch,
-        )  # fmt: skip
-    except CheckpointFileError as err:  # a bad or unsafe RUN_DIR/last.pt: a bad file
-        return error(PROG, str(err), EXIT_FAILURE)
-    except (RunSetupError, CheckpointError, CacheError) as err:
-        return error(PROG, str(err), EXIT_USAGE)
-    except (ValueError, MissingExtraError) as err:
-        return error(PROG, str(err), EXIT_FAILURE)
+    from calfseg.train import train_run
+
+    # What the run raises (a damaged cache, a bad RUN_DIR/last.pt, a split the cache lacks)
+    # reaches calfseg.cli.run_guarded, whose table gives its exit code.
+    outcome = train_run(
+        config, args.out, resume=args.resume, progress=not args.no_progress, on_epoch=on_epoch
+    )
     results = outcome.get("results")
     if results is None:  # not rank 0
         return EXIT_OK

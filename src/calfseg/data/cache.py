@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from calfseg.errors import DataError
+
 CACHE_FORMAT = "calfseg.cache/1"
 META_FILE = "meta.json"
 IMAGES_FILE = "images.npy"
@@ -53,7 +55,7 @@ _VOLATILE_META = ("created", "calfseg_version")
 IMAGE_DTYPES: tuple[str, ...] = ("uint8", "float16")
 
 
-class CacheError(ValueError):
+class CacheError(DataError, ValueError):
     """A folder that is not a finished calfseg cache, or one whose files disagree."""
 
 
@@ -212,14 +214,15 @@ def read_index(path: Path) -> dict[str, np.ndarray]:
         with open(path, newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader)
-            columns = list(zip(*reader)) or [() for _ in header]
-    except (OSError, StopIteration, UnicodeDecodeError) as err:
+            columns = list(zip(*reader, strict=True)) or [() for _ in header]
+    # ValueError: rows of unequal length (zip strict)
+    except (OSError, StopIteration, UnicodeDecodeError, ValueError) as err:
         raise CacheError(f"{path}: cannot read the index ({err or 'empty file'})") from err
     missing = [name for name in INDEX_COLUMNS if name not in header]
     if missing:
         raise CacheError(f"{path}: no column(s) {', '.join(missing)}")
     index: dict[str, np.ndarray] = {}
-    for name, values in zip(header, columns):
+    for name, values in zip(header, columns, strict=True):
         kind = INDEX_COLUMNS.get(name, "U")
         try:
             if kind == "U":

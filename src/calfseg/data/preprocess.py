@@ -1,6 +1,6 @@
 """Preprocessing of one case: pure functions on arrays, from canonical volumes to 2D samples.
 
-The paper's protocol (METHOD.md section 5): every axial slice of each chosen modality is a
+The paper's protocol (docs/method.md section 5): every axial slice of each chosen modality is a
 one-channel sample; the label is the whole tumour (label > 0); intensities are min-max
 scaled per slice to [0, 1]; slices are resized to 256 x 256 (bilinear; the mask is resized
 bilinearly too and re-binarised with > 0). The functions below do each step for a whole
@@ -23,7 +23,7 @@ Intensity normalisations, each giving float32 in [0, 1]:
 - ``paper``: ``minmax-slice`` for every dataset and modality. (An earlier reading had the
   authors use a per-volume min-max for UPENN-GBM FLAIR; their notebook's per-volume scaling
   is undone when each slice is saved with matplotlib's ``imsave``, which rescales every
-  slice to its own range: METHOD.md section 5, correction.)
+  slice to its own range: docs/method.md section 5, correction.)
 
 Resizing: slices of any shape become ``size x size``. A non-square slice is stretched to the
 square unless ``keep_aspect`` pads it first (centred, with zeros, after normalisation). The
@@ -328,6 +328,38 @@ def choose_modalities(
     return tuple(request)
 
 
+def preprocess_images(
+    volumes: Sequence[np.ndarray],
+    options: PreprocessOptions,
+    slices: slice | np.ndarray = slice(None),
+    names: Sequence[str] | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image half of :func:`slice_case`, shared with ``calf predict`` so that a file is
+    preprocessed for prediction exactly as ``calf prepare`` stores it for training.
+
+    ``volumes``: one ``(X, Y, Z)`` array per channel; ``slices``: which of the Z slices.
+    Each volume is normalised (``options.normalise``), its slices are moved first, padded to
+    a square (``keep_aspect``), resized to ``options.size`` and quantised to
+    ``options.image_dtype``. Returns ``(K, C, size, size)`` images and the side of the
+    (padded) slices before resizing. ValueError (prefixed with the channel's name from
+    ``names``) for NaN or infinite intensities."""
+    labels = list(names) if names is not None else [f"channel {c}" for c in range(len(volumes))]
+    first = np.asarray(volumes[0])
+    count = len(range(first.shape[-1])[slices]) if isinstance(slices, slice) else len(slices)
+    stack = np.empty((count, len(volumes), *first.shape[:2]), dtype=np.float32)
+    for c, (name, image) in enumerate(zip(labels, volumes, strict=True)):
+        try:
+            normalised = normalise(image, options.normalise)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        stack[:, c] = np.moveaxis(normalised[..., slices], -1, 0)
+    if options.keep_aspect:
+        stack = pad_to_square(stack)
+    side_x, side_y = stack.shape[-2:]
+    images = to_image_dtype(resize_images(stack, options.size), options.image_dtype)
+    return images, (int(side_x), int(side_y))
+
+
 # -- one case -------------------------------------------------------------------------------
 
 
@@ -346,7 +378,7 @@ def slice_case(volumes: CaseVolumes, options: PreprocessOptions) -> CaseSlices:
     if label.ndim != 3:
         raise CaseError(case_id, f"the label volume has shape {label.shape}, expected 3 axes")
     raw = [np.asarray(volumes.images[m]) for m in chosen]
-    for name, image in zip(chosen, raw):
+    for name, image in zip(chosen, raw, strict=True):
         if image.shape != label.shape:
             raise CaseError(
                 case_id, f"the {name} image has shape {image.shape}, the label {label.shape}"
@@ -357,19 +389,13 @@ def slice_case(volumes: CaseVolumes, options: PreprocessOptions) -> CaseSlices:
         keep = keep[~outside_brain(raw)]
     # Every slice kept: a plain view instead of a copy by fancy indexing.
     chosen_slices: slice | np.ndarray = slice(None) if len(keep) == label.shape[-1] else keep
-    stack = np.empty((len(keep), len(chosen), *label.shape[:2]), dtype=np.float32)
-    for c, (name, image) in enumerate(zip(chosen, raw)):
-        try:
-            normalised = normalise(image, options.normalise)
-        except ValueError as err:
-            raise CaseError(case_id, f"{name}: {err}") from None
-        stack[:, c] = np.moveaxis(normalised[..., chosen_slices], -1, 0)
+    try:
+        images, (side_x, side_y) = preprocess_images(raw, options, chosen_slices, chosen)
+    except ValueError as err:
+        raise CaseError(case_id, str(err)) from None
     masks = np.moveaxis(binary_mask(label, options.labels)[..., chosen_slices], -1, 0)
-
     if options.keep_aspect:
-        stack, masks = pad_to_square(stack), pad_to_square(masks)
-    side_x, side_y = stack.shape[-2:]
-    images = to_image_dtype(resize_images(stack, options.size), options.image_dtype)
+        masks = pad_to_square(masks)
     out_masks = resize_masks(masks, options.size, options.mask_resize).view(np.uint8)
 
     if options.stack:

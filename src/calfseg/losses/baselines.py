@@ -1,4 +1,4 @@
-"""The paper's baseline losses, as the authors define them (METHOD.md section 5, the authors'
+"""The paper's baseline losses, as the authors define them (docs/method.md section 5, the authors'
 ``scripts/loss_functions.py``), by default.
 
 Notation: ``z`` the logits, ``p = sigmoid(z)``, ``y`` in {0, 1}; TP = sum(p y),

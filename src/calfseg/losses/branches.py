@@ -1,4 +1,4 @@
-"""The six per-pixel branch losses of CALF, as functions of logits (METHOD.md section 3).
+"""The six per-pixel branch losses of CALF, as functions of logits (docs/method.md section 3).
 
 With ``p = sigmoid(z)`` for a logit ``z`` and a target ``y`` in {0, 1}, each loss is the mean
 over all elements (``reduction="mean"``) of:
@@ -36,7 +36,8 @@ bound and differ beyond it, as described below.
     softplus); ``logit(sigmoid(z)) = z``, so the logit loss is ``(1 - 2y) z``;
   * arcsine without a clamp (it is bounded in [-pi/2, 0] anyway):
     ``asin(sqrt(sigmoid(z))) = atan(e^{z/2}) = atan2(s, 1 - s)`` with ``s = sigmoid(z/2)``,
-    and ``asin(sqrt(1 - sigmoid(z))) = pi/2 - atan2(s, 1 - s)``;
+    and ``asin(sqrt(1 - sigmoid(z))) = pi/2 - atan2(s, 1 - s)`` (the fused mean evaluates
+    ``atan(e^{z/2})``, the per-element map ``atan2``);
   * ln and log10 as the exact, unclamped ``binary_cross_entropy_with_logits`` (divided by
     ln 10 for log10): the clamp bounds nothing there, it only stops confident errors from
     learning;
@@ -182,7 +183,7 @@ def bce_dice_terms(
     """Per-element BCE plus the scalar ``1 - Dice`` of all elements.
 
     ``clamp_probability`` clamps p to [1e-7, 1 - 1e-7] before both terms, as the authors'
-    region-specific CALF does (METHOD.md section 4).
+    region-specific CALF does (docs/method.md section 4).
     """
     if clamp_probability:
         p = _paper_probability(z)

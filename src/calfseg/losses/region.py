@@ -1,6 +1,6 @@
 """Region-specific CALF: the rule applied tile by tile, tiles weighted by their errors.
 
-METHOD.md section 4, from the authors' code: split each H x W map into a g x g grid
+docs/method.md section 4, from the authors' code: split each H x W map into a g x g grid
 (g = 4). For every tile, the tile's foreground areas over the batch give (S, K), the rule
 picks a branch, and the branch loss ``L_t`` is the mean over the tile. Each tile is weighted
 by ``w_t = 1 + FP_t + FN_t``, the false-positive and false-negative pixel counts of

@@ -24,6 +24,8 @@ from typing import Any
 
 from torch import nn
 
+from calfseg.errors import OptionError, did_you_mean, unknown_choice
+from calfseg.fingerprint import Fingerprint
 from calfseg.losses import alternatives, baselines
 from calfseg.losses.branches import Numerics
 from calfseg.losses.calf import CALFLoss
@@ -32,7 +34,9 @@ from calfseg.rule import Thresholds
 from calfseg.stats.areas import AreaMethod
 from calfseg.stats.moments import AreaMoments
 
-Fingerprint = str | Path | dict[str, Any] | AreaMoments
+# What a calf-dataset loss is fitted on: a fingerprint file (or a cache folder holding one),
+# its document, a Fingerprint or bare AreaMoments; read by CALFLoss.fit (load_fingerprint).
+FingerprintSource = str | Path | dict[str, Any] | AreaMoments | Fingerprint
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def _calf(
 
 def _calf_dataset(
     *,
-    fingerprint: Fingerprint,
+    fingerprint: FingerprintSource,
     area: AreaMethod = "pixels",
     numerics: Numerics = "bounded",
     thresholds: Thresholds | dict[str, float] | None = None,
@@ -143,7 +147,7 @@ _SPECS = (
     LossSpec(
         "calf-region",
         "region-specific CALF: the rule per tile of a 4x4 grid, tiles weighted by 1 + FP + FN",
-        "METHOD.md section 4 (authors' code); calfseg.losses.RegionCALFLoss(4)",
+        "docs/method.md section 4 (authors' code); calfseg.losses.RegionCALFLoss(4)",
         "a tile empty over the whole batch has undefined S, K and uses bce_dice (BCE + 1 - "
         "the tile's Dice); its weight 1 + FP + FN counts its false positives",
         _calf_region,
@@ -152,7 +156,7 @@ _SPECS = (
     LossSpec(
         "bce",
         "binary cross-entropy with logits, mean over pixels",
-        "paper (METHOD.md 5); torch.nn.BCEWithLogitsLoss()",
+        "paper (docs/method.md 5); torch.nn.BCEWithLogitsLoss()",
         "per pixel: penalises every false positive of an empty image",
         baselines.bce_baseline,
         in_paper=True,
@@ -160,7 +164,7 @@ _SPECS = (
     LossSpec(
         "dice",
         "1 - 2 sum(py) / (sum(p) + sum(y) + 1e-5) per image, averaged",
-        "paper (METHOD.md 5); monai.losses.DiceLoss(sigmoid=True, smooth_nr=0, "
+        "paper (docs/method.md 5); monai.losses.DiceLoss(sigmoid=True, smooth_nr=0, "
         "smooth_dr=1e-5, batch=False)",
         _DICE_EMPTY,
         baselines.dice_baseline,
@@ -170,7 +174,7 @@ _SPECS = (
         "focal",
         "focal loss on p clamped to [1e-6, 1 - 1e-6], alpha 0.25 on positives, gamma 2, "
         "mean over pixels",
-        "paper (METHOD.md 5, the authors' FocalLoss), Lin et al. 2017; "
+        "paper (docs/method.md 5, the authors' FocalLoss), Lin et al. 2017; "
         "calfseg.losses.baselines.clamped_focal_loss; eps=None: no clamp, "
         "monai.losses.FocalLoss(alpha=0.25, gamma=2, use_softmax=False)",
         "per pixel: penalises false positives of an empty image (weight 0.75); the clamp "
@@ -181,7 +185,7 @@ _SPECS = (
     LossSpec(
         "tversky",
         "1 - TP / (TP + 0.7 FP + 0.3 FN + 1e-5) per image, averaged",
-        "paper (METHOD.md 5, the authors' TverskyLoss); monai.losses.TverskyLoss("
+        "paper (docs/method.md 5, the authors' TverskyLoss); monai.losses.TverskyLoss("
         "sigmoid=True, alpha=0.7 (FP), beta=0.3 (FN), smooth_nr=0, smooth_dr=1e-5, "
         "batch=False); per_image=False: one index over the batch (batch=True)",
         _DICE_EMPTY
@@ -193,7 +197,7 @@ _SPECS = (
     LossSpec(
         "iou",
         "1 - sum(py) / (sum(p) + sum(y) - sum(py) + 1e-5) per image, averaged (soft Jaccard)",
-        "paper (METHOD.md 5; constant as for Dice); monai.losses.DiceLoss(jaccard=True, "
+        "paper (docs/method.md 5; constant as for Dice); monai.losses.DiceLoss(jaccard=True, "
         "sigmoid=True, smooth_nr=0, smooth_dr=2e-5, batch=False)",
         _DICE_EMPTY,
         baselines.iou_baseline,
@@ -202,7 +206,7 @@ _SPECS = (
     LossSpec(
         "combo",
         "bce + dice (the paper's Dice)",
-        "paper (METHOD.md 5); monai.losses.DiceCELoss(sigmoid=True, smooth_nr=0, "
+        "paper (docs/method.md 5); monai.losses.DiceCELoss(sigmoid=True, smooth_nr=0, "
         "smooth_dr=1e-5, batch=False)",
         "BCE penalises false positives; the Dice term is a constant 1 on an empty image",
         baselines.combo_baseline,
@@ -257,12 +261,6 @@ def list_losses() -> tuple[str, ...]:
     return tuple(LOSSES)
 
 
-def format_losses() -> str:
-    """A two-column listing, name and summary, for ``--help`` and ``calf losses``."""
-    width = max(len(name) for name in LOSSES)
-    return "\n".join(f"{name:<{width}}  {spec.summary}" for name, spec in LOSSES.items())
-
-
 def markdown_table() -> str:
     """The registry as a Markdown table (name, formula, reference, empty masks, options), the
     one docs/baselines.md holds verbatim (a test checks it). Regenerate with
@@ -284,14 +282,18 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-def build_loss(name: str, *, fingerprint: Fingerprint | None = None, **options: Any) -> nn.Module:
+def build_loss(
+    name: str, *, fingerprint: FingerprintSource | None = None, **options: Any
+) -> nn.Module:
     """Build the registered loss ``name`` with ``options`` (see :attr:`LossSpec.options`).
 
     Args:
         name: one of :func:`list_losses`.
-        fingerprint: the cache's ``fingerprint.json`` (a path, its dict, or an
-            :class:`AreaMoments`); required by ``calf-dataset`` and ignored by the others, so
-            a caller may always pass the cache's.
+        fingerprint: the cache's ``fingerprint.json`` or any fingerprint file (a path, a
+            cache folder, its dict, a :class:`~calfseg.fingerprint.Fingerprint` or an
+            :class:`AreaMoments`), read by :func:`~calfseg.fingerprint.load_fingerprint`;
+            required by ``calf-dataset`` and ignored by the others, so a caller may always
+            pass the cache's.
         options: keyword options of that loss, e.g. ``per_image=True`` for ``tversky``.
 
     Raises:
@@ -300,11 +302,12 @@ def build_loss(name: str, *, fingerprint: Fingerprint | None = None, **options: 
     """
     spec = LOSSES.get(name)
     if spec is None:
-        raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(LOSSES)}")
+        raise unknown_choice("loss", name, LOSSES)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
-        raise ValueError(
-            f"loss {name!r} does not take the option(s) {', '.join(unknown)}; "
+        raise OptionError(
+            f"loss {name!r} does not take the option(s) {', '.join(unknown)}"
+            f"{did_you_mean(unknown[0], spec.options)}; "
             f"its options: {', '.join(spec.options) or 'none'}"
         )
     if spec.needs_fingerprint:

@@ -8,7 +8,7 @@ One idea per module, each importing only those above it::
                 reductions per_image, pooled, pooled_by_batch (the paper's)
     surface     HD95 and ASSD in mm (MONAI's surface distances; the diagonal rule)
     groups      per-case (volume) scores, lesion-size tertiles and the empty group
-    evaluate    evaluate_counts: one flat, JSON-safe dict of named results
+    results     evaluate_counts: one flat, JSON-safe dict of named results
     accumulator MetricAccumulator: update / merge / all_gather / compute
 
 The count metrics need torch and numpy only; HD95 and ASSD import MONAI (and scipy) when
@@ -17,7 +17,6 @@ first used. docs/metrics.md has the formulas and the policy table.
 
 from calfseg.metrics.accumulator import MetricAccumulator
 from calfseg.metrics.confusion import ConfusionCounts, binarise, confusion_counts
-from calfseg.metrics.evaluate import Results, evaluate_counts
 from calfseg.metrics.groups import (
     EMPTY_GROUP,
     GROUPS,
@@ -35,6 +34,7 @@ from calfseg.metrics.policy import (
     Score,
     UndefinedMetricWarning,
 )
+from calfseg.metrics.results import Results, evaluate_counts
 from calfseg.metrics.scores import (
     METRICS,
     accuracy,

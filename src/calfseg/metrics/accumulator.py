@@ -3,7 +3,7 @@
 The state is per image, never a running mean, so any reduction can be computed at the end
 and accumulators merge exactly: confusion counts (32 bytes per image, kept on the
 prediction's device until :meth:`MetricAccumulator.compute`), surface distances (numpy,
-CPU) and case ids. ``compute()`` equals :func:`~calfseg.metrics.evaluate.evaluate_counts`
+CPU) and case ids. ``compute()`` equals :func:`~calfseg.metrics.results.evaluate_counts`
 of everything seen, in order.
 
 Distributed evaluation: each rank updates its own accumulator on its shard, then
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from calfseg.metrics.confusion import ConfusionCounts, binarise, confusion_counts
-from calfseg.metrics.evaluate import Results, evaluate_counts
 from calfseg.metrics.policy import EmptyPolicy, check_policy
+from calfseg.metrics.results import Results, evaluate_counts
 from calfseg.metrics.surface import SpacingLike, SurfaceDistances, surface_distances
 
 
@@ -124,7 +124,7 @@ class MetricAccumulator:
         return self
 
     def compute(self) -> Results:
-        """The results dict of every image seen (see :mod:`calfseg.metrics.evaluate`)."""
+        """The results dict of every image seen (see :mod:`calfseg.metrics.results`)."""
         counts = ConfusionCounts.cat([c.to("cpu") for c in self._counts])
         known = [ids for ids in self._case_ids if ids is not None]
         if known and len(known) != len(self._case_ids):

@@ -1,7 +1,7 @@
 """Per-image confusion counts of binarised predictions: the one input of the count metrics.
 
 A prediction is binarised as ``prediction > threshold``. The default threshold 0 on logits
-is the paper's binarisation (METHOD.md section 5: "logit > 0", i.e. sigmoid > 0.5); pass
+is the paper's binarisation (docs/method.md section 5: "logit > 0", i.e. sigmoid > 0.5); pass
 probabilities with ``threshold=0.5``. Bool predictions are used as they are. The target must
 be binary (0/1 or bool).
 

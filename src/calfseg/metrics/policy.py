@@ -7,7 +7,7 @@ both masks are empty. :data:`EmptyPolicy` says what such an image contributes to
 
 - ``"one"`` (default): the perfect value, 1 for the overlap scores (0 mm for distances,
   0 for MAE). The paper's choice: Dice is 1 when both masks are empty and precision is 1
-  when its denominator is 0 (METHOD.md section 5).
+  when its denominator is 0 (docs/method.md section 5).
 - ``"exclude"``: the image is left out of the mean; the number left out is reported.
 
 Undefined scores never turn into NaN inside a mean. A mean with nothing to average (no

@@ -35,7 +35,7 @@ Reductions (every reported number names its reduction):
   ``batch_size`` images, then the plain mean over batches, the last, smaller batch weighing
   as much as the others, **in the order given**. Our :func:`pooled` is the limit of one
   batch holding the whole set.
-- :func:`paper_batch_pooled`: the paper's number (METHOD.md section 5): the authors' test
+- :func:`paper_batch_pooled`: the paper's number (docs/method.md section 5): the authors' test
   loader was SHUFFLED, so :func:`pooled_by_batch` over batches of 32 of a seeded random
   order; the mean over several such orders (10 by default), with their spread. In cache
   order, runs of tumour-free slices fill whole batches that score 1 when nothing is
@@ -222,7 +222,7 @@ def paper_batch_pooled(
     seed: int = PAPER_SHUFFLE_SEED,
     policy: EmptyPolicy = "one",
 ) -> ShuffledScore:
-    """The paper's reduction (METHOD.md section 5) over seeded shuffled orders: runs of
+    """The paper's reduction (docs/method.md section 5) over seeded shuffled orders: runs of
     similar slices in ``counts`` (a cache's order) no longer form batches of their own.
 
     For each ``i < shuffles``: reorder the images by :func:`shuffled_order` ``(n, seed, i)``,

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from calfseg.models.counting import count_parameters, describe_model
 from calfseg.models.factory import build_model, check_input_size, input_size_rule
-from calfseg.models.names import MODELS, PRESETS
+from calfseg.models.names import MODEL_PRESETS, MODELS
 from calfseg.models.sizes import SizeRule
 from calfseg.models.smp_presets import ModelPreset, get_preset
 
 __all__ = [
     "MODELS",
-    "PRESETS",
+    "MODEL_PRESETS",
     "ModelPreset",
     "SizeRule",
     "build_model",

@@ -6,7 +6,7 @@ downloaded, as in the paper, whose models had no pretraining.
 
 - ``tiny``: small enough that a training step of 8 images of 64x64 takes tens of
   milliseconds on two CPU cores; for tests, examples and quick benchmarks.
-- ``paper``: capacity close to the paper's hand-written models (METHOD.md section 5), on
+- ``paper``: capacity close to the paper's hand-written models (docs/method.md section 5), on
   standard smp encoders. The authors' exact models are the ``authors`` preset
   (:mod:`calfseg.models.authors`).
 

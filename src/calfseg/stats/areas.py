@@ -1,6 +1,6 @@
 """Foreground area of each mask in a batch: the quantity whose distribution CALF summarises.
 
-Two definitions (METHOD.md section 2):
+Two definitions (docs/method.md section 2):
 
 - ``"pixels"`` (default): the number of nonzero elements of each sample (voxels for 3D).
 - ``"contour"``: the authors' polygon area. The mask is binarised (> 0), scaled to uint8

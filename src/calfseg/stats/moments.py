@@ -7,7 +7,7 @@ LeVeque (1979) extended to third and fourth moments by Pébay, "Formulas for rob
 parallel computation of covariances and arbitrary-order statistical moments", Sandia report
 SAND2008-6212, eq. 3.1. Merging is associative up to rounding, so the same areas give the
 same statistics in any order of updates and merges, on one process or gathered from many
-(``all_reduce``).
+(:func:`calfseg.stats.sync.all_reduce_moments`, which imports this module, never the reverse).
 
 The mean is kept as an unevaluated sum ``mean + mean_lo`` of two floats (double-double).
 Without the low part, the mean carries an error of half an ulp of its magnitude, and every
@@ -21,7 +21,7 @@ Skewness and kurtosis follow the definitions of ``scipy.stats.skew`` / ``scipy.s
 while this summary stays within ~1e-12 of the exact value):
 
 - biased (default): ``g1 = m3 / m2^1.5`` and excess ``g2 = m4 / m2^2 - 3`` with
-  ``m_k = M_k / n`` (METHOD.md section 2);
+  ``m_k = M_k / n`` (docs/method.md section 2);
 - ``bias=False``: ``G1 = g1 * sqrt(n (n-1)) / (n-2)`` for n > 2 and
   ``G2 = ((n^2 - 1) m4/m2^2 - 3 (n-1)^2) / ((n-2)(n-3))`` for n > 3; smaller n keep the
   biased value, as scipy does;
@@ -33,11 +33,9 @@ while this summary stays within ~1e-12 of the exact value):
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -186,21 +184,7 @@ class AreaMoments:
             value = ((n * n - 1.0) * value - 3.0 * (n - 1.0) ** 2) / ((n - 2.0) * (n - 3.0)) + 3.0
         return value - 3.0 if fisher else value
 
-    # -- distributed ------------------------------------------------------------------------
-
-    def all_reduce(self, group: Any = None) -> AreaMoments:
-        """Combine the summaries of all ranks of a torch.distributed group, in place.
-
-        Every rank ends with the same numbers (see :func:`calfseg.stats.sync.all_reduce_moments`,
-        which does this for a list of summaries in one collective). A no-op when
-        torch.distributed is not initialised.
-        """
-        from calfseg.stats.sync import all_reduce_moments
-
-        (merged,) = all_reduce_moments([self], group)
-        self.count, self.mean, self.mean_lo = merged.count, merged.mean, merged.mean_lo
-        self.m2, self.m3, self.m4 = merged.m2, merged.m3, merged.m4
-        return self
+    # -- collectives (calfseg.stats.sync.all_reduce_moments sends these rows) ---------------
 
     def as_row(self) -> list[float]:
         """The state as six floats (count, mean, m2, m3, m4, mean_lo), for collectives."""
@@ -262,12 +246,3 @@ class AreaMoments:
             float(raw["m4"]),
             float(raw["mean_lo"]),
         )
-
-    def save(self, path: str | Path) -> None:
-        """Write the fingerprint as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> AreaMoments:
-        """Read a fingerprint written by :meth:`save` (or any JSON with its keys)."""
-        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -32,6 +32,6 @@ def all_reduce_moments(moments: Sequence[AreaMoments], group: Any = None) -> lis
     per_rank = torch.stack(gathered).cpu().tolist()  # (ranks, len(moments), fields)
     merged = [AreaMoments() for _ in moments]
     for rank_rows in per_rank:
-        for total, row in zip(merged, rank_rows):
+        for total, row in zip(merged, rank_rows, strict=True):
             total.merge(AreaMoments.from_row(row))
     return merged

@@ -2,12 +2,15 @@
 
     config      TrainConfig (paper() and tiny() presets), to/from JSON
     build       datasets, model and loss from a config, with the start-up checks
-    loop        fit(): epochs, validation, logs, checkpoints, resumption
+    state       the typed run state (RunInputs, TrainingState): built, restored, checkpointed
+    loop        fit(): build, restore, epochs (train, validate, log, checkpoint), finish
     case_dice   the validation metric: mean per-case Dice (val_case_dice)
     stopping    early stopping (patience, min_delta) and the converged verdict
     schedule    the learning rate of each step: warmup, then constant or cosine
     distributed torchrun process groups and batch sharding
-    checkpoint  atomic save, safe load (weights_only), RNG states, architecture check
+    checkpoint  the typed Checkpoint (to_state/from_state, field checks), architecture check
+    checkpoint_file atomic save, safe load (weights_only), format 1 refused or converted
+    rng         the RNG states of python, numpy and torch as tensors and numbers
     cache_record what a model knows of its training cache (digest, fingerprint)
     trained_model load_trained_model(): a checkpoint, run folder or export, ready to use
     export      calf export: safetensors weights + a JSON record, to share a model

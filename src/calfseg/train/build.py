@@ -1,26 +1,33 @@
 """Build what a run needs from its :class:`TrainConfig`: datasets, model and losses, with
-the start-up checks (split present, input size, loss name) that fail with clear messages."""
+the start-up checks (split present, input size, loss name) that fail with clear messages;
+the seeding and determinism settings, the mixed-precision mode and each rank's batches.
+:func:`calfseg.train.state.start_training` puts these together in the order a run needs."""
 
 from __future__ import annotations
 
+import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from calfseg.data import SliceCache, SliceDataset, parse_filter
 from calfseg.data.cache import FINGERPRINT_FILE
 from calfseg.data.splits.assign import cv_splits, paper_slice_splits
+from calfseg.errors import DataError
 from calfseg.losses import build_loss
 from calfseg.losses.registry import LOSSES
 from calfseg.models import build_model, check_input_size
 from calfseg.stats import AreaMoments
+from calfseg.train import distributed as D
 from calfseg.train.config import TrainConfig
 
 
-class RunSetupError(ValueError):
+class RunSetupError(DataError, ValueError):
     """A run that cannot start: a missing split, a size the model rejects, a bad option."""
 
 
@@ -138,3 +145,52 @@ def fold_fingerprint(config: TrainConfig) -> AreaMoments:
 def uses_branches(config: TrainConfig) -> bool:
     """CALF losses report which branch each step used."""
     return config.loss.startswith("calf")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (third-party code may use it)
+    torch.manual_seed(seed)
+
+
+def set_determinism(enabled: bool) -> None:
+    """Deterministic kernels where torch has them (warn-only elsewhere), no cuDNN autotune."""
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = not enabled
+    torch.backends.cudnn.deterministic = enabled
+
+
+def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``config.amp`` on ``device``: None (float32) for ``"none"`` and,
+    with a warning, off CUDA."""
+    if config.amp == "none":
+        return None
+    if device.type != "cuda":
+        warnings.warn(
+            f"amp={config.amp!r} needs CUDA; training in float32 on {device}", stacklevel=4
+        )
+        return None
+    return torch.bfloat16 if config.amp == "bf16" else torch.float16
+
+
+def rank_batches(
+    n: int, config: TrainConfig, ctx: D.DistContext, *, epoch: int
+) -> list[np.ndarray]:
+    """This rank's batches of ``epoch`` (at most ``max_steps``); the same count every epoch.
+
+    Raises:
+        ValueError: the split gives not one batch of at least 2 slices per process.
+    """
+    batches = D.epoch_batches(
+        n, config.batch_size, seed=config.seed, epoch=epoch, rank=ctx.rank,
+        world_size=ctx.world_size,
+    )  # fmt: skip
+    if config.max_steps is not None:
+        batches = batches[: config.max_steps]
+    if not batches:
+        raise ValueError(
+            f"the training split has {n} slices: not one batch of at least 2 per "
+            f"process (batch_size {config.batch_size}, {ctx.world_size} process(es))"
+        )
+    return batches

@@ -1,211 +1,200 @@
-"""Checkpoints: everything needed to continue a run exactly, written atomically, read safely.
+"""The checkpoint of a training run as a typed record: :class:`Checkpoint`.
 
-A checkpoint is a ``torch.save`` dict (format ``calfseg.checkpoint/2``) made only of tensors,
-numbers, strings, ``None``, lists, tuples and dicts, so that it is read with
-``torch.load(..., weights_only=True)``: torch's restricted unpickler, which builds those
-types and nothing else, so a file cannot run code when it is loaded (docs/security.md). It
-holds the model's and the loss's state dicts, the optimizer, scheduler and gradient-scaler
-states, ``epoch`` (epochs completed), the RNG states of torch (CPU and CUDA), numpy and
-python (as tensors and numbers: :func:`rng_states`), the run's :class:`TrainConfig` as a
-dict, the best validation score and its epoch, the cache's preprocessing options
+Everything needed to continue a run exactly, and to give back its model: the model's and the
+loss's state dicts, the optimizer, scheduler and gradient-scaler states, ``epoch`` (epochs
+completed), the RNG states of torch (CPU and CUDA), numpy and python
+(:mod:`calfseg.train.rng`), the run's :class:`TrainConfig` as a dict, the best validation
+score and its epoch, the early-stopping state, the cache's preprocessing options
 (``cache_options``, which ``calf predict`` applies to new images) and ``cache``: what the
 training cache held (:mod:`calfseg.train.cache_record`).
 
-Format 1 (calf-seg 0.1) pickled numpy's RNG state: it cannot be read without unpickling, so
-it is refused with :class:`OldCheckpointFormatError`, which says how to convert a file one
-trusts (:func:`upgrade_checkpoint`).
+On disk it is the format-2 dict of :mod:`calfseg.train.checkpoint_file` (tensors and plain
+data only, read with torch's safe loader): :meth:`Checkpoint.to_state` writes exactly that
+dict and :meth:`Checkpoint.from_state` reads it back, checking every field; a missing field
+or one of the wrong type is a :class:`CheckpointFileError` that names the file and the field.
+Format-2 files of earlier calf-seg versions, which lacked ``stopping`` and ``cache``, read
+with those ``None``.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import pickletools
-import random
-import re
-import warnings
-import zipfile
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
 import torch
 
-from calfseg.train.atomic import atomic_write
-from calfseg.train.config import TrainConfig
+from calfseg.train.checkpoint_file import (
+    CHECKPOINT_FORMAT,
+    PREVIOUS_FORMAT,
+    CheckpointError,
+    CheckpointFileError,
+    OldCheckpointFormatError,
+    load_checkpoint,
+    save_checkpoint,
+    upgrade_checkpoint,
+)
+from calfseg.train.config import RESUMABLE_CHANGES, TrainConfig
+from calfseg.train.rng import RNG_KEYS, rng_states, set_rng_states
 
-CHECKPOINT_FORMAT = "calfseg.checkpoint/2"
-PREVIOUS_FORMAT = "calfseg.checkpoint/1"
+__all__ = [
+    "ARCHITECTURE",
+    "CHECKPOINT_FORMAT",
+    "MODEL_KEYS",
+    "PREVIOUS_FORMAT",
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointFileError",
+    "OldCheckpointFormatError",
+    "check_architecture",
+    "load_checkpoint",
+    "require_model_keys",
+    "rng_states",
+    "save_checkpoint",
+    "set_rng_states",
+    "upgrade_checkpoint",
+]
+
 # Options that define the network's architecture: a checkpoint is refused if they differ.
 ARCHITECTURE = ("model", "preset", "encoder")
 # What every checkpoint must hold to give back its model.
 MODEL_KEYS = ("model", "config", "in_channels", "size")
-# The part of a pickle that is scanned (without running it) to recognise format 1.
-_SCAN_LIMIT = 64 * 2**20
+# Fields that format-2 files written before early stopping and cache records lack.
+OPTIONAL_FIELDS = ("stopping", "cache")
+
+_NONE = type(None)
+# Each field's accepted types and, for the error message, what it should be.
+FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "model": ((dict,), "a dict of tensors (the model's state dict)"),
+    "loss": ((dict,), "a dict (the loss's state dict)"),
+    "optimizer": ((dict,), "a dict (the optimizer's state dict)"),
+    "scheduler": ((dict, _NONE), "a dict (the learning-rate plan) or None"),
+    "scaler": ((dict, _NONE), "a dict (the gradient scaler's state) or None"),
+    "epoch": ((int,), "an integer >= 0"),
+    "rng": ((dict,), f"a dict of the RNG states {', '.join(RNG_KEYS)}"),
+    "config": ((dict,), "a dict (the TrainConfig)"),
+    "best_score": ((float, int, _NONE), "a number or None"),
+    "best_epoch": ((int,), "an integer >= 0"),
+    "stopping": ((dict, _NONE), "a dict (the early-stopping state) or None"),
+    "cache_options": ((dict, _NONE), "a dict (the cache's calf prepare options) or None"),
+    "cache_image_dtype": ((str, _NONE), "a dtype name or None"),
+    "in_channels": ((int,), "an integer >= 1"),
+    "size": ((list, tuple), "[height, width], two integers >= 1"),
+    "cache": ((dict, _NONE), "a dict (the training cache's record) or None"),
+}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: missing, of another architecture or run."""
+class CheckpointFieldError(CheckpointFileError):
+    """A checkpoint file whose dict lacks a field or holds one of the wrong type."""
 
 
-class CheckpointFileError(CheckpointError):
-    """A file that is not a readable calf-seg model file, or one that would need unpickling
-    (running code) to be read. The CLI exits 1 on it (a bad file)."""
+@dataclass(kw_only=True)
+class Checkpoint:
+    """One epoch's checkpoint of a training run (module docstring); the fields are the
+    keys of the format-2 file, in the order they are written."""
 
+    model: dict[str, torch.Tensor]
+    loss: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None  # the plan: schedule, warmup_steps, total_steps, next_step
+    scaler: dict[str, Any] | None  # None: no gradient scaling (float32 or bf16)
+    epoch: int  # epochs completed
+    rng: dict[str, Any]
+    config: dict[str, Any]  # TrainConfig.to_dict()
+    best_score: float | None  # the best validation case Dice; None: no validation yet
+    best_epoch: int  # the epoch of best.pt
+    stopping: dict[str, Any] | None = None  # EarlyStopping.state(); None: an older file
+    cache_options: dict[str, Any] | None
+    cache_image_dtype: str | None
+    in_channels: int
+    size: tuple[int, int]  # (height, width) of the training slices
+    cache: dict[str, Any] | None = None  # calfseg.train.cache_record; None: not recorded
 
-class OldCheckpointFormatError(CheckpointFileError):
-    """A calf-seg checkpoint of format 1: readable only by unpickling it."""
+    def to_state(self) -> dict[str, Any]:
+        """The dict written to disk (without the format tag, which the writer adds)."""
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["size"] = [int(v) for v in self.size]
+        return state
 
+    @classmethod
+    def from_state(cls, state: Any, source: str | os.PathLike[str]) -> Checkpoint:
+        """The checkpoint in ``state`` (a dict read from ``source``; its ``format`` tag, if
+        any, is ignored: the reader checked it).
 
-# -- RNG states as tensors and numbers --------------------------------------------------------
+        Raises:
+            CheckpointFieldError: a field missing, unknown or of the wrong type; the
+                message names ``source`` and every such field.
+        """
+        if not isinstance(state, dict):
+            raise CheckpointFieldError(
+                f"{source} is not a calfseg checkpoint: it holds a {type(state).__name__}, "
+                "not a dict of fields"
+            )
+        values = {k: v for k, v in state.items() if k != "format"}
+        problems = _field_problems(values)
+        if problems:
+            raise CheckpointFieldError(
+                f"{source} is a damaged calfseg checkpoint: {'; '.join(problems)}"
+            )
+        for name in OPTIONAL_FIELDS:
+            values.setdefault(name, None)
+        score = values["best_score"]
+        values["best_score"] = None if score is None else float(score)
+        values["size"] = (int(values["size"][0]), int(values["size"][1]))
+        return cls(**values)
 
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
+    ) -> Checkpoint:
+        """Read and check the checkpoint file ``path`` (torch's safe loader: nothing runs).
 
-def rng_states() -> dict[str, Any]:
-    """The RNG states of python, numpy and torch (CPU, and every CUDA device if any), in
-    types the safe loader reads: python's ``random.getstate()`` and numpy's legacy
-    ``np.random.get_state()`` become dicts of an int64 tensor and numbers."""
-    states: dict[str, Any] = {
-        "python": _encode_python_state(random.getstate()),
-        "numpy": _encode_numpy_state(np.random.get_state()),  # noqa: NPY002 (legacy global)
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
+        Raises:
+            CheckpointError: no file at ``path``.
+            CheckpointFileError: not a readable format-2 checkpoint, or a damaged one.
+        """
+        return cls.from_state(load_checkpoint(path, map_location), path)
 
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write this checkpoint to ``path`` atomically (format 2)."""
+        save_checkpoint(path, self.to_state())
 
-def set_rng_states(states: dict[str, Any]) -> None:
-    """Restore what :func:`rng_states` returned, bit for bit."""
-    python, numpy_state = states["python"], states["numpy"]
-    random.setstate((int(python["version"]), tuple(python["state"].tolist()), python["gauss_next"]))
-    np.random.set_state(  # noqa: NPY002
-        (
-            str(numpy_state["name"]),
-            numpy_state["keys"].numpy().astype(np.uint32),
-            int(numpy_state["pos"]),
-            int(numpy_state["has_gauss"]),
-            float(numpy_state["cached_gaussian"]),
-        )
-    )
-    torch.set_rng_state(states["torch"].cpu())
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
-
-
-def _encode_python_state(state: tuple[Any, ...]) -> dict[str, Any]:
-    """``(version, 625 ints below 2**32, gauss_next)``: the ints fit an int64 tensor."""
-    version, internal, gauss_next = state
-    return {
-        "version": int(version),
-        "state": torch.tensor(internal, dtype=torch.int64),
-        "gauss_next": None if gauss_next is None else float(gauss_next),
-    }
-
-
-def _encode_numpy_state(state: Any) -> dict[str, Any]:
-    """``('MT19937', uint32[624], pos, has_gauss, cached_gaussian)`` as a dict."""
-    name, keys, pos, has_gauss, cached = state
-    return {
-        "name": str(name),
-        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "cached_gaussian": float(cached),
-    }
-
-
-# -- writing and reading ----------------------------------------------------------------------
-
-
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """Write ``state`` (with the format tag added) to ``path`` atomically: a crash mid-save
-    leaves the previous file intact."""
-    payload = {"format": CHECKPOINT_FORMAT, **state}
-    atomic_write(path, lambda handle: torch.save(payload, handle))
-
-
-def load_checkpoint(
-    path: str | os.PathLike[str],
-    map_location: str | torch.device = "cpu",
-    *,
-    trust_pickle: bool = False,
-) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` with torch's safe loader
-    (``weights_only=True``): nothing in the file runs.
-
-    Raises :class:`CheckpointError` if ``path`` does not exist, and
-    :class:`CheckpointFileError` for a file that is not a calf-seg checkpoint of format 2:
-    torn, foreign, or needing anything but tensors and plain data (the message names the
-    file and what it asked for). A format-1 checkpoint raises
-    :class:`OldCheckpointFormatError` unless ``trust_pickle``: then, and only for a file
-    recognised as format 1, it is unpickled (which runs whatever the file holds: only for
-    files you made) and returned converted to format 2.
-    """
-    source = Path(path)
-    if source.is_dir():
-        raise CheckpointFileError(
-            f"{source} is a folder, not a checkpoint file: give a .pt file such as "
-            f"{source / 'best.pt'}"
-        )
-    if not source.is_file():
-        raise CheckpointError(f"no checkpoint at {source}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's note on pickle protocols, not ours
-            state = torch.load(source, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not _is_refusal(err):
-            raise CheckpointFileError(
-                f"{source} is not a readable checkpoint ({_first_line(err)})"
+    def train_config(self, source: str | os.PathLike[str]) -> TrainConfig:
+        """The run's :class:`TrainConfig`; an invalid one is a file error naming ``source``."""
+        try:
+            return TrainConfig.from_dict(self.config)
+        except (TypeError, ValueError) as err:
+            raise CheckpointFieldError(
+                f"{source} holds an invalid training config in its field 'config' ({err})"
             ) from None
-        if _is_previous_format(source):
-            if trust_pickle:
-                return _load_previous_format(source, map_location)
-            raise OldCheckpointFormatError(_previous_format_message(source)) from None
-        raise CheckpointFileError(
-            f"{source} was refused: reading it would need unpickling "
-            f"({_refusal_reason(err)}), which can run code from the file; nothing in it was "
-            f"run. calf-seg reads its own checkpoints ({CHECKPOINT_FORMAT}) and exported "
-            "models (calf export); see docs/security.md"
-        ) from None
-    except Exception as err:  # torch raises many kinds on a torn or foreign file
-        raise CheckpointFileError(
-            f"{source} is not a readable checkpoint ({_first_line(err)})"
-        ) from None
-    return _checked(state, source)
+
+    def check_resumable(self, config: TrainConfig, source: str | os.PathLike[str]) -> None:
+        """Raise :class:`CheckpointError` unless training ``config`` on from this checkpoint
+        continues the same run: same architecture, and no option changed but those in
+        :data:`calfseg.train.config.RESUMABLE_CHANGES`."""
+        check_architecture(self.config, config, source)
+        stored = self.train_config(source)
+        changed = [n for n in config.differences(stored) if n not in RESUMABLE_CHANGES]
+        if changed:
+            raise CheckpointError(
+                f"{source} was trained with other options ({', '.join(changed)}); resuming "
+                "would not continue the same run: use another run folder, or resume=False / "
+                "no --resume to start again"
+            )
 
 
-def upgrade_checkpoint(
-    old: str | os.PathLike[str], new: str | os.PathLike[str], *, trust_pickle: bool = False
-) -> Path:
-    """Convert a format-1 checkpoint ``old`` into a format-2 one at ``new`` (resumable,
-    safe to load from then on). Format 1 can only be read by unpickling, which runs code:
-    pass ``trust_pickle=True`` only for a file you made yourself. The converted file has no
-    record of its training cache's digest (format 1 had none)."""
-    if not trust_pickle:
-        raise CheckpointFileError(
-            f"{old}: converting needs trust_pickle=True: the file is unpickled, which runs "
-            "any code it holds; do it only for a file you made yourself"
-        )
-    state = load_checkpoint(old, trust_pickle=True)
-    state.pop("format", None)
-    save_checkpoint(new, state)
-    return Path(new)
-
-
-def checkpoint_config(state: dict[str, Any]) -> TrainConfig:
-    """The :class:`TrainConfig` stored in a checkpoint."""
-    return TrainConfig.from_dict(state["config"])
-
-
-def check_architecture(state: dict[str, Any], config: TrainConfig, path: str | Path) -> None:
-    """Raise :class:`CheckpointError` if the checkpoint's model, preset or encoder differ
-    from ``config``'s, naming both."""
-    stored = state["config"]
+def check_architecture(
+    stored: dict[str, Any], config: TrainConfig, path: str | os.PathLike[str]
+) -> None:
+    """Raise :class:`CheckpointError` if the stored config's (a checkpoint's ``config``)
+    model, preset or encoder differ from ``config``'s, naming both."""
     wanted = config.to_dict()
-    diffs = [f"{k} {stored.get(k)!r} (checkpoint) vs {wanted[k]!r}" for k in ARCHITECTURE]
-    diffs = [d for k, d in zip(ARCHITECTURE, diffs, strict=True) if stored.get(k) != wanted[k]]
+    diffs = [
+        f"{k} {stored.get(k)!r} (checkpoint) vs {wanted[k]!r}"
+        for k in ARCHITECTURE
+        if stored.get(k) != wanted[k]
+    ]
     if diffs:
         raise CheckpointError(
             f"{path} holds another model: {'; '.join(diffs)}. Use a checkpoint of the same "
@@ -213,25 +202,9 @@ def check_architecture(state: dict[str, Any], config: TrainConfig, path: str | P
         )
 
 
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def _checked(state: Any, source: Path) -> dict[str, Any]:
-    """``state`` if it is a format-2 checkpoint with a model, else a clear error."""
-    found = state.get("format") if isinstance(state, dict) else None
-    if found == PREVIOUS_FORMAT:  # a format-1 file that happens to hold no numpy state
-        raise OldCheckpointFormatError(_previous_format_message(source))
-    if found != CHECKPOINT_FORMAT:
-        what = f"format {found!r}" if isinstance(found, str) else "no calf-seg format tag"
-        raise CheckpointFileError(
-            f"{source} is not a calfseg checkpoint ({what}; expected {CHECKPOINT_FORMAT!r})"
-        )
-    assert isinstance(state, dict)
-    return state
-
-
 def require_model_keys(state: dict[str, Any], source: str | os.PathLike[str]) -> None:
-    """Raise :class:`CheckpointFileError` unless ``state`` holds what gives back its model."""
+    """Raise :class:`CheckpointFileError` unless ``state`` holds what gives back its model
+    (the fields :data:`MODEL_KEYS`; the rest of a checkpoint is not needed to predict)."""
     missing = [key for key in MODEL_KEYS if key not in state]
     if not missing and not isinstance(state["config"], dict):
         missing = ["config (a dict)"]
@@ -241,86 +214,55 @@ def require_model_keys(state: dict[str, Any], source: str | os.PathLike[str]) ->
         )
 
 
-def _is_refusal(err: Exception) -> bool:
-    """Whether torch's safe loader refused something (rather than met a torn file)."""
-    return "Weights only load failed" in str(err) or "WeightsUnpickler" in str(err)
+# -- field checks ---------------------------------------------------------------------------
 
 
-def _refusal_reason(err: Exception) -> str:
-    """What torch's safe loader refused, in one line (e.g. 'Unsupported global: GLOBAL
-    posix.system ...'), from its long message."""
-    match = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\s*\n|Check the documentation)",
-                      str(err), flags=re.S)  # fmt: skip
-    text = " ".join((match.group(1) if match else _first_line(err)).split())
-    named = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if named:  # torch goes on to advise allowlisting it: not advice to give here
-        return f"it asks for the global {named.group(1)}"
-    opcode = re.search(r"Unsupported operand (\d+)", text)
-    if opcode:
-        return f"it uses pickle opcode {opcode.group(1)}, which only a full unpickler runs"
-    return text[:300]
+def _field_problems(values: dict[str, Any]) -> list[str]:
+    """What is wrong with the fields of a checkpoint dict, one phrase each (empty: nothing)."""
+    missing = [n for n in FIELD_TYPES if n not in values and n not in OPTIONAL_FIELDS]
+    unknown = sorted(set(values) - set(FIELD_TYPES))
+    problems = []
+    if missing:
+        problems.append(f"it lacks the field(s) {', '.join(missing)}")
+    if unknown:
+        problems.append(
+            f"unknown field(s) {', '.join(unknown)} (a checkpoint holds {', '.join(FIELD_TYPES)})"
+        )
+    for name, value in values.items():
+        if name in FIELD_TYPES and not _field_is_valid(name, value):
+            wanted = FIELD_TYPES[name][1]
+            problems.append(f"field {name!r} should be {wanted}, found {_describe(value)}")
+    return problems
 
 
-def _first_line(err: Exception) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(err).__name__
+def _field_is_valid(name: str, value: Any) -> bool:
+    types = FIELD_TYPES[name][0]
+    if isinstance(value, bool) or not isinstance(value, types):  # bool is an int: not here
+        return False
+    check = _VALUE_CHECKS.get(name)
+    return check is None or check(value)
 
 
-def _pickle_strings(source: Path) -> set[str]:
-    """The strings in a torch checkpoint's pickle, read with :mod:`pickletools` (a parser of
-    opcodes: nothing is built and nothing runs). Empty if the file cannot be parsed."""
-    found: set[str] = set()
-    try:
-        if zipfile.is_zipfile(source):
-            with zipfile.ZipFile(source) as archive:
-                names = [n for n in archive.namelist() if n.endswith("data.pkl")]
-                if not names:
-                    return found
-                with archive.open(names[0]) as handle:
-                    data = handle.read(_SCAN_LIMIT)
-        else:
-            with open(source, "rb") as handle:
-                data = handle.read(_SCAN_LIMIT)
-        for _, arg, _ in pickletools.genops(io.BytesIO(data)):
-            if isinstance(arg, str):
-                found.add(arg)
-    except Exception:  # a torn pickle: keep what was read before the tear
-        pass
-    return found
+def _is_count(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def _is_previous_format(source: Path) -> bool:
-    return PREVIOUS_FORMAT in _pickle_strings(source)
+# What a field's value must satisfy beyond its type.
+_VALUE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "epoch": lambda v: v >= 0,
+    "best_epoch": lambda v: v >= 0,
+    "in_channels": lambda v: v >= 1,
+    "size": lambda v: len(v) == 2 and all(_is_count(x, 1) for x in v),
+    "model": lambda v: all(
+        isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items()
+    ),
+    "rng": lambda v: all(key in v for key in RNG_KEYS),
+}
 
 
-def _previous_format_message(source: Path) -> str:
-    return (
-        f"{source} is a calf-seg checkpoint of the previous format ({PREVIOUS_FORMAT}): it "
-        "holds numpy's RNG state as a pickled object, and reading it would need unpickling, "
-        "which can run code from the file, so it was not read. If you trust it (you made "
-        f"it), convert it: `calf export --trust-pickle {source} OUT` writes a shareable "
-        "model for calf predict and calf evaluate, and in Python `from "
-        "calfseg.train.checkpoint import upgrade_checkpoint; upgrade_checkpoint(OLD, NEW, "
-        f"trust_pickle=True)` writes a {CHECKPOINT_FORMAT} checkpoint (resumable). "
-        "See docs/security.md"
-    )
-
-
-def _load_previous_format(source: Path, map_location: str | torch.device) -> dict[str, Any]:
-    """Unpickle a format-1 checkpoint (the caller trusts it) and convert it to format 2."""
-    try:
-        state = torch.load(source, map_location=map_location, weights_only=False)
-    except Exception as err:
-        raise CheckpointFileError(
-            f"{source} is not a readable checkpoint ({_first_line(err)})"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != PREVIOUS_FORMAT:
-        raise CheckpointFileError(f"{source} is not a calfseg checkpoint ({PREVIOUS_FORMAT})")
-    rng = dict(state.get("rng") or {})
-    if isinstance(rng.get("python"), tuple):
-        rng["python"] = _encode_python_state(rng["python"])
-    if isinstance(rng.get("numpy"), tuple):
-        rng["numpy"] = _encode_numpy_state(rng["numpy"])
-    converted = {**state, "rng": rng, "format": CHECKPOINT_FORMAT}
-    converted.setdefault("cache", None)  # format 1 kept no record of the cache's content
-    return _checked(converted, source)
+def _describe(value: Any) -> str:
+    """A short account of a wrong value for an error message."""
+    if isinstance(value, dict):
+        return f"a dict with keys {', '.join(map(str, list(value)[:8])) or '(none)'}"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"

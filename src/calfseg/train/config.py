@@ -7,7 +7,7 @@ Three presets (docs/train.md):
   Dice (mean per-case Dice), early stopping after 5 validations without improvement, smp
   models of the paper's sizes (model preset ``"paper"``), Adam lr 1e-5, 20 epochs, batch 32,
   seed 12345.
-- :meth:`TrainConfig.paper`: the **authors' protocol** end to end (METHOD.md section 5):
+- :meth:`TrainConfig.paper`: the **authors' protocol** end to end (docs/method.md section 5):
   the authors' models (model preset ``"authors"``), CALF with contour areas, the paper's
   numerics and per-rank statistics, the slice-level split re-dealt from the cache at run time
   (``split="paper-slices"``), no validation (the last epoch is kept), SyncBatchNorm under
@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from calfseg.models import MODELS, PRESETS
+from calfseg.errors import OptionError, did_you_mean, unknown_choice
+from calfseg.models import MODEL_PRESETS, MODELS
 
 SCHEDULES: tuple[str, ...] = ("none", "cosine")
 OPTIMIZERS: tuple[str, ...] = ("adam",)
@@ -42,7 +43,7 @@ TRAIN_PRESETS: tuple[str, ...] = ("project", "paper", "cpu", "tiny")
 PAPER_LOSSES: tuple[str, ...] = (
     "calf", "calf-region", "bce", "dice", "focal", "tversky", "iou", "combo",
 )  # fmt: skip
-"""The eight losses the paper compares (METHOD.md section 5)."""
+"""The eight losses the paper compares (docs/method.md section 5)."""
 PAPER_CALF_OPTIONS: dict[str, Any] = {"area": "contour", "numerics": "paper", "sync": False}
 """What the authors' CALF computes: areas of the contours, their float32 code's clamps, and
 statistics of each process's own batch (no all-gather across ranks)."""
@@ -167,7 +168,7 @@ class TrainConfig:
 
     @classmethod
     def paper(cls, cache: str | os.PathLike[str], **overrides: Any) -> TrainConfig:
-        """The authors' protocol (METHOD.md section 5), every item of it: the authors'
+        """The authors' protocol (docs/method.md section 5), every item of it: the authors'
         models, CALF variants with :data:`PAPER_CALF_OPTIONS`, the slice-level split
         (``"paper-slices"``), no validation so the last epoch is kept, SyncBatchNorm under
         DDP, seed 12345, Adam lr 1e-5, 20 epochs, batch 32 per process, constant lr, no
@@ -236,7 +237,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
         _choice("model", self.model, MODELS)
-        _choice("preset", self.preset, PRESETS)
+        _choice("preset", self.preset, MODEL_PRESETS)
         if self.preset == "authors" and self.encoder is not None:
             raise ValueError(
                 f"encoder={self.encoder!r} does not apply to preset 'authors': the authors' "
@@ -303,7 +304,10 @@ class TrainConfig:
         values = {k: v for k, v in data.items() if k != "calfseg_version"}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig option(s): {', '.join(unknown)}")
+            raise OptionError(
+                f"unknown TrainConfig option(s): {', '.join(unknown)}"
+                f"{did_you_mean(unknown[0], sorted(known))}"
+            )
         return cls(**values)
 
     def to_json(self) -> str:
@@ -365,7 +369,7 @@ def _check_cv(split: str, folds: Any, fold: Any, seed: Any) -> None:
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; valid names: {', '.join(allowed)}")
+        raise unknown_choice(name, value, allowed)
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -14,8 +14,9 @@ contiguous and unpadded; metrics are joined with ``MetricAccumulator.all_gather`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,27 +99,86 @@ def _reduce_device(ctx: DistContext) -> torch.device:
     return ctx.device if ctx.device.type == "cuda" else torch.device("cpu")
 
 
-def epoch_batches(
-    n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1
-) -> list[np.ndarray]:
-    """This rank's training batches (sorted dataset positions) of one epoch.
+def epoch_global_batches(
+    n: int, batch_size: int, *, seed: int, epoch: int, world_size: int = 1
+) -> list[list[np.ndarray]]:
+    """Every global batch of one epoch, as its ``world_size`` per-rank parts (sorted dataset
+    positions), in rank order.
 
     The permutation of ``range(n)`` seeded by ``(seed, epoch)`` is cut into global batches of
-    ``batch_size * world_size``; each is split into ``world_size`` near-equal parts and this
-    rank takes part ``rank``. A last global batch that would give some rank fewer than 2
-    images is dropped (batch norm needs 2; every rank must run the same number of steps).
-    With ``world_size == 1`` the batches are those of ``SliceDataset.batch_loader``.
+    ``batch_size * world_size``; each is split into ``world_size`` near-equal parts. A last
+    global batch that would give some rank fewer than 2 images is dropped (batch norm needs
+    2; every rank must run the same number of steps). Every rank computes the same list, so
+    each knows the whole global batch of every step without communicating.
     """
     order = np.random.default_rng([seed, epoch]).permutation(n)
     size = batch_size * world_size
     batches = []
     for start in range(0, n, size):
-        chunk = order[start : start + size]
-        part = np.array_split(chunk, world_size)[rank]
-        if min(len(p) for p in np.array_split(chunk, world_size)) < min(2, batch_size):
+        parts = np.array_split(order[start : start + size], world_size)
+        if min(len(p) for p in parts) < min(2, batch_size):
             break
-        batches.append(np.sort(part))
+        batches.append([np.sort(p) for p in parts])
     return batches
+
+
+def epoch_batches(
+    n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> list[np.ndarray]:
+    """This rank's training batches (sorted dataset positions) of one epoch: part ``rank`` of
+    each of :func:`epoch_global_batches`. With ``world_size == 1`` the batches are those of
+    ``SliceDataset.batch_loader``."""
+    parts = epoch_global_batches(n, batch_size, seed=seed, epoch=epoch, world_size=world_size)
+    return [p[rank] for p in parts]
+
+
+def global_batch_areas(areas: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """The host areas of every rank's part of one global batch, in rank order: what
+    ``CALFLoss(..., sync=True)`` takes as ``areas`` under a process group to pool the global
+    batch's statistics with no communication (and no device read)."""
+    return [np.asarray(areas)[p] for p in parts]
+
+
+def loss_areas(
+    loss_fn: torch.nn.Module,
+    areas: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Callable[[int, np.ndarray], dict[str, Any]]:
+    """``(step, positions) -> keyword arguments`` that hand a CALF loss the host areas of the
+    step's batch (``{}`` for a loss that takes none):
+    ``loss_fn(logits, masks, **kwargs(step, positions))``.
+
+    ``areas`` are the dataset's per-slice pixel counts (``SliceDataset.areas``) and
+    ``positions`` the dataset positions of this rank's batch, in the batch's order. A loss
+    that pools statistics over the ranks (``loss_fn.pools_ranks``) gets every rank's part of
+    the global batch, from :func:`epoch_global_batches` for these arguments (the batches of
+    :func:`epoch_batches`); a ``positions`` that is not this rank's part of step ``step``
+    there is an error, as the other parts would then not be the other ranks' batches."""
+    if not getattr(loss_fn, "takes_loader_areas", False):
+        return lambda step, positions: {}
+    host = np.asarray(areas)
+    if not getattr(loss_fn, "pools_ranks", False):
+        return lambda step, positions: {"areas": host[np.asarray(positions)]}
+    batches = epoch_global_batches(
+        len(host), batch_size, seed=seed, epoch=epoch, world_size=world_size
+    )
+
+    def pooled(step: int, positions: np.ndarray) -> dict[str, Any]:
+        parts = batches[step]
+        if not np.array_equal(parts[rank], positions):
+            raise RuntimeError(
+                f"step {step} of epoch {epoch}: rank {rank}'s batch is not part {rank} of "
+                "epoch_global_batches(...), so the other ranks' areas are unknown; build the "
+                "batches with calfseg.train.distributed.epoch_batches and the same arguments"
+            )
+        return {"areas": global_batch_areas(host, parts)}
+
+    return pooled
 
 
 def eval_shard(n: int, rank: int = 0, world_size: int = 1) -> np.ndarray:

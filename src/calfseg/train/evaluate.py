@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from calfseg.atomic import atomic_write, atomic_write_text
+from calfseg.data.dataset import read_batches
 from calfseg.metrics import MetricAccumulator, confusion_counts, image_scores, surface_distances
 from calfseg.metrics.confusion import binarise
-from calfseg.train.atomic import atomic_write, atomic_write_text
-from calfseg.train.batches import read_batches
 from calfseg.train.build import cache_info, open_split
 from calfseg.train.cache_record import (
     CacheChangedError,
@@ -282,7 +282,8 @@ def _per_image_table(
 
 
 def _defined(values: np.ndarray, undefined: np.ndarray) -> list[float | None]:
-    return [None if u else float(v) for v, u in zip(values.tolist(), undefined.tolist())]
+    pairs = zip(values.tolist(), undefined.tolist(), strict=True)
+    return [None if u else float(v) for v, u in pairs]
 
 
 def _qualitative(

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from calfseg.atomic import atomic_write_text
 from calfseg.rule import BRANCHES
-from calfseg.train.atomic import atomic_write_text
 
 BASE_COLUMNS: tuple[str, ...] = (
     "epoch",

@@ -1,5 +1,10 @@
 """One training run: epochs of Adam steps, validation, logs and checkpoints (:func:`fit`).
 
+:func:`fit` runs in four stages over a typed state (:mod:`calfseg.train.state`): *build*
+(:func:`calfseg.train.state.start_training`: datasets, model, losses, optimizer, plan),
+*restore* (from ``last.pt``, or clear the folder for a fresh start), *epochs* (train, validate,
+log, checkpoint) and *finish* (the :class:`FitResult`).
+
 Each step's learning rate is set from the plan (warmup, then constant or cosine per step:
 :mod:`calfseg.train.schedule`). Each validation measures the mean per-case Dice
 (``val_case_dice``, :mod:`calfseg.train.case_dice`), which picks ``best.pt`` and drives early
@@ -16,9 +21,7 @@ early stays stopped when resumed.
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,26 +32,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from calfseg.atomic import atomic_write_text
 from calfseg.data import SliceDataset
+from calfseg.data.dataset import read_batches
 from calfseg.rule import BRANCHES
 from calfseg.train import distributed as D
-from calfseg.train.atomic import atomic_write_text
-from calfseg.train.batches import read_batches
-from calfseg.train.build import cache_info, loss_for, model_for, open_split, uses_branches
-from calfseg.train.cache_record import cache_record
+from calfseg.train.build import rank_batches, uses_branches
 from calfseg.train.case_dice import CaseCounts, ValidationScores
-from calfseg.train.checkpoint import (
-    CheckpointError,
-    check_architecture,
-    load_checkpoint,
-    rng_states,
-    save_checkpoint,
-    set_rng_states,
-)
-from calfseg.train.config import RESUMABLE_CHANGES, TrainConfig
+from calfseg.train.checkpoint import Checkpoint
+from calfseg.train.config import TrainConfig
 from calfseg.train.logs import EpochLog, TensorBoardLog
-from calfseg.train.schedule import learning_rate, set_learning_rate
-from calfseg.train.stopping import EarlyStopping
+from calfseg.train.schedule import set_learning_rate
+from calfseg.train.state import RunInputs, TrainingState, start_training
+
+LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
 
 
 @dataclass
@@ -74,20 +72,15 @@ class FitResult:
     converged: bool = False
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA)."""
-    import random
+@dataclass
+class EpochSummary:
+    """One training epoch, as logged: the mean loss over steps and ranks, the mean BCE of
+    the same logits for CALF losses (else None), the steps and each branch's share."""
 
-    random.seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 (third-party code may use it)
-    torch.manual_seed(seed)
-
-
-def set_determinism(enabled: bool) -> None:
-    """Deterministic kernels where torch has them (warn-only elsewhere), no cuDNN autotune."""
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-    torch.backends.cudnn.benchmark = not enabled
-    torch.backends.cudnn.deterministic = enabled
+    loss: float
+    bce: float | None
+    steps: int
+    shares: dict[str, float]
 
 
 def fit(
@@ -112,147 +105,46 @@ def fit(
     start_time = time.perf_counter()
     ctx = ctx or D.setup(config.device)
     run = Path(run_dir)
-    set_determinism(config.deterministic)
-    info = cache_info(config.cache)
-    train_set = open_split(config, "train", train=True, purpose="training")
-    val_set = None
-    if config.val_split is not None:
-        val_set = open_split(
-            config,
-            config.val_split,
-            purpose="validation; set val_split=None and patience=None / --no-val "
-            "to train without one and keep the last epoch",
-        )
-    amp = _amp_mode(config, ctx.device)
-    steps_per_epoch = len(_epoch_batches(len(train_set), config, ctx, epoch=0))
-    total_steps = config.epochs * steps_per_epoch  # the plan of the cosine schedule
-
-    seed_everything(config.seed)
-    model = model_for(config, info).to(ctx.device)
-    loss_fn = loss_for(config).to(ctx.device)
-    val_loss_fn = loss_for(config, sync=False).to(ctx.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-
+    inputs, state = start_training(config, ctx)  # build
     log = EpochLog(run, branches=uses_branches(config)) if ctx.is_main else None
-    trained_on = cache_record(config.cache)  # kept in every checkpoint (calf evaluate checks it)
-    start_epoch, best_epoch = 0, 0
-    stopping = EarlyStopping(config.patience, config.min_delta)
-    last = run / "last.pt"
+    _restore(state, run, config, ctx, resume=resume)
+    if log is not None:
+        log.truncate(state.epoch)
+        atomic_write_text(run / "config.json", config.to_json())
+    net = _wrap(state.model, config, ctx)
+    outputs = None
+    if log is not None:
+        outputs = _Outputs(run, log, TensorBoardLog(run, config.tensorboard), on_epoch)
+    while state.epoch < config.epochs and not state.stopping.should_stop:
+        # (a run stopped early and resumed has nothing more to train)
+        row, improved = _run_epoch(state, net, inputs, config, ctx, progress)
+        if outputs is not None:
+            outputs.record(row, improved, state, inputs, config)
+        D.barrier(ctx)
+        if stop_after is not None and state.epoch >= stop_after:
+            break
+    if outputs is not None:
+        outputs.close()
+    return _finish(state, config, time.perf_counter() - start_time)
+
+
+# -- restore and finish ------------------------------------------------------------------------
+
+
+def _restore(
+    state: TrainingState, run: Path, config: TrainConfig, ctx: D.DistContext, *, resume: bool
+) -> None:
+    """Continue from ``run/last.pt`` when ``resume`` and it exists, else clear ``run`` of an
+    earlier run's files (rank 0). The checkpoint is read with torch's safe loader, on the
+    CPU (its RNG states must stay there): a ``last.pt`` put in the folder by someone else
+    runs nothing."""
+    last = run / LAST_CHECKPOINT
     if resume and last.is_file():
-        # weights_only: a last.pt put in the folder by someone else runs nothing (issue 13);
-        # on the CPU: RNG states must stay there
-        state = load_checkpoint(last)
-        _check_resumable(state, config, last)
-        model.load_state_dict(state["model"])
-        loss_fn.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler") is not None:
-            scaler.load_state_dict(state["scaler"])
-        set_rng_states(state["rng"])
-        start_epoch, best_epoch = int(state["epoch"]), int(state["best_epoch"])
-        score = state["best_score"]
-        stopping = EarlyStopping.from_state(
-            state.get("stopping"), patience=config.patience, min_delta=config.min_delta,
-            best=None if score is None else float(score),
-        )  # fmt: skip
+        checkpoint = Checkpoint.load(last)
+        checkpoint.check_resumable(config, last)
+        state.restore(checkpoint, config, last)
     elif ctx.is_main:
         _clear_run(run)
-    if log is not None:
-        log.truncate(start_epoch)
-        atomic_write_text(run / "config.json", config.to_json())
-
-    def lr_at(step: int) -> float:
-        return learning_rate(
-            step, base_lr=config.lr, schedule=config.schedule,
-            warmup_steps=config.warmup_steps, total_steps=total_steps,
-        )  # fmt: skip
-
-    net = _wrap(model, config, ctx)
-    tb = TensorBoardLog(run, config.tensorboard) if ctx.is_main else None
-    epochs_run = start_epoch
-    for epoch in range(start_epoch, config.epochs):
-        if stopping.should_stop:  # a run stopped early and resumed: nothing more to train
-            break
-        tic = time.perf_counter()
-        first_step = epoch * steps_per_epoch
-        train_loss, train_bce, steps, shares = _train_epoch(
-            net, loss_fn, optimizer, scaler, train_set, config, ctx, epoch, amp, progress,
-            lr_at=functools.partial(_offset, lr_at, first_step),
-        )  # fmt: skip
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "train_bce": train_bce,
-            "lr": lr_at(first_step),
-        }
-        row.update(steps=steps, **{f"branch/{b}": s for b, s in shares.items()})
-        validate = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
-        improved = val_set is None
-        if val_set is not None and validate:
-            scores = validate_epoch(model, val_loss_fn, val_set, config, ctx, amp)
-            row.update(
-                val_loss=scores.loss, val_case_dice=scores.case_dice, val_dice=scores.image_dice
-            )
-            improved = stopping.observe(scores.case_dice)
-        improved = improved or best_epoch == 0  # best.pt exists once an epoch is done
-        if improved:
-            best_epoch = epoch + 1
-        row["seconds"] = time.perf_counter() - tic
-        epochs_run = epoch + 1
-        if ctx.is_main:
-            assert log is not None and tb is not None
-            log.append(row)
-            tb.write(row)
-            if on_epoch is not None:
-                on_epoch(log.rows[-1])
-            state = {
-                "model": model.state_dict(),
-                "loss": loss_fn.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": {  # the rates are a function of the step: only the plan is kept
-                    "schedule": config.schedule,
-                    "warmup_steps": config.warmup_steps,
-                    "total_steps": total_steps,
-                    "next_step": (epoch + 1) * steps_per_epoch,
-                },
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "epoch": epoch + 1,
-                "rng": rng_states(),
-                "config": config.to_dict(),
-                "best_score": stopping.best,
-                "best_epoch": best_epoch,
-                "stopping": stopping.state(),
-                "cache_options": info.options,
-                "cache_image_dtype": info.image_dtype,
-                "in_channels": info.channels,
-                "size": [info.height, info.width],
-                "cache": trained_on,
-            }
-            if improved:
-                save_checkpoint(run / "best.pt", state)
-            save_checkpoint(last, state)
-            if config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
-                save_checkpoint(run / f"epoch_{epoch + 1}.pt", state)
-        D.barrier(ctx)
-        if stop_after is not None and epoch + 1 >= stop_after:
-            break
-    if tb is not None:
-        tb.close()
-    return FitResult(
-        epochs=config.epochs,
-        best_epoch=best_epoch,
-        best_score=stopping.best,
-        seconds=time.perf_counter() - start_time,
-        epochs_run=epochs_run,
-        stop_reason=stopping.stop_reason,
-        converged=stopping.converged,
-    )
-
-
-def _offset(rate: Callable[[int], float], first: int, step: int) -> float:
-    """The rate of the epoch's step ``step``, the run's step ``first + step``."""
-    return rate(first + step)
 
 
 def _clear_run(run: Path) -> None:
@@ -266,144 +158,174 @@ def _clear_run(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
 
 
-def _check_resumable(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
-    check_architecture(state, config, path)
-    stored = TrainConfig.from_dict(state["config"])
-    changed = [n for n in config.differences(stored) if n not in RESUMABLE_CHANGES]
-    if changed:
-        raise CheckpointError(
-            f"{path} was trained with other options ({', '.join(changed)}); resuming would "
-            "not continue the same run: use another run folder, or resume=False / no "
-            "--resume to start again"
+def _finish(state: TrainingState, config: TrainConfig, seconds: float) -> FitResult:
+    return FitResult(
+        epochs=config.epochs,
+        best_epoch=state.best_epoch,
+        best_score=state.stopping.best,
+        seconds=seconds,
+        epochs_run=state.epoch,
+        stop_reason=state.stopping.stop_reason,
+        converged=state.stopping.converged,
+    )
+
+
+@dataclass
+class _Outputs:
+    """Rank 0's writers: the epoch log, TensorBoard, the checkpoints and the callback."""
+
+    run: Path
+    log: EpochLog
+    tensorboard: TensorBoardLog
+    on_epoch: Callable[[dict[str, Any]], None] | None
+
+    def record(
+        self,
+        row: dict[str, Any],
+        improved: bool,
+        state: TrainingState,
+        inputs: RunInputs,
+        config: TrainConfig,
+    ) -> None:
+        """The log row, then ``best.pt`` (if ``improved``), ``last.pt`` and ``epoch_N.pt``
+        (the RNG states are taken after the log and the callback, as the next epoch sees
+        them)."""
+        self.log.append(row)
+        self.tensorboard.write(row)
+        if self.on_epoch is not None:
+            self.on_epoch(self.log.rows[-1])
+        checkpoint = state.checkpoint(config, inputs)
+        if improved:
+            checkpoint.save(self.run / BEST_CHECKPOINT)
+        checkpoint.save(self.run / LAST_CHECKPOINT)
+        if config.checkpoint_every and state.epoch % config.checkpoint_every == 0:
+            checkpoint.save(self.run / f"epoch_{state.epoch}.pt")
+
+    def close(self) -> None:
+        self.tensorboard.close()
+
+
+# -- one epoch ---------------------------------------------------------------------------------
+
+
+def _run_epoch(
+    state: TrainingState,
+    net: nn.Module,
+    inputs: RunInputs,
+    config: TrainConfig,
+    ctx: D.DistContext,
+    progress: bool,
+) -> tuple[dict[str, Any], bool]:
+    """Train and (when due) validate the epoch after ``state.epoch``, advance the state by
+    it; returns its log row and whether it is the new ``best.pt``."""
+    tic = time.perf_counter()
+    epoch, first_step = state.epoch, state.step
+    summary = _train_epoch(state, net, inputs.train_set, config, ctx, inputs.amp, progress)
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "train_loss": summary.loss,
+        "train_bce": summary.bce,
+        "lr": state.plan.rate(first_step),
+    }
+    row.update(steps=summary.steps, **{f"branch/{b}": s for b, s in summary.shares.items()})
+    improved = inputs.val_set is None
+    validate = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
+    if inputs.val_set is not None and validate:
+        scores = validate_epoch(
+            state.model, inputs.val_criterion, inputs.val_set, config, ctx, inputs.amp
         )
-
-
-def _amp_mode(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if config.amp == "none":
-        return None
-    if device.type != "cuda":
-        warnings.warn(
-            f"amp={config.amp!r} needs CUDA; training in float32 on {device}", stacklevel=3
-        )
-        return None
-    return torch.bfloat16 if config.amp == "bf16" else torch.float16
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _wrap(model: nn.Module, config: TrainConfig, ctx: D.DistContext) -> nn.Module:
-    if not ctx.enabled:
-        return model
-    if config.sync_bn and ctx.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-
-
-def _set_train_mode(net: nn.Module, freeze_bn: bool) -> None:
-    net.train()
-    if freeze_bn:
-        for module in net.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from calfseg.progress import progress_bar  # None unless stderr is a terminal
-
-    return progress_bar(total, desc, enabled, unit="batch")
+        row.update(val_loss=scores.loss, val_case_dice=scores.case_dice, val_dice=scores.image_dice)
+        improved = state.stopping.observe(scores.case_dice)
+    improved = improved or state.best_epoch == 0  # best.pt exists once an epoch is done
+    if improved:
+        state.best_epoch = epoch + 1
+    row["seconds"] = time.perf_counter() - tic
+    state.epoch = epoch + 1
+    return row, improved
 
 
 def _train_epoch(
+    state: TrainingState,
     net: nn.Module,
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
     dataset: SliceDataset,
     config: TrainConfig,
     ctx: D.DistContext,
-    epoch: int,
     amp: torch.dtype | None,
     progress: bool,
-    lr_at: Callable[[int], float],
-) -> tuple[float, float | None, int, dict[str, float]]:
-    """One epoch; ``lr_at(i)`` is the learning rate of its step ``i``. Returns the mean
-    loss over steps and ranks, the mean BCE of the same logits for CALF losses (else
-    None), the steps and branch shares.
+) -> EpochSummary:
+    """The epoch after ``state.epoch``: one optimizer step per batch, each at the plan's
+    rate of its step.
 
     Why the BCE: per-batch CALF changes its formula from step to step (log10 is ln / 2.303),
     so its ``train_loss`` jumps when the pick flips and is not comparable across steps or
     runs; the BCE of the same logits, summed on the device (no extra host sync), is."""
-    batches = _epoch_batches(len(dataset), config, ctx, epoch=epoch)
+    epoch, first_step, criterion = state.epoch, state.step, state.criterion
+    batches = rank_batches(len(dataset), config, ctx, epoch=epoch)
     _set_train_mode(net, config.freeze_bn)
     bar = _bar(len(batches), f"epoch {epoch + 1}/{config.epochs}", progress and ctx.is_main)
-    total = 0.0
-    branches: dict[str, float] = dict.fromkeys(BRANCHES, 0.0)
-    comparable = uses_branches(config)
-    bce_total = torch.zeros((), dtype=torch.float64, device=ctx.device)
-    for step, (_, images, masks) in enumerate(_read(dataset, batches, epoch, config, ctx)):
-        set_learning_rate(optimizer, lr_at(step))
-        optimizer.zero_grad(set_to_none=True)
+    sums = _EpochSums(uses_branches(config), ctx.device)
+    areas_of = D.loss_areas(criterion, dataset.areas, config.batch_size, seed=config.seed,
+                            epoch=epoch, rank=ctx.rank, world_size=ctx.world_size)  # fmt: skip
+    for step, (positions, images, masks) in enumerate(_read(dataset, batches, epoch, config, ctx)):
+        set_learning_rate(state.optimizer, state.plan.rate(first_step + step))
+        state.optimizer.zero_grad(set_to_none=True)
         with _autocast(ctx.device, amp):
             logits = net(images)
-        loss = loss_fn(logits.float(), masks)
-        if comparable:
-            with torch.no_grad():
-                bce = F.binary_cross_entropy_with_logits(logits.float(), masks.float())
-                bce_total += bce.double()
-        scaler.scale(loss).backward()
-        if config.grad_clip is not None:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        value = float(loss.detach())  # one host sync per step, shared by the sum and the bar
-        total += value
-        _count_branches(loss_fn, branches)
+        logits = logits.float()  # the losses run in float32
+        loss = criterion(logits, masks, **areas_of(step, positions))  # host areas: no sync
+        sums.add_bce(logits, masks)
+        _optimizer_step(state, net, loss, config.grad_clip)
+        value = sums.add_loss(loss, criterion)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}")
     if bar is not None:
         bar.close()
-    steps = len(batches)
-    shares = {}
-    train_bce = None
-    if comparable:
-        shares = {b: branches[b] / steps for b in BRANCHES}
-        train_bce = D.all_mean(ctx, float(bce_total) / steps)
-    return D.all_mean(ctx, total / steps), train_bce, steps, shares
+    return sums.summary(ctx, len(batches))
 
 
-def _epoch_batches(
-    n: int, config: TrainConfig, ctx: D.DistContext, *, epoch: int
-) -> list[np.ndarray]:
-    """This rank's batches of ``epoch`` (at most ``max_steps``); the same count every epoch."""
-    batches = D.epoch_batches(
-        n, config.batch_size, seed=config.seed, epoch=epoch, rank=ctx.rank,
-        world_size=ctx.world_size,
-    )  # fmt: skip
-    if config.max_steps is not None:
-        batches = batches[: config.max_steps]
-    if not batches:
-        raise ValueError(
-            f"the training split has {n} slices: not one batch of at least 2 per "
-            f"process (batch_size {config.batch_size}, {ctx.world_size} process(es))"
-        )
-    return batches
+def _optimizer_step(
+    state: TrainingState, net: nn.Module, loss: torch.Tensor, grad_clip: float | None
+) -> None:
+    """Backward through the (scaled) loss, clip the gradients' norm, step the optimizer."""
+    state.scaler.scale(loss).backward()
+    if grad_clip is not None:
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
 
 
-def _read(
-    dataset: SliceDataset,
-    batches: list[np.ndarray],
-    epoch: int,
-    config: TrainConfig,
-    ctx: D.DistContext,
-) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-    return read_batches(dataset, batches, epoch=epoch, workers=config.workers, device=ctx.device)
+class _EpochSums:
+    """Running sums of one epoch: the loss on the host, the BCE of CALF runs on the device,
+    the branch picks."""
+
+    def __init__(self, comparable: bool, device: torch.device) -> None:
+        self.comparable = comparable
+        self.loss = 0.0
+        self.bce = torch.zeros((), dtype=torch.float64, device=device)
+        self.branches: dict[str, float] = dict.fromkeys(BRANCHES, 0.0)
+
+    def add_bce(self, logits: torch.Tensor, masks: torch.Tensor) -> None:
+        if self.comparable:
+            with torch.no_grad():
+                bce = F.binary_cross_entropy_with_logits(logits, masks.float())
+                self.bce += bce.double()
+
+    def add_loss(self, loss: torch.Tensor, criterion: nn.Module) -> float:
+        """Add the step's loss and branch pick(s); returns the loss as a float."""
+        value = float(loss.detach())  # one host sync per step, shared by the sum and the bar
+        self.loss += value
+        _count_branches(criterion, self.branches)
+        return value
+
+    def summary(self, ctx: D.DistContext, steps: int) -> EpochSummary:
+        shares: dict[str, float] = {}
+        bce = None
+        if self.comparable:
+            shares = {b: self.branches[b] / steps for b in BRANCHES}
+            bce = D.all_mean(ctx, float(self.bce) / steps)
+        return EpochSummary(D.all_mean(ctx, self.loss / steps), bce, steps, shares)
 
 
 def _count_branches(loss_fn: nn.Module, counts: dict[str, float]) -> None:
@@ -440,3 +362,45 @@ def validate_epoch(
         logits = logits.float()
         counts.update(positions, logits, masks, loss_fn(logits, masks))
     return counts.result(distributed=ctx.enabled)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _wrap(model: nn.Module, config: TrainConfig, ctx: D.DistContext) -> nn.Module:
+    if not ctx.enabled:
+        return model
+    if config.sync_bn and ctx.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def _set_train_mode(net: nn.Module, freeze_bn: bool) -> None:
+    net.train()
+    if freeze_bn:
+        for module in net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    from calfseg.progress import progress_bar  # None unless stderr is a terminal
+
+    return progress_bar(total, desc, enabled, unit="batch")
+
+
+def _read(
+    dataset: SliceDataset,
+    batches: list[np.ndarray],
+    epoch: int,
+    config: TrainConfig,
+    ctx: D.DistContext,
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    return read_batches(dataset, batches, epoch=epoch, workers=config.workers, device=ctx.device)

@@ -1,26 +1,31 @@
 """Masks for new images with a trained model: NIfTI volumes and PNG/TIFF slices.
 
 The model is a checkpoint, a run folder or an export (``calf export``), read by
-:func:`calfseg.train.trained_model.load_trained_model`. The image goes through the cache's
-preprocessing, read from the model file (the ``calf prepare`` options of the training
-cache):
+:func:`calfseg.train.trained_model.load_trained_model`. The image is read and preprocessed
+by the very code ``calf prepare`` uses for training, with the ``calf prepare`` options of
+the training cache read from the model file (as nnU-Net reuses its preprocessor at
+inference):
 
-- NIfTI: the volume is put in the closest canonical orientation (RAS+, with
-  ``nibabel.as_closest_canonical``, as the dataset readers do), so that its last axis is
-  axial; it is normalised with the cache's method (``minmax-slice``; ``paper`` means
-  ``minmax-slice`` here, the dataset being unknown), padded to a square when the cache
-  kept the aspect ratio, resized to the cache's size (bilinear), quantised like the cache
-  (uint8 caches: ``round(255 x) / 255``) and predicted slice by slice. The logits are
-  resized back (bilinear), thresholded at 0, cropped, and the mask is turned back to the
-  file's own orientation and written with the input's affine and header (uint8 0/1).
-- PNG/TIFF: a 2-D image (colour is averaged to grey), min-max normalised, resized,
-  predicted, resized back; written as a PNG with values 0 and 255.
+- reading: NIfTI with :func:`calfseg.data.sources.nifti.read_nifti` (float32, put in the
+  closest canonical orientation, RAS+, so that the last axis is axial); PNG and TIFF with
+  :func:`calfseg.data.files.images.read_image` (a grey picture stored as colour gives one
+  channel, true colour is refused, as in training);
+- preprocessing: :func:`calfseg.data.preprocess.preprocess_images` (the cache's
+  normalisation, padding to a square when the cache kept the aspect ratio, resizing to
+  the cache's size, quantisation to its dtype), then the same conversion to float32 that
+  the training batches get (:func:`calfseg.data.dataset.to_unit_float`).
+
+Each slice is predicted; the logits are resized back (bilinear), thresholded at 0 and
+cropped. A NIfTI mask is turned back to the file's own orientation and written with the
+input's affine and header (uint8 0/1); a 2-D mask is written as a PNG or TIFF with values 0
+and 255.
 
 Only one-channel models can predict from one image (the paper's setting).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from pathlib import Path
@@ -31,7 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from calfseg.data.preprocess import normalise, pad_to_square, resize_images, to_image_dtype
+from calfseg.data.dataset import to_unit_float
+from calfseg.data.files.images import ImageFileError, read_image
+from calfseg.data.preprocess import PreprocessOptions, preprocess_images
+from calfseg.data.sources.base import CaseError
+from calfseg.data.sources.nifti import read_nifti
 from calfseg.extras import require
 from calfseg.train.distributed import resolve_device
 from calfseg.train.trained_model import load_trained_model
@@ -76,58 +85,45 @@ class Predictor:
                 stacklevel=2,
             )
         self.model: nn.Module = trained.model
-        self.options: dict[str, Any] = dict(trained.cache_options or {})
         self.size = int(trained.size[0])
         self.image_dtype = str(trained.image_dtype or "uint8")
+        self.preprocessing = training_preprocessing(
+            trained.cache_options, self.size, self.image_dtype
+        )
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def predict_slices(self, slices: np.ndarray) -> np.ndarray:
-        """``(N, H, W)`` intensities normalised to [0, 1] -> ``(N, H, W)`` bool masks."""
-        n, h, w = slices.shape
-        stack = slices[:, None].astype(np.float32)
-        if self.options.get("keep_aspect") and h != w:
-            stack = pad_to_square(stack)
-        side_h, side_w = stack.shape[-2:]
-        images = to_image_dtype(resize_images(stack, self.size), self.image_dtype)
+    def predict_volume(self, volume: np.ndarray) -> np.ndarray:
+        """``(X, Y, Z)`` raw intensities (as read) -> ``(X, Y, Z)`` bool mask, slice by
+        slice along the last axis, preprocessed exactly as ``calf prepare`` does."""
+        h, w, n = volume.shape
+        images, (side_h, side_w) = preprocess_images([volume], self.preprocessing)
         masks = []
         for start in range(0, n, self.batch_size):
-            batch = images[start : start + self.batch_size]
-            x = torch.from_numpy(batch.astype(np.float32))
-            if batch.dtype == np.uint8:
-                x = x / 255
+            x = to_unit_float(images[start : start + self.batch_size])
             logits = self.model(x.to(self.device)).float()
             logits = F.interpolate(logits, size=(side_h, side_w), mode="bilinear")
             masks.append((logits[:, 0] > 0).cpu().numpy())
         out = np.concatenate(masks) if masks else np.zeros((0, side_h, side_w), dtype=bool)
         top, left = (side_h - h) // 2, (side_w - w) // 2
-        return out[:, top : top + h, left : left + w]
-
-    def _normalise(self, volume: np.ndarray) -> np.ndarray:
-        method = str(self.options.get("normalise", "minmax-slice"))
-        return normalise(volume, "minmax-slice" if method == "paper" else method)
+        return np.moveaxis(out[:, top : top + h, left : left + w], 0, -1)
 
     def predict_nifti(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         """Write the mask of the NIfTI volume ``source`` to ``target`` (same affine)."""
         nib = require("nibabel", "reading NIfTI files")
-        try:  # a truncated or corrupt file fails in nibabel or zlib with anything
-            image = nib.load(os.fspath(source))
-            if len(image.shape) != 3:
-                raise ValueError(f"expected a 3-D volume, got shape {image.shape}")
-            canonical = nib.as_closest_canonical(image)
-            volume = np.asarray(canonical.get_fdata(dtype=np.float32))
-        except Exception as err:
-            why = f"{type(err).__name__}: {err}"
-            raise ValueError(f"{source}: cannot read the file ({why})") from err
-        normalised = self._normalise(volume)  # (X, Y, Z), Z axial
-        mask = self.predict_slices(np.moveaxis(normalised, -1, 0))
-        mask = np.moveaxis(mask, 0, -1).astype(np.uint8)
+        try:  # the training reader: canonical (RAS+) float32
+            canonical = read_nifti(Path(source).name, Path(source), label=False)
+        except CaseError as err:
+            raise ValueError(f"{source}: cannot read the file ({err.reason})") from err
+        image = nib.load(os.fspath(source))  # its header and own orientation, for the output
+        mask = self.predict_volume(canonical.array).astype(np.uint8)
         # Back from canonical to the file's own axis order and directions.
         orientations = nib.orientations
         back = orientations.ornt_transform(
             orientations.io_orientation(canonical.affine), orientations.io_orientation(image.affine)
         )
         mask = orientations.apply_orientation(mask, back).astype(np.uint8)
+        mask = mask.reshape(image.shape)  # a 2-D or (X, Y, Z, 1) file keeps its shape
         header = image.header.copy()
         header.set_data_dtype(np.uint8)
         out = nib.Nifti1Image(mask, image.affine, header)
@@ -137,17 +133,28 @@ class Predictor:
 
     def predict_image(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         """Write the mask of the 2-D image ``source`` as a PNG (0 and 255) to ``target``."""
-        pil = require("PIL.Image", "reading PNG/TIFF images")
-        with pil.open(os.fspath(source)) as handle:
-            array = np.asarray(handle, dtype=np.float32)
-        if array.ndim == 3:
-            array = array[..., :3].mean(axis=-1)
+        pil = require("PIL.Image", "writing PNG/TIFF masks")
+        try:
+            array = read_image(source)  # the training reader
+        except ImageFileError as err:
+            raise ValueError(str(err)) from err
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
         if array.ndim != 2:
             raise ValueError(f"{source}: expected a 2-D image, got shape {array.shape}")
-        normalised = normalise(array[:, :, None], "minmax-slice")[:, :, 0]
-        mask = self.predict_slices(normalised[None])[0]
+        mask = self.predict_volume(array[:, :, np.newaxis])[..., 0]
         format_ = MASK_IMAGE_FORMATS[Path(target).suffix.lower()]  # checked by predict_file
         pil.fromarray(mask.astype(np.uint8) * 255).save(os.fspath(target), format=format_)
+
+
+def training_preprocessing(
+    cache_options: dict[str, Any] | None, size: int, image_dtype: str
+) -> PreprocessOptions:
+    """The ``calf prepare`` options of the training cache, as recorded in the model file,
+    with the model's input size and image dtype (defaults where nothing is recorded)."""
+    known = {f.name for f in dataclasses.fields(PreprocessOptions)}
+    recorded = {k: v for k, v in (cache_options or {}).items() if k in known}
+    return PreprocessOptions.from_dict({**recorded, "size": size, "image_dtype": image_dtype})
 
 
 def predict_file(

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from calfseg.train.atomic import atomic_write_text
+from calfseg.atomic import atomic_write_text
 
 PROVENANCE_FILE = "provenance.json"
 PROVENANCE_FORMAT = "calfseg.provenance/1"
@@ -82,14 +82,14 @@ def config_hash(options: Mapping[str, Any]) -> str:
 
 def cache_fingerprint(cache: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The cache's ``fingerprint.json`` as ``{"count", "skewness", "kurtosis", "branch"}``
-    (the rule's pick, METHOD.md section 3), or None when the cache has none. Undefined
+    (the rule's pick, docs/method.md section 3), or None when the cache has none. Undefined
     statistics (fewer than 2 areas, zero variance) are recorded as None with no branch."""
     from calfseg.data.cache import FINGERPRINT_FILE
-    from calfseg.stats import AreaMoments
+    from calfseg.fingerprint import load_fingerprint
 
     path = Path(cache) / FINGERPRINT_FILE
     try:
-        moments = AreaMoments.load(path)
+        moments = load_fingerprint(path).moments
         s, k = float(moments.skewness()), float(moments.kurtosis())
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
         return None

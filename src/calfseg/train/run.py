@@ -21,12 +21,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from calfseg.atomic import atomic_write_text
 from calfseg.train import distributed as D
-from calfseg.train.atomic import atomic_write_text
 from calfseg.train.checkpoint import CheckpointError
 from calfseg.train.config import RESUMABLE_CHANGES, TrainConfig
 from calfseg.train.evaluate import evaluate_checkpoint
-from calfseg.train.loop import fit
+from calfseg.train.loop import FitResult, fit
 from calfseg.train.provenance import (
     DONE_FILE,
     provenance_changes,
@@ -90,30 +90,42 @@ def train_run(
         if ctx.is_main:
             write_provenance(run, requested)
         outcome = fit(config, run, resume=resume, progress=progress, ctx=ctx, on_epoch=on_epoch)
-        results = None
+        finished = None
         if ctx.is_main:
-            report = evaluate_checkpoint(
-                run / "best.pt", config.cache, config.test_split, device=str(ctx.device),
-                out_dir=run, progress=progress,
-            )  # fmt: skip
-            results = report["results"]
-            summary = {
-                "seconds": time.perf_counter() - tic,
-                "best_epoch": outcome.best_epoch,
-                "epochs": outcome.epochs,
-                "epochs_run": outcome.epochs_run,
-                "best_val_case_dice": outcome.best_score,
-                "converged": outcome.converged,
-                "stop_reason": outcome.stop_reason,
-            }
-            record = {**summary, "provenance": requested}
-            atomic_write_text(done, json.dumps(record, indent=2) + "\n")
+            finished = _evaluate_and_finish(run, config, outcome, requested, ctx, progress, tic)
         D.barrier(ctx)
     finally:
         D.teardown(ctx)
-    if results is None:
-        return {"run_dir": str(run), "results": None}
-    return {"run_dir": str(run), **summary, "results": results}
+    return finished if finished is not None else {"run_dir": str(run), "results": None}
+
+
+def _evaluate_and_finish(
+    run: Path,
+    config: TrainConfig,
+    outcome: FitResult,
+    requested: dict[str, Any],
+    ctx: D.DistContext,
+    progress: bool,
+    tic: float,
+) -> dict[str, Any]:
+    """Rank 0's end of a run: evaluate ``best.pt`` on the test split, then write
+    ``done.json`` (last, so that its presence means the run is complete)."""
+    report = evaluate_checkpoint(
+        run / "best.pt", config.cache, config.test_split, device=str(ctx.device),
+        out_dir=run, progress=progress,
+    )  # fmt: skip
+    summary = {
+        "seconds": time.perf_counter() - tic,
+        "best_epoch": outcome.best_epoch,
+        "epochs": outcome.epochs,
+        "epochs_run": outcome.epochs_run,
+        "best_val_case_dice": outcome.best_score,
+        "converged": outcome.converged,
+        "stop_reason": outcome.stop_reason,
+    }
+    record = {**summary, "provenance": requested}
+    atomic_write_text(run / DONE_FILE, json.dumps(record, indent=2) + "\n")
+    return {"run_dir": str(run), **summary, "results": report["results"]}
 
 
 def _finished(run: Path, config: TrainConfig, requested: dict[str, Any]) -> dict[str, Any] | None:

@@ -19,8 +19,12 @@ per step rather than per epoch. Steps past the plan (``s >= T``) keep the rate 0
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from calfseg.errors import unknown_choice
 
 
 def learning_rate(
@@ -32,7 +36,7 @@ def learning_rate(
     if schedule == "none":
         return base_lr
     if schedule != "cosine":
-        raise ValueError(f"unknown schedule {schedule!r}; valid names: none, cosine")
+        raise unknown_choice("schedule", schedule, ("none", "cosine"))
     span = total_steps - warmup_steps
     if span <= 0:  # a warmup as long as the plan: nothing left to anneal
         return base_lr
@@ -44,3 +48,32 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Give every parameter group of ``optimizer`` the rate ``lr``."""
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """A run's learning-rate plan: :func:`learning_rate` with its arguments fixed.
+
+    ``total_steps`` is the config's epochs x steps per epoch. A checkpoint keeps the plan
+    and the next step (:meth:`state`): the rates themselves need nothing else."""
+
+    base_lr: float
+    schedule: str
+    warmup_steps: int
+    total_steps: int
+
+    def rate(self, step: int) -> float:
+        """The learning rate of the run's step ``step`` (0-based)."""
+        return learning_rate(
+            step, base_lr=self.base_lr, schedule=self.schedule,
+            warmup_steps=self.warmup_steps, total_steps=self.total_steps,
+        )  # fmt: skip
+
+    def state(self, next_step: int) -> dict[str, Any]:
+        """The checkpoint's ``scheduler`` entry: the plan and the step that comes next."""
+        return {
+            "schedule": self.schedule,
+            "warmup_steps": self.warmup_steps,
+            "total_steps": self.total_steps,
+            "next_step": next_step,
+        }

@@ -25,7 +25,7 @@ from calfseg.train.checkpoint import (
     require_model_keys,
 )
 from calfseg.train.config import TrainConfig
-from calfseg.train.export import is_export, read_export
+from calfseg.train.export_format import export_files, is_export, read_export
 
 RUN_CHECKPOINT = "best.pt"  # what a run folder stands for
 
@@ -140,8 +140,6 @@ def _from_export(where: Path, device: torch.device) -> TrainedModel:
 
 
 def _record_path(where: Path) -> Path:
-    from calfseg.train.export import export_files
-
     return export_files(where)[1]
 
 

@@ -80,7 +80,8 @@ def test_two_layouts_pool_into_one_cache(tmp_path: Path, roots: tuple[Path, Path
     cache = SliceCache.open(tmp_path / "pooled")
     _check_pooled_cache(cache)
     # Stratified by dataset: 0.6/0.4 of 2 BraTS cases and of 3 LGG cases, each on its own.
-    test_cases = {c for c, s in zip(cache.index["case_id"], cache.index["split"]) if s == "test"}
+    rows = zip(cache.index["case_id"], cache.index["split"], strict=True)
+    test_cases = {c for c, s in rows if s == "test"}
     by_dataset = [sum(c.startswith(d) for c in test_cases) for d in ("brats2021", "lgg-1p19q")]
     assert by_dataset == [1, 1]
     assert cache.meta["source"]["layout"] == "pooled"

@@ -15,6 +15,7 @@ from calfseg.data.sources import (
     get_source,
     open_source,
 )
+from tests.nnunet.raw_datasets import write_v2_nifti
 
 from .fakes import (
     brats2015_case,
@@ -44,6 +45,7 @@ BUILDERS = {
     "upenn-gbm": lambda root: upenn_scan(root, "UPENN-GBM-00001_11"),
     "lgg-kaggle": lambda root: kaggle_case(root / "kaggle_3m", "TCGA_CS_4941_19960909", 2),
     "lgg-1p19q": lambda root: lgg_1p19q_slices(root / "LGG", "LGG-104", slices=2),
+    "nnunet": lambda root: write_v2_nifti(root, cases=1),
     "folder": _folder_tree,
 }
 
@@ -96,7 +98,8 @@ def test_get_source_by_name_with_options(tmp_path):
 
 
 def test_get_source_refuses_unknown_names_and_options():
-    with pytest.raises(ValueError, match=r"unknown layout 'brats'; known layouts: brats2015, "):
+    match = r"unknown layout 'brats' \(did you mean 'brats20\d\d'\?\); known layouts: brats2015, "
+    with pytest.raises(ValueError, match=match):
         get_source("brats")
     with pytest.raises(ValueError, match=r"'brats2021' does not take the option\(s\) labels"):
         get_source("brats2021", labels="manual")

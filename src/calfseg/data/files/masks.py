@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from calfseg.errors import DataError
 from calfseg.extras import require
 
 MASK_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff")
@@ -52,7 +53,7 @@ _GREY_PHOTOMETRIC = (0, 1)  # TIFF MINISWHITE, MINISBLACK: extra samples are not
 _RASTER = (".png", ".tif", ".tiff")
 
 
-class MaskFileError(ValueError):
+class MaskFileError(DataError, ValueError):
     """A mask file (or a folder of them) cannot be used; the message names the path."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:

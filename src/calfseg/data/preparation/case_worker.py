@@ -89,7 +89,7 @@ def prepare_case(task: CaseTask, job: CaseJob) -> CaseOutcome:
         )
     files = tuple(
         replace(state, sha256=sha256_file(path))
-        for state, path in zip(job.files, source_files(case))
+        for state, path in zip(job.files, source_files(case), strict=True)
     )
     record = CaseRecord(
         case_id=case.case_id,

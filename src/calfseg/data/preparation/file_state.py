@@ -82,4 +82,4 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def same_files(a: Iterable[FileState], b: Iterable[FileState]) -> bool:
     """Both lists name the same files with the same sizes and mtimes, in the same order."""
     a, b = list(a), list(b)
-    return len(a) == len(b) and all(x.same_file(y) for x, y in zip(a, b))
+    return len(a) == len(b) and all(x.same_file(y) for x, y in zip(a, b, strict=True))

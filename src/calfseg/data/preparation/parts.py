@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from calfseg.atomic import atomic_write_json
 from calfseg.data.cache import PARTS_DIR
 from calfseg.data.preparation.file_state import FileState, same_files
 from calfseg.data.preprocess import CaseSlices
@@ -46,27 +47,6 @@ def case_stem(dataset: str, case_id: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip("._")[:80] or "case"
     digest = hashlib.sha1(f"{dataset}\0{case_id}".encode()).hexdigest()[:10]
     return f"{safe}-{digest}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and
-    ``os.replace``: readers see the old file or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 # -- finished cases -----------------------------------------------------------------------

@@ -54,13 +54,15 @@ from calfseg.data.preparation.writer import CaseRows, assemble_cache
 from calfseg.data.preprocess import PreprocessOptions
 from calfseg.data.sources.base import CaseFiles
 from calfseg.data.splits.options import SplitOptions
+from calfseg.errors import DataError
+from calfseg.shards import check_shard, shard_items
 
 OnError = Literal["stop", "skip"]
 _ARRAY_FILES = (IMAGES_FILE, MASKS_FILE, INDEX_FILE)
 CaseKey = tuple[str, str]  # (dataset, case_id)
 
 
-class PrepareError(Exception):
+class PrepareError(DataError):
     """``calf prepare`` cannot go on; the message says why and what to do."""
 
 
@@ -108,6 +110,11 @@ class PrepareReport:
     shard: tuple[int, int] | None = None
     meta: dict[str, Any] | None = None
 
+    def open(self) -> SliceCache:
+        """The finished cache (:class:`CacheError` after a shard run: nothing is assembled
+        until ``merge_cache``)."""
+        return SliceCache.open(self.cache)
+
 
 def options_key(identity: dict[str, Any], options: PreprocessOptions) -> str:
     """A short hash of everything that determines a case's rows."""
@@ -120,9 +127,7 @@ def options_key(identity: dict[str, Any], options: PreprocessOptions) -> str:
 
 def shard_cases(cases: Sequence[CaseFiles], shard: int, shards: int) -> list[CaseFiles]:
     """The ``shard``-th (1-based) of ``shards`` disjoint, round-robin shares of the cases."""
-    if not 1 <= shard <= shards:
-        raise ValueError(f"shard must be K/N with 1 <= K <= N, got {shard}/{shards}")
-    return list(cases[shard - 1 :: shards])
+    return shard_items(cases, (shard, shards))
 
 
 def prepare_cache(
@@ -139,6 +144,10 @@ def prepare_cache(
 ) -> PrepareReport:
     """Prepare ``source`` into the cache folder ``cache`` (see the module docstring).
 
+    Three stages: :func:`plan_run` (list the cases, decide which are done), :func:`execute`
+    (read and preprocess the others into parts) and :func:`finish` (write the shard marker,
+    or assemble the cache). :func:`calfseg.data.prepare` is the friendlier front door.
+
     ``overwrite``: replace a finished cache at ``cache`` that was made from another source
     or with other preprocessing or split options (without it: :class:`CacheReplaceError`).
     An identical rerun, a resumed one and one over changed source files need no overwrite.
@@ -149,10 +158,59 @@ def prepare_cache(
         PrepareError: no cases, a target folder that is not a cache, every case skipped.
     """
     start = time.perf_counter()
-    out = Path(cache)
-    splits = splits or SplitOptions()
+    plan = plan_run(
+        source, Path(cache), options, splits or SplitOptions(), shard, on_error, overwrite
+    )
+    if plan.up_to_date:
+        return _up_to_date_report(plan, start)
+    processed, failed = execute(plan, workers=workers, progress=progress)
+    return finish(plan, processed, failed, start)
+
+
+@dataclass
+class PreparePlan:
+    """What a run of :func:`prepare_cache` is about to do, decided before any case is read.
+
+    ``cases`` are all the source's cases (in cache order), ``mine`` those of this run (its
+    shard, or all); of these, ``jobs`` still need reading, ``reused`` have a current part
+    or rows in the previous cache, and ``skipped`` failed before with the same options and
+    files (under ``on_error="skip"``)."""
+
+    out: Path
+    source: PrepareSource
+    options: PreprocessOptions
+    settings: dict[str, Any]
+    cases: list[CaseFiles]
+    states: dict[CaseKey, tuple[FileState, ...]]
+    previous: dict[str, Any] | None
+    shard: tuple[int, int] | None
+    on_error: OnError
+    up_to_date: bool = False
+    mine: list[CaseFiles] = field(default_factory=list)
+    jobs: list[CaseJob] = field(default_factory=list)
+    reused: int = 0
+    skipped: list[SkippedCase] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return str(self.settings["options_key"])
+
+
+def plan_run(
+    source: PrepareSource,
+    out: Path,
+    options: PreprocessOptions,
+    splits: SplitOptions,
+    shard: tuple[int, int] | None,
+    on_error: OnError,
+    overwrite: bool,
+) -> PreparePlan:
+    """Check the target and the settings, list the cases and sort them into done and to do
+    (nothing is written)."""
     if on_error not in ("stop", "skip"):
         raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+    if shard is not None:
+        check_shard(shard)
     check_target(out)
     try:
         cases = source.find_cases()
@@ -162,79 +220,98 @@ def prepare_cache(
         raise PrepareError(f"no cases found in {source.describe()}")
     _check_kfold(splits, cases, source.describe())
     states = {_key(c): stat_files(source_files(c), source.root) for c in cases}
-    key = options_key(source.identity, options)
-    settings = _settings(source.identity, options, splits, key)
+    settings = _settings(source.identity, options, splits, options_key(source.identity, options))
     previous = read_meta(out)
     if previous is not None and not overwrite:
         _refuse_other_settings(out, previous, settings)
     if previous is not None and not all((out / f).is_file() for f in _ARRAY_FILES):
         previous = None  # a damaged cache: rebuild it
+    plan = PreparePlan(out, source, options, settings, cases, states, previous, shard, on_error)
     if shard is None and _up_to_date(previous, settings, states, on_error):
-        assert previous is not None
-        return PrepareReport(
-            "up-to-date",
-            out,
-            len(cases),
-            reused=len(previous["cases"]),
-            skipped=[_skipped_from_meta(s) for s in previous.get("skipped", [])],
-            n_slices=previous["n_slices"],
-            seconds=time.perf_counter() - start,
-            meta=previous,
-        )
-
-    mine = shard_cases(cases, *shard) if shard else cases
-    old = _previous_cases(previous, key)
-    jobs, skipped, reused = [], [], 0
-    for case in mine:
+        plan.up_to_date = True
+        return plan
+    plan.mine = shard_items(cases, shard)
+    old = _previous_cases(previous, plan.key)
+    for case in plan.mine:
         files = states[_key(case)]
-        if part_is_current(read_part_record(out, case.dataset, case.case_id), key, files):
-            reused += 1
+        if part_is_current(read_part_record(out, case.dataset, case.case_id), plan.key, files):
+            plan.reused += 1
         elif _old_case_current(old.get(_key(case)), files):
-            reused += 1
-        elif on_error == "skip" and _skip_current(out, case, key, files):
+            plan.reused += 1
+        elif on_error == "skip" and _skip_current(out, case, plan.key, files):
             record = read_skip(out, case.dataset, case.case_id)
             assert record is not None
-            skipped.append(SkippedCase(case.case_id, case.dataset, record.reason))
+            plan.skipped.append(SkippedCase(case.case_id, case.dataset, record.reason))
         else:
-            jobs.append(CaseJob(case, files))
+            plan.jobs.append(CaseJob(case, files))
+    return plan
 
+
+def execute(
+    plan: PreparePlan, *, workers: int = 1, progress: bool = False
+) -> tuple[int, list[SkippedCase]]:
+    """Read and preprocess the plan's jobs into parts; returns how many were processed and
+    the cases that failed now (recorded as skip records under ``on_error="skip"``).
+
+    Raises:
+        CaseFailedError: the first failed case under ``on_error="stop"``.
+    """
+    out = plan.out
     out.mkdir(parents=True, exist_ok=True)
     (out / PARTS_DIR).mkdir(exist_ok=True)
-    task = CaseTask(source.reader, source.root, options, key, out)
-    processed = 0
+    task = CaseTask(plan.source.reader, plan.source.root, plan.options, plan.key, out)
+    jobs = {_key(j.case): j for j in plan.jobs}
+    processed, failed = 0, []
     for outcome in run_cases(
-        task, jobs, workers=workers, stop_on_error=on_error == "stop", progress=progress
+        task, plan.jobs, workers=workers, stop_on_error=plan.on_error == "stop", progress=progress
     ):
         if outcome.ok:
             processed += 1
             continue
-        if on_error == "stop":
+        if plan.on_error == "stop":
             raise CaseFailedError(str(outcome.error))
-        job = next(j for j in jobs if _key(j.case) == (outcome.dataset, outcome.case_id))
+        job = jobs[(outcome.dataset, outcome.case_id)]
         reason = str(outcome.reason)
-        write_skip(out, SkipRecord(outcome.case_id, outcome.dataset, key, reason, job.files))
-        skipped.append(SkippedCase(outcome.case_id, outcome.dataset, reason))
-    skipped.sort(key=lambda s: (s.case_id, s.dataset))
+        write_skip(out, SkipRecord(outcome.case_id, outcome.dataset, plan.key, reason, job.files))
+        failed.append(SkippedCase(outcome.case_id, outcome.dataset, reason))
+    return processed, failed
 
+
+def finish(
+    plan: PreparePlan, processed: int, failed: Sequence[SkippedCase], start: float
+) -> PrepareReport:
+    """A shard: write its marker. Otherwise: assemble the cache and remove the parts."""
+    skipped = sorted([*plan.skipped, *failed], key=lambda s: (s.case_id, s.dataset))
     report = PrepareReport(
-        "shard-done",
-        out,
-        len(mine),
-        processed,
-        reused,
-        skipped,
-        shard=shard,
+        "shard-done", plan.out, len(plan.mine), processed, plan.reused, skipped, shard=plan.shard
     )
-    if shard is not None:
-        marker = {**settings, "cases": [[c.dataset, c.case_id] for c in mine]}
-        write_shard_marker(out, shard[0], shard[1], marker)
+    if plan.shard is not None:
+        marker = {**plan.settings, "cases": [[c.dataset, c.case_id] for c in plan.mine]}
+        write_shard_marker(plan.out, plan.shard[0], plan.shard[1], marker)
     else:
-        order = [_key(c) for c in cases]
-        report.meta, report.status = _assemble(out, settings, order, states, previous, skipped)
+        order = [_key(c) for c in plan.cases]
+        report.meta, report.status = _assemble(
+            plan.out, plan.settings, order, plan.states, plan.previous, skipped
+        )
         report.n_slices = report.meta["n_slices"]
-        remove_parts(out)
+        remove_parts(plan.out)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _up_to_date_report(plan: PreparePlan, start: float) -> PrepareReport:
+    previous = plan.previous
+    assert previous is not None
+    return PrepareReport(
+        "up-to-date",
+        plan.out,
+        len(plan.cases),
+        reused=len(previous["cases"]),
+        skipped=[_skipped_from_meta(s) for s in previous.get("skipped", [])],
+        n_slices=previous["n_slices"],
+        seconds=time.perf_counter() - start,
+        meta=previous,
+    )
 
 
 def merge_cache(cache: str | os.PathLike[str]) -> PrepareReport:

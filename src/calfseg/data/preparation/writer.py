@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from calfseg import __version__
+from calfseg.atomic import atomic_write_json
 from calfseg.data.cache import (
     CACHE_FORMAT,
     FINGERPRINT_FILE,
@@ -30,7 +31,8 @@ from calfseg.data.cache import (
     META_FILE,
     SPLIT_NAMES,
 )
-from calfseg.data.preparation.parts import CaseRecord, atomic_write_json
+from calfseg.data.preparation.parts import CaseRecord
+from calfseg.fingerprint import Fingerprint
 from calfseg.stats import AreaMoments
 
 ASSEMBLY_DIR = ".assembly"
@@ -82,7 +84,7 @@ def write_index(path: Path, columns: dict[str, np.ndarray]) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(names)
-        writer.writerows(zip(*text_columns))
+        writer.writerows(zip(*text_columns, strict=True))
 
 
 def train_fingerprint(columns: dict[str, np.ndarray]) -> AreaMoments:
@@ -99,7 +101,12 @@ def split_counts(columns: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
             "rows": int(chosen.sum()),
             "tumour_rows": int((chosen & columns["has_tumour"]).sum()),
             "cases": len(
-                {(d, c) for d, c in zip(columns["dataset"][chosen], columns["case_id"][chosen])}
+                {
+                    (d, c)
+                    for d, c in zip(
+                        columns["dataset"][chosen], columns["case_id"][chosen], strict=True
+                    )
+                }
             ),
         }
     return counts
@@ -155,7 +162,8 @@ def assemble_cache(
         written += [IMAGES_FILE, MASKS_FILE]
     write_index(tmp / INDEX_FILE, columns)
     fingerprint = train_fingerprint(columns)
-    atomic_write_json(tmp / FINGERPRINT_FILE, fingerprint.to_dict())
+    measured = {"source": "cache", "split": "train", "unit": "slices"}
+    atomic_write_json(tmp / FINGERPRINT_FILE, Fingerprint(fingerprint, measured=measured).to_dict())
 
     full_meta = {
         "format": CACHE_FORMAT,

@@ -26,8 +26,10 @@ from calfseg.data.sources.brats2023 import Brats2023Source
 from calfseg.data.sources.folder import FolderSource
 from calfseg.data.sources.lgg_1p19q import Lgg1p19qSource
 from calfseg.data.sources.lgg_kaggle import LggKaggleSource
+from calfseg.data.sources.nnunet import NnUNetSource
 from calfseg.data.sources.ucsf_pdgm import UcsfPdgmSource
 from calfseg.data.sources.upenn_gbm import UpennGbmSource
+from calfseg.errors import unknown_choice
 
 SOURCES: dict[str, type[SourceReader]] = {
     cls.name: cls
@@ -39,6 +41,7 @@ SOURCES: dict[str, type[SourceReader]] = {
         UpennGbmSource,
         LggKaggleSource,
         Lgg1p19qSource,
+        NnUNetSource,
         FolderSource,
     )
 }
@@ -58,7 +61,7 @@ def get_source(name: str, **options: Any) -> SourceReader:
     """
     cls = SOURCES.get(name)
     if cls is None:
-        raise ValueError(f"unknown layout {name!r}; known layouts: {_known()}")
+        raise unknown_choice("layout", name, SOURCES, valid="known layouts")
     accepted = [
         p.name
         for p in inspect.signature(cls).parameters.values()
@@ -121,6 +124,7 @@ __all__ = [
     "FolderSource",
     "Lgg1p19qSource",
     "LggKaggleSource",
+    "NnUNetSource",
     "SourceReader",
     "UcsfPdgmSource",
     "UpennGbmSource",

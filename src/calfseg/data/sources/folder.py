@@ -27,25 +27,24 @@ constructor (``FolderSource(manifest=...)``) takes precedence over the root.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from calfseg.data.files.masks import MaskFileError, read_mask
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
+from calfseg.data.sources.files import (
+    FILE_SUFFIXES,
+    file_suffix,
+    read_image_volume,
+    read_label_volume,
+    stack_files,
+)
 from calfseg.data.sources.naming import child_dirs, normalise_modality
-from calfseg.data.sources.nifti import read_nifti
-from calfseg.data.sources.volumes import CaseBuilder, Volume, raise_problems, read_failure
-from calfseg.extras import require
+from calfseg.data.sources.volumes import CaseBuilder, raise_problems
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS: tuple[str, ...] = ("case_id", "image", "mask")
 DEFAULT_MODALITY = "image"
-FILE_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff")
-_GREY_PHOTOMETRIC = (0, 1)  # TIFF MINISWHITE, MINISBLACK
 
 
 @dataclass(frozen=True)
@@ -112,11 +111,6 @@ def read_manifest(path: Path) -> dict[str, list[ManifestRow]]:
                 )
             )
     return rows
-
-
-def _suffix(path: Path) -> str | None:
-    name = path.name.lower()
-    return next((s for s in FILE_SUFFIXES if name.endswith(s)), None)
 
 
 class FolderSource(SourceReader):
@@ -192,7 +186,7 @@ class FolderSource(SourceReader):
             if mask is not None:
                 files[mask] = None
         info = {"manifest": str(manifest)}
-        if not any(_suffix(p) in (".nii", ".nii.gz") for p in files):
+        if not any(file_suffix(p) in (".nii", ".nii.gz") for p in files):
             info["spacing"] = "unknown"
         return CaseFiles(
             case_id=case_id,
@@ -212,7 +206,7 @@ class FolderSource(SourceReader):
         for kind, path in (("image", row.image), ("mask", row.mask)):
             if path is None:
                 continue
-            if _suffix(path) is None:
+            if file_suffix(path) is None:
                 problems.append(
                     f"unsupported {kind} file {path.name} (supported: {', '.join(FILE_SUFFIXES)})"
                 )
@@ -234,109 +228,8 @@ class FolderSource(SourceReader):
         mask_paths = [m for m in masks if m is not None]
         if len(mask_paths) != len(masks):
             raise CaseError(case.case_id, "a row has no mask file")
-        builder = CaseBuilder(case, _stack(case.case_id, mask_paths, _read_label))
+        builder = CaseBuilder(case, stack_files(case.case_id, mask_paths, read_label_volume))
         for modality, modality_rows in by_modality.items():
             paths = [row.image for row in modality_rows]
-            builder.add(modality, _stack(case.case_id, paths, _read_image))
+            builder.add(modality, stack_files(case.case_id, paths, read_image_volume))
         return builder.finish()
-
-
-def _stack(case_id: str, paths: Sequence[Path], read: Callable[[str, Path], Volume]) -> Volume:
-    """One file as it is, or 2D slices stacked on the last axis (without geometry)."""
-    if len(paths) == 1:
-        volume = read(case_id, paths[0])
-        if volume.array.ndim == 2:
-            volume.array = volume.array[..., np.newaxis]
-        return volume
-    slices: list[np.ndarray] = []
-    for path in paths:
-        array = read(case_id, path).array
-        if array.ndim == 3 and array.shape[-1] == 1:
-            array = array[..., 0]
-        if array.ndim != 2:
-            raise CaseError(
-                case_id, f"a 3D volume of shape {array.shape} among the 2D slices of a case", path
-            )
-        if slices and array.shape != slices[0].shape:
-            raise CaseError(
-                case_id,
-                f"slice {path.name} has shape {array.shape}, slice {paths[0].name} has "
-                f"{slices[0].shape}",
-                path,
-            )
-        slices.append(array)
-    return Volume(np.stack(slices, axis=-1), paths[0])
-
-
-def _read_label(case_id: str, path: Path) -> Volume:
-    if _suffix(path) in (".nii", ".nii.gz"):
-        return read_nifti(case_id, path, label=True)
-    try:
-        return Volume(np.asarray(read_mask(path)), path)
-    except MaskFileError as err:
-        raise CaseError(case_id, err.reason, path) from err
-
-
-def _read_image(case_id: str, path: Path) -> Volume:
-    suffix = _suffix(path)
-    if suffix in (".nii", ".nii.gz"):
-        return read_nifti(case_id, path, label=False)
-    reader = {".npy": _read_npy, ".png": _read_png}.get(suffix or "", _read_tiff)
-    try:
-        array = reader(path)
-    except MemoryError:
-        raise
-    except Exception as err:  # format readers raise anything on a bad file
-        raise read_failure(case_id, path, err) from err
-    if array.ndim not in (2, 3):
-        raise CaseError(case_id, f"expected a 2D or 3D image, got shape {array.shape}", path)
-    return Volume(array.astype(np.float32, copy=False), path)
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    array = np.load(path, mmap_mode="r", allow_pickle=False)
-    return np.array(array, dtype=np.float32)
-
-
-def _read_png(path: Path) -> np.ndarray:
-    image_module: Any = require("PIL.Image", "reading PNG images")
-    with image_module.open(path) as image:
-        if image.mode == "P":
-            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        mode = image.mode
-        array = np.asarray(image)
-    if array.ndim == 3:
-        if mode in ("LA", "La"):
-            return array[..., 0]
-        return _one_channel(array[..., :3], f"PNG mode {mode}")
-    return array
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    tifffile: Any = require("tifffile", "reading TIFF images")
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        array = np.asarray(series.asarray())
-        axes = str(series.axes)
-        colour = int(tif.pages[0].photometric) not in _GREY_PHOTOMETRIC
-    if len(axes) != array.ndim:  # unexpected metadata: the plain shape
-        return array
-    keep = [i for i, a in enumerate(axes) if a in "YX" or array.shape[i] != 1]
-    array = array.reshape([array.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
-    if "S" in axes:
-        samples = np.moveaxis(array, axes.index("S"), -1)
-        array = _one_channel(samples[..., :3], "colour TIFF") if colour else samples[..., 0]
-        axes = axes.replace("S", "")
-    stack = [i for i, a in enumerate(axes) if a not in "YX"]
-    if len(stack) > 1:
-        raise ValueError(f"TIFF with axes {axes!r}: expected one page axis at most")
-    return np.moveaxis(array, stack[0], -1) if stack else array
-
-
-def _one_channel(rgb: np.ndarray, what: str) -> np.ndarray:
-    """A grey picture saved as colour has equal channels: keep one; refuse true colour."""
-    first = rgb[..., 0]
-    if all(np.array_equal(first, rgb[..., c]) for c in range(1, rgb.shape[-1])):
-        return first
-    raise ValueError(f"{what} with differing colour channels: give one grey image per modality")

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from calfseg.data.sources.base import MODALITIES, CaseError, CaseFiles, CaseVolumes
-from calfseg.data.sources.folder import _read_image, _read_label, _stack
+from calfseg.data.sources.files import read_image_volume, read_label_volume, stack_files
 from calfseg.data.sources.naming import (
     MODALITY_ALIASES,
     child_dirs,
@@ -191,8 +191,10 @@ class Lgg1p19qSource(NiftiLayout):
         in_folder: dict[Path, list[Path]] = {}
         for path in case.files:
             in_folder.setdefault(path.parent, []).append(path)
-        label = _stack(case.case_id, in_folder.get(case.label, []), _read_label)
+        label = stack_files(case.case_id, in_folder.get(case.label, []), read_label_volume)
         builder = CaseBuilder(case, label)
         for modality, folder in case.images.items():
-            builder.add(modality, _stack(case.case_id, in_folder.get(folder, []), _read_image))
+            builder.add(
+                modality, stack_files(case.case_id, in_folder.get(folder, []), read_image_volume)
+            )
         return builder.finish()

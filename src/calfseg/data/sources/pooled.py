@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
+from calfseg.errors import unknown_choice
 
 SEPARATOR = "/"  # between the dataset and the case id of a pooled case
 
@@ -119,7 +120,7 @@ def open_pooled(
             name, how = detect_layout(root), "detected"
         cls = SOURCES.get(name)
         if cls is None:
-            raise ValueError(f"unknown layout {name!r}; known layouts: {', '.join(SOURCES)}")
+            raise unknown_choice("layout", name, SOURCES, valid="known layouts")
         mine = {k: v for k, v in options.items() if k in accepted_options(cls)}
         used.update(mine)
         members.append((cls(**mine), Path(root)))

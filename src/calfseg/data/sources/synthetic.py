@@ -24,7 +24,7 @@ What CALF looks at, the distribution of per-slice foreground areas (empty slices
 
 Slice-level skewness S (what the rule sees) follows from all three: many empty slices
 plus right-skewed sizes give a large positive S; few empty slices and flat-topped lesions
-of similar, large sizes give S <= -1. ``PRESETS`` lists settings for each region of the
+of similar, large sizes give S <= -1. ``SYNTHETIC_PRESETS`` lists settings for each region of the
 rule; docs/data.md has their measured S, K and branch.
 """
 
@@ -42,6 +42,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
+from calfseg.errors import unknown_choice
 
 DATASET = "synthetic"
 MODALITY = "flair"
@@ -95,7 +96,7 @@ class Preset(NamedTuple):
 
 
 _BASE = SyntheticParams()
-PRESETS: Mapping[str, Preset] = MappingProxyType(
+SYNTHETIC_PRESETS: Mapping[str, Preset] = MappingProxyType(
     {
         "paper-like": Preset(
             "41 % tumour slices (as the paper's pooled data), right-skewed lesion sizes: "
@@ -159,7 +160,7 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         ),
     }
 )
-# The preset that lands in each row of the rule (METHOD.md section 3), for tests and docs.
+# The preset that lands in each row of the rule (docs/method.md section 3), for tests and docs.
 BRANCH_PRESETS: Mapping[str, str] = MappingProxyType(
     {
         "fisher": "left-skewed",
@@ -177,7 +178,7 @@ class SyntheticSource(SourceReader):
     """Generated cases (no files): a preset, optionally with some parameters overridden.
 
     Args:
-        preset: a name in :data:`PRESETS`, or a :class:`SyntheticParams`.
+        preset: a name in :data:`SYNTHETIC_PRESETS`, or a :class:`SyntheticParams`.
         n_cases, slices_per_case, size, tumour_fraction, size_skewness: override the
             preset's values.
         seed: with the case id, determines every case's volumes.
@@ -185,7 +186,7 @@ class SyntheticSource(SourceReader):
 
     name: ClassVar[str] = "synthetic"
     description: ClassVar[str] = (
-        "generated in memory, no files (presets: " + ", ".join(PRESETS) + ")"
+        "generated in memory, no files (presets: " + ", ".join(SYNTHETIC_PRESETS) + ")"
     )
 
     def __init__(
@@ -201,10 +202,10 @@ class SyntheticSource(SourceReader):
     ) -> None:
         if isinstance(preset, SyntheticParams):
             params, self.preset = preset, "custom"
-        elif preset in PRESETS:
-            params, self.preset = PRESETS[preset].params, preset
+        elif preset in SYNTHETIC_PRESETS:
+            params, self.preset = SYNTHETIC_PRESETS[preset].params, preset
         else:
-            raise ValueError(f"unknown synthetic preset {preset!r}; known: {', '.join(PRESETS)}")
+            raise unknown_choice("synthetic preset", preset, SYNTHETIC_PRESETS, valid="known")
         overrides: dict[str, Any] = {
             "n_cases": n_cases,
             "slices_per_case": slices_per_case,

@@ -5,7 +5,7 @@ patient's anatomy is seen in training and again in testing. Cases are dealt out 
 dataset (stratified), with the fractions applied to each dataset's cases separately and
 rounded by the largest-remainder (Hamilton) method, so the counts are exact and reproducible.
 
-``mode="slice"`` reproduces the paper's protocol (METHOD.md section 5): about the ``test``
+``mode="slice"`` reproduces the paper's protocol (docs/method.md section 5): about the ``test``
 fraction of the slices of EVERY case goes to test (likewise ``val``), so neighbouring
 slices of one patient, nearly identical images, sit on both sides of the split. It inflates
 test scores and is offered for fidelity only; it warns with :class:`LeakageWarning`.
@@ -43,7 +43,7 @@ SplitMode = Literal["case", "slice"]
 SPLIT_MODES: tuple[str, ...] = ("case", "slice")
 PAPER_FRACTIONS: Mapping[str, float] = MappingProxyType({"train": 0.9, "val": 0.0, "test": 0.1})
 """The paper's slice split: about 10 % of every patient's slices per modality to test (15 of
-a 155-slice volume), no validation set (METHOD.md section 5)."""
+a 155-slice volume), no validation set (docs/method.md section 5)."""
 _FRACTION_TOLERANCE = 1e-6
 CV_VAL_PERCENT = 15
 """Share of the non-test patients of a cross-validation fold that validate: ceil(15 %)."""

@@ -7,7 +7,7 @@ selected row numbers, sorted. The functions work on one column; the frozen datac
 order with :func:`apply_filters`, and are written and read as CLI text
 (``"ratio=0.25"``, ``"drop-empty"``, ``"min-area=20"``, ``"every-kth-empty=4"``).
 
-The ratio filter is the paper's (METHOD.md section 5); see :func:`ratio_counts`.
+The ratio filter is the paper's (docs/method.md section 5); see :func:`ratio_counts`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calfseg.errors import OptionError, did_you_mean
+
 Index = Mapping[str, np.ndarray]
 
 
 def ratio_counts(n_tumour: int, n_empty: int, r: float) -> tuple[int, int]:
     """How many tumour and non-tumour slices the paper's ratio filter keeps.
 
-    With ``N = n_tumour + n_empty`` rows (METHOD.md section 5, floats as in the authors'
+    With ``N = n_tumour + n_empty`` rows (docs/method.md section 5, floats as in the authors'
     code, ``int`` truncating)::
 
         n_seg = int(N * r);  n_non = int(N * (1 - r))
@@ -242,7 +244,10 @@ def parse_filter(text: str, *, seed: int = 0) -> Filter:
         "every-kth-empty": lambda v: KeepEveryKthEmpty(int(v)),
     }
     if name not in makers:
-        raise ValueError(f"unknown filter {text!r}; expected one of: {', '.join(FILTER_SYNTAX)}")
+        raise OptionError(
+            f"unknown filter {text!r}{did_you_mean(name, makers)}; expected one of: "
+            f"{', '.join(FILTER_SYNTAX)}"
+        )
     if not value:
         raise ValueError(f"filter {name!r} needs a value, e.g. {name}=... (got {text!r})")
     try:

@@ -1,6 +1,6 @@
 """The authors' three hand-written models (preset ``authors``), in plain torch.
 
-Written for calf-seg from METHOD.md section 5 and the facts (widths, kernels, strides,
+Written for calf-seg from docs/method.md section 5 and the facts (widths, kernels, strides,
 biases, norms, resizing) of the authors' public files ``models/u_net.py``,
 ``models/deeplabv3.py`` and ``models/fpn_net.py`` (GitHub masa-byte/MICCAI-Submission). One
 logit out; ``in_channels`` input channels (the authors: 1). Parameter counts with one input

@@ -1,5 +1,5 @@
 """The authors' DeepLabV3 (``models/deeplabv3.py`` of masa-byte/MICCAI-Submission, a class
-they call ``Deeplabv3Plus``; METHOD.md 5).
+they call ``Deeplabv3Plus``; docs/method.md 5).
 
 - encoder: a PLAIN convolutional network, no residual connections: a ``7x7 conv, stride 2
   -> BN -> ReLU`` stem and a 3x3 max pooling with stride 2, then four stages of

@@ -1,4 +1,4 @@
-"""The authors' FPN (``models/fpn_net.py`` of masa-byte/MICCAI-Submission; METHOD.md 5).
+"""The authors' FPN (``models/fpn_net.py`` of masa-byte/MICCAI-Submission; docs/method.md 5).
 
 - encoder: a ResNet with bottleneck blocks [2, 2, 2, 2] (He et al. 2016): a ``7x7 conv,
   stride 2 -> BN -> ReLU`` stem and a 3x3 max pooling with stride 2, then four stages of two

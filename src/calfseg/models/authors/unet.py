@@ -1,4 +1,4 @@
-"""The authors' U-Net (``models/u_net.py`` of masa-byte/MICCAI-Submission; METHOD.md 5).
+"""The authors' U-Net (``models/u_net.py`` of masa-byte/MICCAI-Submission; docs/method.md 5).
 
 The classic U-Net of Ronneberger et al. (2015) with batch norm and "same" padding:
 

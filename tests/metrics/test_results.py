@@ -18,11 +18,11 @@ from calfseg.metrics import (
     UndefinedMetricWarning,
     evaluate_counts,
 )
-from calfseg.metrics.evaluate import EMPTY_GROUP_METRICS
+from calfseg.metrics.results import EMPTY_GROUP_METRICS
 
 
 def counts_of(*rows: tuple[int, int, int, int]) -> ConfusionCounts:
-    return ConfusionCounts.from_arrays(*zip(*rows))
+    return ConfusionCounts.from_arrays(*zip(*rows, strict=True))
 
 
 # Six 16-pixel slices (tp, fp, fn, tn):

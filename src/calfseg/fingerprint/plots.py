@@ -1,4 +1,5 @@
-"""Figures of an area analysis (matplotlib, drawn off-screen with the Agg backend).
+"""The figure of a fingerprint: the histogram of its areas with n, S, K and the branch on it
+(matplotlib, drawn off-screen with the Agg backend).
 
 matplotlib is an optional dependency (the ``plot`` extra); it is imported on first use and
 ``pyplot`` is never imported, so drawing leaves the global backend alone.
@@ -6,29 +7,37 @@ matplotlib is an optional dependency (the ``plot`` extra); it is imported on fir
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from calfseg.analyze import AnalysisResult
 from calfseg.extras import require
+from calfseg.fingerprint.format import Fingerprint
+from calfseg.fingerprint.text import signed
 
 _MAX_BINS = 100
 
 
 def plot_area_histogram(
-    areas: np.ndarray | Sequence[float],
-    result: AnalysisResult,
+    fingerprint: Fingerprint,
     out_path: str | os.PathLike[str],
     *,
+    areas: np.ndarray | Sequence[float] | None = None,
     title: str | None = None,
     xlabel: str = "foreground area (pixels)",
 ) -> Path:
-    """Draw the histogram of ``areas`` with n, S, K and the picked branch written on it,
-    and save it to ``out_path`` (format from the suffix, e.g. ``.png``)."""
+    """Draw the histogram of the fingerprint's areas (or of ``areas``) with n, S, K and the
+    picked branch written on it, and save it to ``out_path`` (format from the suffix, e.g.
+    ``.png``). A fingerprint read from a file holds no areas: pass them, or it is an error."""
+    if areas is None:
+        areas = fingerprint.areas
+    if areas is None:
+        raise ValueError(
+            "this fingerprint holds only moments (it was read from a file), not the areas a "
+            "histogram needs: pass areas=..., or compute it with calfseg.analyze(MASKS)"
+        )
     figure_module = require("matplotlib.figure", "--plot")
     agg = require("matplotlib.backends.backend_agg", "--plot")
     values = np.asarray(areas, dtype=np.float64).ravel()
@@ -49,7 +58,7 @@ def plot_area_histogram(
     ax.text(
         0.98,
         0.97,
-        _caption(result),
+        _caption(fingerprint),
         transform=ax.transAxes,
         ha="right",
         va="top",
@@ -64,18 +73,15 @@ def plot_area_histogram(
     return out
 
 
-def _caption(result: AnalysisResult) -> str:
-    lines = [f"n = {result.n}"]
-    if result.empty_fraction is not None:
-        kept = "excluded" if result.excluded_empty else "counted as 0"
-        lines.append(f"empty = {result.empty_fraction:.1%} ({kept})")
+def _caption(fingerprint: Fingerprint) -> str:
+    lines = [f"n = {fingerprint.count}"]
+    summary = fingerprint.summary
+    if summary is not None:
+        kept = "excluded" if summary.excluded_empty else "counted as 0"
+        lines.append(f"empty = {summary.empty_fraction:.1%} ({kept})")
     lines += [
-        f"S = {_signed(result.skewness)}",
-        f"K = {_signed(result.kurtosis)}",
-        f"branch: {result.branch} ({result.condition})",
+        f"S = {signed(fingerprint.skewness)}",
+        f"K = {signed(fingerprint.kurtosis)}",
+        f"branch: {fingerprint.branch} ({fingerprint.condition})",
     ]
     return "\n".join(lines)
-
-
-def _signed(x: float) -> str:
-    return "undefined" if math.isnan(x) else f"{x:+.3f}"

@@ -1,0 +1,235 @@
+"""``calfseg.data.prepare``: the one call that prepares a slice cache, from Python, from
+``calf prepare`` and from ``calf benchmark`` alike.
+
+    from calfseg.data import prepare
+
+    report = prepare("data/BraTS2021", "cache/brats", size=128, seed=1, workers=4)
+    cache = report.open()                       # a SliceCache
+    prepare(None, "cache/toy", synthetic="paper-like", cases=8, size=32)
+
+It turns plain arguments into a :class:`~calfseg.data.preparation.source.PrepareSource`,
+:class:`~calfseg.data.preprocess.PreprocessOptions` and
+:class:`~calfseg.data.splits.options.SplitOptions`, then runs
+:func:`~calfseg.data.preparation.pipeline.prepare_cache` (plan, execute, finish).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from calfseg.data.preparation.pipeline import (
+    OnError,
+    PrepareError,
+    PrepareReport,
+    prepare_cache,
+)
+from calfseg.data.preparation.source import (
+    PrepareSource,
+    folder_source,
+    pooled_source,
+    synthetic_source,
+)
+from calfseg.data.preprocess import PreprocessOptions
+from calfseg.data.splits.options import SplitOptions
+
+PathLike = str | os.PathLike[str]
+DEFAULT_SIZE = 256  # the paper's slice side
+# The option names prepare() passes on to PreprocessOptions (size has its own default).
+PREPROCESS_NAMES = tuple(f.name for f in dataclasses.fields(PreprocessOptions) if f.name != "size")
+
+
+class PrepareSettingsError(PrepareError, ValueError):
+    """The source cannot be opened, or an option is not valid; the message names it (the
+    CLI's usage errors)."""
+
+
+def prepare(
+    source: PathLike | Sequence[PathLike] | PrepareSource | None,
+    out: PathLike,
+    *,
+    synthetic: str | None = None,
+    cases: int | None = None,
+    slices: int | None = None,
+    layout: str = "auto",
+    manifest: PathLike | None = None,
+    label_source: str | None = None,
+    size: int | None = None,
+    options: PreprocessOptions | None = None,
+    split: str = "case",
+    val: float = 0.1,
+    test: float = 0.1,
+    seed: int = 0,
+    kfold: int | None = None,
+    fold: int | None = None,
+    splits: SplitOptions | None = None,
+    workers: int = 1,
+    shard: tuple[int, int] | None = None,
+    on_error: OnError = "stop",
+    overwrite: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    **preprocessing: Any,
+) -> PrepareReport:
+    """Prepare a dataset into the slice cache folder ``out``; returns what the run did
+    (:class:`PrepareReport`; ``report.open()`` gives the :class:`SliceCache`).
+
+    Resumable and idempotent: finished cases are kept, and a rerun with the same options
+    on unchanged files does nothing (docs/prepare.md).
+
+    Args:
+        source: a dataset folder, several folders (pooled into one cache), a
+            ``PrepareSource``, or None with ``synthetic``.
+        out: the cache folder (new, empty, or a cache made by an earlier run).
+        synthetic: a :data:`~calfseg.data.sources.synthetic.SYNTHETIC_PRESETS` name: write
+            generated cases instead of a folder (``cases``, ``slices`` per case and ``size``
+            override the preset's; ``seed`` seeds the generator as well as the split).
+        layout, manifest, label_source: how to read a folder (``layout="auto"`` detects it;
+            several folders: ``auto`` or one layout per folder, comma-separated).
+        size: side of the square slices (default 256; synthetic: the preset's).
+        options: all preprocessing options at once, instead of ``size`` and ``preprocessing``.
+        split, val, test, seed, kfold, fold: the split (:class:`SplitOptions`); or
+            ``splits`` at once.
+        workers: cases prepared in parallel processes.
+        shard: ``(K, N)``: prepare only the K-th of N shares of the cases (then
+            :func:`~calfseg.data.preparation.pipeline.merge_cache`); no cache is assembled.
+        on_error: ``"stop"`` at the first unreadable case, or ``"skip"`` it (listed in the
+            report and in meta.json).
+        overwrite: replace a cache in ``out`` made from another source or with other options.
+        progress: a progress bar on stderr.
+        log: called with one line saying which source (layout) was opened.
+        **preprocessing: other :class:`PreprocessOptions` fields (``modalities``, ``stack``,
+            ``labels``, ``normalise``, ``mask_resize``, ``keep_aspect``,
+            ``drop_outside_brain``, ``image_dtype``).
+
+    Raises:
+        PrepareSettingsError: an unknown layout, preset or option, a bad option value, or a
+            source that cannot be opened.
+        PrepareError: see :func:`~calfseg.data.preparation.pipeline.prepare_cache`.
+    """
+    prepare_source, note = open_prepare_source(
+        source,
+        synthetic=synthetic,
+        cases=cases,
+        slices=slices,
+        seed=seed,
+        size=size,
+        layout=layout,
+        manifest=manifest,
+        label_source=label_source,
+    )
+    if log is not None:
+        log(note)
+    if options is None:
+        options = preprocess_options(size=size, synthetic=synthetic, **preprocessing)
+    elif size is not None or preprocessing:
+        raise PrepareSettingsError("give either options=PreprocessOptions(...) or its fields")
+    if splits is None:
+        try:
+            splits = SplitOptions(mode=split, val=val, test=test, seed=seed, kfold=kfold, fold=fold)
+        except ValueError as err:
+            raise PrepareSettingsError(str(err)) from err
+    return prepare_cache(
+        prepare_source,
+        out,
+        options,
+        splits,
+        workers=workers,
+        shard=shard,
+        on_error=on_error,
+        progress=progress,
+        overwrite=overwrite,
+    )
+
+
+def preprocess_options(
+    *, size: int | None = None, synthetic: str | None = None, **fields: Any
+) -> PreprocessOptions:
+    """:class:`PreprocessOptions` from keywords; ``size`` defaults to 256, or to the
+    synthetic preset's size. PrepareSettingsError names an unknown keyword or bad value."""
+    unknown = sorted(set(fields) - set(PREPROCESS_NAMES))
+    if unknown:
+        raise PrepareSettingsError(
+            f"unknown preprocessing option(s) {', '.join(unknown)}; "
+            f"valid: size, {', '.join(PREPROCESS_NAMES)}"
+        )
+    if size is None:
+        size = DEFAULT_SIZE if synthetic is None else _preset_size(synthetic)
+    try:
+        return PreprocessOptions(size=size, **fields)
+    except ValueError as err:
+        raise PrepareSettingsError(str(err)) from err
+
+
+def open_prepare_source(
+    source: PathLike | Sequence[PathLike] | PrepareSource | None,
+    *,
+    synthetic: str | None = None,
+    cases: int | None = None,
+    slices: int | None = None,
+    seed: int = 0,
+    size: int | None = None,
+    layout: str = "auto",
+    manifest: PathLike | None = None,
+    label_source: str | None = None,
+) -> tuple[PrepareSource, str]:
+    """The :class:`PrepareSource` that :func:`prepare` reads, and a line saying what it is.
+
+    Raises:
+        PrepareSettingsError: both or neither of ``source`` and ``synthetic``, an unknown
+            preset, a missing folder, or a reader that refuses the folder.
+    """
+    if isinstance(source, PrepareSource):
+        if synthetic is not None:
+            raise PrepareSettingsError("give either a source or synthetic=PRESET, not both")
+        return source, f"source: {source.describe()}"
+    roots = _roots(source)
+    if bool(roots) == (synthetic is not None):
+        raise PrepareSettingsError("give either a source folder or synthetic=PRESET")
+    if synthetic is not None:
+        _check_preset(synthetic)
+        generated = synthetic_source(synthetic, cases=cases, slices=slices, seed=seed, size=size)
+        return generated, f"synthetic preset {synthetic} (seed {seed})"
+    for flag, value in (("cases", cases), ("slices", slices)):
+        if value is not None:
+            raise PrepareSettingsError(f"{flag} applies to synthetic sources only")
+    missing = [str(root) for root in roots if not root.is_dir()]
+    if missing:
+        raise PrepareSettingsError(f"no such folder: {', '.join(missing)}")
+    reader_options: dict[str, Any] = {}
+    if manifest is not None:
+        reader_options["manifest"] = Path(manifest)
+    if label_source is not None:
+        reader_options["labels"] = label_source
+    try:
+        if len(roots) > 1:
+            return pooled_source(roots, layout, **reader_options)
+        return folder_source(roots[0], layout, **reader_options)
+    except (ValueError, TypeError, OSError) as err:
+        raise PrepareSettingsError(f"{' '.join(map(str, roots))}: {err}") from err
+
+
+def _roots(source: PathLike | Sequence[PathLike] | None) -> list[Path]:
+    if source is None:
+        return []
+    if isinstance(source, (str, os.PathLike)):
+        return [Path(source)]
+    return [Path(s) for s in source]
+
+
+def _check_preset(name: str) -> None:
+    from calfseg.data.sources.synthetic import SYNTHETIC_PRESETS
+
+    if name not in SYNTHETIC_PRESETS:
+        known = ", ".join(sorted(SYNTHETIC_PRESETS))
+        raise PrepareSettingsError(f"unknown synthetic preset {name!r}; known: {known}")
+
+
+def _preset_size(name: str) -> int:
+    from calfseg.data.sources.synthetic import SYNTHETIC_PRESETS
+
+    _check_preset(name)
+    return int(SYNTHETIC_PRESETS[name].params.size)
