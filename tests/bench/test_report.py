@@ -225,3 +225,24 @@ def test_runs_without_provenance_are_reported_as_not_recorded(fake_benchmark: Pa
     assert "| cache digest | not recorded |" in summary
     assert "| epochs | 3 |" in summary  # from config.json
     assert "12 run(s) record no provenance" in summary
+
+
+def test_a_model_trained_with_one_seed_gets_a_caution_about_training_variance(
+    tmp_path: Path,
+) -> None:
+    # unet with both seeds, fpn with seed 0 only: only fpn's verdicts rest on one training run
+    for loss in ("bce", "dice", "calf"):
+        for seed in SEEDS:
+            write_run(tmp_path, "unet", loss, seed)
+        write_run(tmp_path, "fpn", loss, SEEDS[0])
+    summary = build_benchmark_report(tmp_path).summary.read_text()
+    verdicts_part = summary.split("## Convergence")[0]
+    assert "Caution: one seed (fpn). The 95 % intervals cover the variation between cases" in (
+        verdicts_part
+    )
+    assert "Rerun with --seeds 3" in verdicts_part
+
+
+def test_no_one_seed_caution_when_every_model_has_several_seeds(fake_benchmark: Path) -> None:
+    summary = build_benchmark_report(fake_benchmark).summary.read_text()
+    assert "one seed" not in summary

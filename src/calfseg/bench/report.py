@@ -213,9 +213,9 @@ def _verdict_section(
         )
         return Section(SECTION_TITLES[0], [*blocks, Paragraph(reason)])
     blocks += [Paragraph(_answer(table, rows, model), lead=True) for model in _models(rows)]
-    caution = _caution(table, trained)
-    if caution:
-        blocks.append(Paragraph(caution, lead=True))
+    for caution in (_caution(table, trained), _one_seed_caution(table)):
+        if caution:
+            blocks.append(Paragraph(caution, lead=True))
     header = (
         "model", "loss", "verdict", f"mean diff vs {BASELINE}", "95 % CI", "cases",
         "cases needed", "p (Wilcoxon, Holm)",
@@ -257,6 +257,23 @@ def _caution(table: ResultsTable, trained: Convergence) -> str | None:
     if not parts:
         return None
     return "Caution: " + "; ".join(parts) + ". See Convergence before trusting these verdicts."
+
+
+def _one_seed_caution(table: ResultsTable) -> str | None:
+    """With one seed per model, the case bootstrap sees the cases but not the training run:
+    a rerun that differs only in its seed, or in the last bits of its arithmetic (another
+    thread count), can move a difference by more than its interval. Measured on the default
+    benchmark: the same grid at 2 and at 1 intra-op threads gave CALF - BCE = -0.002
+    [-0.024, +0.023] and +0.032 [+0.004, +0.061] (README)."""
+    single = [m for m in table.models if len({r.seed for r in table.runs if r.model == m}) == 1]
+    if not single:
+        return None
+    return (
+        f"Caution: one seed ({', '.join(single)}). The 95 % intervals cover the variation "
+        "between cases, not between training runs; a run that differs only in its seed can "
+        "move a difference by more than its interval. Rerun with --seeds 3 (or more) before "
+        "acting on a 'better' or 'worse'."
+    )
 
 
 def _models(rows: list[Verdict]) -> list[str]:
