@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from calfseg.atomic import atomic_write_json
 from calfseg.rule import Selection
 
 BRANCH_LOG = "calf_branches.json"
@@ -91,12 +92,10 @@ class BranchTally:
         }
 
     def write(self, folder: str | os.PathLike[str]) -> Path:
-        """Write ``calf_branches.json`` into ``folder`` (atomically: a temporary file, then a
-        rename, so that a reader never sees half a file)."""
+        """Write ``calf_branches.json`` into ``folder`` atomically (a reader never sees half a
+        file)."""
         path = Path(folder) / BRANCH_LOG
-        partial = path.with_suffix(".json.partial")
-        partial.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(partial, path)
+        atomic_write_json(path, self.to_dict())
         return path
 
     def resume(self, folder: str | os.PathLike[str]) -> None:

@@ -4,7 +4,6 @@ a run that returns without ``done.json`` counts as failed."""
 
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calfseg.atomic import atomic_write_json
 from calfseg.bench.grid import DONE_FILE, FAILED_FILE
 
 TrainFn = Callable[..., Any]
@@ -99,7 +99,7 @@ def record_failure(folder: Path, name: str, error: str, trace: str, seconds: flo
     """Write ``folder/failed.json``: the run, its error, the traceback and the seconds."""
     record = {"run": name, "error": error, "traceback": trace, "seconds": round(seconds, 3)}
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / FAILED_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write_json(folder / FAILED_FILE, record)
 
 
 def _trainer(task: RunTask) -> tuple[TrainFn, MakeConfig]:

@@ -13,6 +13,9 @@ LAST axis):
 - ``.tif`` / ``.tiff``: tifffile, first series. A multi-page stack ``(pages, H, W)`` is
   returned as ``(H, W, pages)`` (a view), so that one page is one slice like for NIfTI.
 
+NumPy, PNG and TIFF pixels are decoded by :func:`calfseg.data.files.raster.read_raster`,
+the decoder behind image files too.
+
 A label mask holds integer labels. An integer (or bool) file is a mask whatever its number
 of labels: whole-body CT segmentations have 100+ labels, brain atlases 116 regions, and the
 foreground is chosen with ``labels`` (``--label``/``--labels``). Float files are accepted when
@@ -37,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from calfseg.data.files.raster import RasterError, read_raster
 from calfseg.errors import DataError
-from calfseg.extras import require
+from calfseg.extras import MissingExtraError, require
 
 MASK_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff")
 DEFAULT_MAX_LABELS = 16
@@ -48,7 +52,8 @@ _CHUNK = 1 << 22
 # Float labels this close to a whole number are rounded to it: NIfTI files saved with a
 # scale factor (scl_slope/scl_inter) read back as e.g. 0.99999997 instead of 1.
 _INTEGER_TOLERANCE = 1e-3
-_GREY_PHOTOMETRIC = (0, 1)  # TIFF MINISWHITE, MINISBLACK: extra samples are not colour
+_NIFTI = (".nii", ".nii.gz")
+_TRUE_COLOUR = "with differing colour channels: not a label mask"
 # Formats that hold grey photographs as integers: their integer data is checked too.
 _RASTER = (".png", ".tif", ".tiff")
 
@@ -126,12 +131,16 @@ def read_mask(path: str | os.PathLike[str], *, max_labels: int = DEFAULT_MAX_LAB
     suffix = mask_suffix(path)
     if suffix is None:
         raise MaskFileError(path, f"not a mask file (supported: {', '.join(MASK_SUFFIXES)})")
-    reader = _READERS[suffix]
-    module = require(*_READER_MODULES[suffix]) if suffix in _READER_MODULES else None
     try:
-        raw = reader(path, module)
-    except MaskFileError:
+        if suffix in _NIFTI:
+            nibabel: Any = require("nibabel", "reading NIfTI masks")
+            raw = np.asanyarray(nibabel.load(str(path)).dataobj)
+        else:
+            raw = read_raster(path, palette="indices", colour=_TRUE_COLOUR)
+    except MissingExtraError:
         raise
+    except RasterError as err:
+        raise MaskFileError(path, err.reason) from err
     except Exception as err:  # readers raise anything from OSError to zlib.error on bad files
         raise MaskFileError(path, f"cannot read the file ({type(err).__name__}: {err})") from err
     return _as_label_array(raw, path, max_labels, integer_is_label=suffix not in _RASTER)
@@ -147,78 +156,6 @@ def foreground(label_array: np.ndarray, labels: Iterable[int] | None = None) -> 
     if len(wanted) == 1:
         return np.asarray(label_array) == wanted[0]
     return np.isin(label_array, wanted)
-
-
-# -- readers: path (and the imported module) -> raw array ---------------------------------
-
-
-def _read_npy(path: Path, _module: Any) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
-
-
-def _read_nifti(path: Path, nibabel: Any) -> np.ndarray:
-    image = nibabel.load(str(path))
-    return np.asanyarray(image.dataobj)
-
-
-def _read_png(path: Path, image_module: Any) -> np.ndarray:
-    with image_module.open(path) as image:
-        image.load()
-        mode = image.mode
-        array = np.asarray(image)
-    if array.ndim == 3:
-        if mode in ("LA", "La", "PA"):  # one value channel and alpha
-            return array[..., 0]
-        return _grey_channel(array[..., :3], path, f"PNG mode {mode}")
-    return array
-
-
-def _read_tiff(path: Path, tifffile: Any) -> np.ndarray:
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        array = np.asarray(series.asarray())
-        axes = str(series.axes)
-        colour = int(tif.pages[0].photometric) not in _GREY_PHOTOMETRIC
-    if len(axes) != array.ndim:  # unexpected metadata: fall back to the plain shape
-        return array
-    keep = [i for i, a in enumerate(axes) if a in "YX" or array.shape[i] != 1]
-    array = array.reshape([array.shape[i] for i in keep])
-    axes = "".join(axes[i] for i in keep)
-    if "S" in axes and colour:  # samples of a colour pixel (RGB, ...)
-        channel = axes.index("S")
-        array = _grey_channel(np.moveaxis(array, channel, -1)[..., :3], path, "colour TIFF")
-        axes = axes.replace("S", "")
-    stack_axes = [i for i, a in enumerate(axes) if a not in "YX"]
-    if len(stack_axes) > 1:
-        raise MaskFileError(path, f"TIFF with axes {axes!r}: expected one page axis at most")
-    if stack_axes:
-        array = np.moveaxis(array, stack_axes[0], -1)
-    return array
-
-
-def _grey_channel(rgb: np.ndarray, path: Path, what: str) -> np.ndarray:
-    """A grey mask saved as colour: all channels equal. A true colour image is refused."""
-    first = rgb[..., 0]
-    if all(np.array_equal(first, rgb[..., c]) for c in range(1, rgb.shape[-1])):
-        return first
-    raise MaskFileError(path, f"{what} with differing colour channels: not a label mask")
-
-
-_READERS = {
-    ".npy": _read_npy,
-    ".nii": _read_nifti,
-    ".nii.gz": _read_nifti,
-    ".png": _read_png,
-    ".tif": _read_tiff,
-    ".tiff": _read_tiff,
-}
-_READER_MODULES = {
-    ".nii": ("nibabel", "reading NIfTI masks"),
-    ".nii.gz": ("nibabel", "reading NIfTI masks"),
-    ".png": ("PIL.Image", "reading PNG masks"),
-    ".tif": ("tifffile", "reading TIFF masks"),
-    ".tiff": ("tifffile", "reading TIFF masks"),
-}
 
 
 # -- validation ---------------------------------------------------------------------------

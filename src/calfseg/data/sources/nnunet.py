@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from calfseg.data.files.masks import MaskFileError, read_mask
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
+from calfseg.data.sources.files import read_image_volume, read_label_volume
 from calfseg.data.sources.naming import select_modalities
 from calfseg.data.sources.nifti import read_nifti
 from calfseg.data.sources.nnunet_json import (
@@ -220,28 +220,17 @@ def _check_declared(case: CaseFiles, label: Volume) -> None:
 
 
 def _read_label(case_id: str, path: Path) -> Volume:
-    if path.name.endswith((".nii.gz", ".nii")):
-        return read_nifti(case_id, path, label=True)
-    try:
-        array = read_mask(path)
-    except MaskFileError as err:
-        raise CaseError(case_id, err.reason, path) from err
-    array = label_values(case_id, np.asarray(array), path)
-    return Volume(compact_labels(array[..., np.newaxis] if array.ndim == 2 else array), path)
+    volume = read_label_volume(case_id, path)
+    array = label_values(case_id, np.asarray(volume.array), path)
+    volume.array = compact_labels(array[..., np.newaxis] if array.ndim == 2 else array)
+    return volume
 
 
 def _read_image(case_id: str, path: Path) -> Volume:
-    if path.name.endswith((".nii.gz", ".nii")):
-        return read_nifti(case_id, path, label=False)
-    image_module: Any = require("PIL.Image", "reading PNG images")
-    try:
-        with image_module.open(path) as image:
-            array = np.asarray(image.convert("F") if image.mode not in ("L", "I;16") else image)
-    except Exception as err:  # PIL raises anything on a bad file
-        raise read_failure(case_id, path, err) from err
-    if array.ndim != 2:
-        raise CaseError(case_id, f"expected a grey 2D image, got shape {array.shape}", path)
-    return Volume(array.astype(np.float32)[..., np.newaxis], path)
+    volume = read_image_volume(case_id, path)
+    if volume.array.ndim == 2:
+        volume.array = volume.array[..., np.newaxis]
+    return volume
 
 
 def _read_channels(case_id: str, path: Path, count: int) -> list[Volume]:
