@@ -17,6 +17,8 @@ from calfseg.rule import (
     select_branch,
 )
 
+from .method_rule import method_branch
+
 NAN = math.nan
 
 
@@ -26,27 +28,6 @@ def above(x: float) -> float:
 
 def below(x: float) -> float:
     return math.nextafter(x, -math.inf)
-
-
-def reference_branch(s: float, k: float) -> str:
-    """docs/method.md section 3, written out independently as nested ifs."""
-    if math.isnan(s):
-        return "bce_dice"
-    if s <= -1:
-        return "fisher"
-    if s <= -0.5:
-        return "logit"
-    if s < 0:
-        return "arcsine"
-    if s >= 1:
-        return "log10"
-    if s >= 0.5:
-        return "ln"
-    if s > 0:
-        if k < 0:  # False for NaN
-            return "log10"
-        return "bce_dice"
-    return "bce_dice"  # S = 0
 
 
 # -- every boundary, both sides ----------------------------------------------------------------
@@ -90,7 +71,7 @@ BOUNDARIES = [
 def test_boundary_picks_the_documented_row(s, k, branch, condition) -> None:
     sel = select_branch(s, k)
     assert (sel.branch, sel.condition) == (branch, condition)
-    assert sel.branch == reference_branch(s, k)
+    assert sel.branch == method_branch(s, k)
 
 
 @pytest.mark.parametrize(
@@ -268,7 +249,7 @@ S_GRID = [i / 20 for i in range(-40, 41)]  # -2 .. 2 step 0.05; i/20 hits -1, -0
 @pytest.mark.parametrize("k", [-1.0, 0.0, 1.0, NAN], ids=["K=-1", "K=0", "K=1", "K=nan"])
 @pytest.mark.parametrize("s", S_GRID, ids=[f"S={s:+.2f}" for s in S_GRID])
 def test_grid_matches_hand_written_reference(s: float, k: float) -> None:
-    assert select_branch(s, k).branch == reference_branch(s, k)
+    assert select_branch(s, k).branch == method_branch(s, k)
 
 
 def test_selection_with_finite_statistics_is_json_serialisable() -> None:

@@ -18,6 +18,7 @@ from calfseg import __version__
 from calfseg.cli import main
 from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
+from ..method_rule import method_branch
 from ..shared_data import BRATS2015_SUBSET as BRATS
 
 
@@ -394,23 +395,6 @@ def test_layout_none_searches_every_mask_like_file(
 # -- integer label maps with many labels ------------------------------------------------------
 
 
-def _branch_from_method_table(s: float, k: float) -> str:
-    """docs/method.md's decision table, written out independently of calfseg.rule."""
-    if s <= -1:
-        return "fisher"
-    if -1 < s <= -0.5:
-        return "logit"
-    if -0.5 < s < 0:
-        return "arcsine"
-    if s >= 1:
-        return "log10"
-    if 0.5 <= s < 1:
-        return "ln"
-    if 0 < s <= 0.5 and k < 0:
-        return "log10"
-    return "bce_dice"
-
-
 def test_label_map_with_300_labels_is_a_mask(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -432,7 +416,7 @@ def test_label_map_with_300_labels_is_a_mask(
     assert report["count"] == 30
     assert report["skewness"] == pytest.approx(s, rel=1e-9, abs=1e-12)
     assert report["kurtosis"] == pytest.approx(k, rel=1e-9, abs=1e-12)
-    assert report["branch"] == _branch_from_method_table(s, k)
+    assert report["branch"] == method_branch(s, k)
 
 
 def test_float_image_refusal_names_the_overriding_option(

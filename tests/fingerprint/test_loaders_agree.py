@@ -16,20 +16,7 @@ from scipy import stats as sps
 from calfseg.cli import main
 from calfseg.losses import CALFLoss, build_loss
 
-
-def _branch_by_hand(s: float, k: float) -> str:
-    """The paper's table (arXiv 2504.04458, section 2.2) with its default thresholds."""
-    if s <= -1:
-        return "fisher"
-    if -1 < s <= -0.5:
-        return "logit"
-    if -0.5 < s < 0:
-        return "arcsine"
-    if s >= 1 or (0 < s <= 0.5 and k < 0):
-        return "log10"
-    if 0.5 <= s < 1:
-        return "ln"
-    return "bce_dice"
+from ..method_rule import method_branch
 
 
 @pytest.fixture
@@ -51,7 +38,7 @@ def test_fit_registry_and_cli_agree_with_scipy(
 ) -> None:
     folder, areas = masks
     s, k = float(sps.skew(areas)), float(sps.kurtosis(areas))
-    expected = _branch_by_hand(s, k)
+    expected = method_branch(s, k)
 
     out = tmp_path / "fp.json"
     assert main(["analyze", str(folder), "--json", str(out), "--no-progress"]) == 0

@@ -6,7 +6,6 @@ and excess kurtosis of the batch's areas, and compute the same loss as the host 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,32 +18,10 @@ from calfseg.losses import CALFLoss
 from calfseg.stats import foreground_areas
 from calfseg.train import distributed as D
 
+from ..method_rule import method_branch_of_areas
 from ..train.synthetic_cache import make_synthetic_cache
 
 SIDE = 16  # masks of 16 x 16: areas 0..256
-
-
-def rule_of_method(areas: np.ndarray) -> str:
-    """docs/method.md section 3, written out: the branch for the areas' biased g1 and excess g2
-    (NaN when all areas are equal or there is one, as scipy gives)."""
-    if len(areas) < 2 or np.all(areas == areas[0]):
-        s = k = math.nan
-    else:
-        s = float(scipy.stats.skew(areas))
-        k = float(scipy.stats.kurtosis(areas))
-    if s <= -1:
-        return "fisher"
-    if -1 < s <= -0.5:
-        return "logit"
-    if -0.5 < s < 0:
-        return "arcsine"
-    if s >= 1:
-        return "log10"
-    if 0.5 <= s < 1:
-        return "ln"
-    if 0 < s <= 0.5 and k < 0:
-        return "log10"
-    return "bce_dice"
 
 
 def random_area_batches(count: int, seed: int = 0) -> list[np.ndarray]:
@@ -97,7 +74,7 @@ BATCHES = random_area_batches(300)
 
 
 def test_the_batches_cover_every_branch_and_the_degenerate_cases():
-    picks = {rule_of_method(a) for a in BATCHES}
+    picks = {method_branch_of_areas(a) for a in BATCHES}
     assert picks == {"fisher", "logit", "arcsine", "log10", "ln", "bce_dice"}
 
 
@@ -106,7 +83,7 @@ def test_loader_areas_and_device_pick_select_the_rule_and_compute_the_host_loss(
     for i, areas in enumerate(BATCHES[chunk::6]):
         masks = masks_of(areas, seed=i)
         logits = torch.randn(masks.shape, generator=torch.Generator().manual_seed(i)) * 3
-        expected = rule_of_method(areas)
+        expected = method_branch_of_areas(areas)
         results = {}
         for name, loss_fn, kwargs in (
             ("host", CALFLoss(pick_on="host"), {}),
@@ -147,7 +124,7 @@ def test_multilabel_channels_pick_on_their_own_in_every_path(reduction):
     reference = host(logits, masks)
     assert torch.equal(loader(logits, masks, areas=areas), reference)
     assert torch.equal(device(logits, masks), reference)
-    expected = (rule_of_method(right), rule_of_method(left))
+    expected = (method_branch_of_areas(right), method_branch_of_areas(left))
     for fn in (host, loader, device):
         assert tuple(s.branch for s in fn.last_selection) == expected
 
@@ -161,7 +138,7 @@ def test_running_mode_accumulates_the_loader_areas_like_the_targets():
         by_areas(logits, masks, areas=areas)
         assert by_areas.last_selection == by_target.last_selection
     pooled = np.concatenate(BATCHES[10:20])
-    assert by_areas.last_selection.branch == rule_of_method(pooled)
+    assert by_areas.last_selection.branch == method_branch_of_areas(pooled)
 
 
 def test_dataset_mode_ignores_areas():
@@ -192,7 +169,7 @@ class TestBadAreas:
         loss_fn = CALFLoss(mode="multilabel")
         masks = torch.cat([self.masks, self.masks.flip(0)], dim=1)
         loss_fn(torch.zeros(masks.shape), masks, areas=[[0, 50], [10, 10], [50, 0]])
-        expected = rule_of_method(np.array([0.0, 10, 50]))  # either column: S = 0.60
+        expected = method_branch_of_areas(np.array([0.0, 10, 50]))  # either column: S = 0.60
         assert [s.branch for s in loss_fn.last_selection] == [expected, expected] == ["ln", "ln"]
 
     def test_per_rank_parts_without_a_process_group_are_refused(self):
@@ -228,7 +205,7 @@ def test_auto_picks_on_the_host_on_a_cpu():
     masks = masks_of(BATCHES[30], seed=0)
     loss_fn(torch.zeros(masks.shape), masks)
     assert loss_fn._pending is None  # the CPU pick is made on the host, where reading is free
-    assert loss_fn.last_selection.branch == rule_of_method(BATCHES[30])
+    assert loss_fn.last_selection.branch == method_branch_of_areas(BATCHES[30])
 
 
 # -- the training loop's areas ---------------------------------------------------------------

@@ -6,35 +6,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
-from scipy import stats
 
 from calfseg.losses import branch_loss
 from calfseg.nnunet.loss import NnUNetCALFLoss, one_vs_rest_logits, one_vs_rest_targets
 
+from ..method_rule import method_branch_of_areas
+
 H = W = 16
-
-
-def rule(areas: np.ndarray) -> str:
-    """docs/method.md section 3, in its order; NaN statistics fall to bce_dice."""
-    if areas.std() == 0 or len(areas) < 2:
-        return "bce_dice"
-    s, k = stats.skew(areas), stats.kurtosis(areas)
-    if s <= -1:
-        return "fisher"
-    if -1 < s <= -0.5:
-        return "logit"
-    if -0.5 < s < 0:
-        return "arcsine"
-    if s >= 1:
-        return "log10"
-    if 0.5 <= s < 1:
-        return "ln"
-    if 0 < s <= 0.5 and k < 0:
-        return "log10"
-    return "bce_dice"
 
 
 def class_map(areas_per_class: list[list[int]]) -> torch.Tensor:
@@ -79,7 +59,7 @@ def test_softmax_training_is_one_calf_per_foreground_class() -> None:
     expected_parts, expected_branches = [], []
     for c in (1, 2, 3):
         y = (target[:, 0] == c).double()
-        branch = rule(y.sum(dim=(1, 2)).numpy())
+        branch = method_branch_of_areas(y.sum(dim=(1, 2)).numpy())
         p = softmax[:, c]
         logit = torch.log(p) - torch.log1p(-p)  # sigmoid^-1 of the softmax probability
         expected_parts.append(branch_loss(branch, logit, y))
@@ -106,7 +86,7 @@ def test_region_training_is_calf_multilabel_over_the_regions() -> None:
     parts, branches = [], []
     for r in range(2):
         y = target[:, r].double()
-        branch = rule(y.sum(dim=(1, 2)).numpy())
+        branch = method_branch_of_areas(y.sum(dim=(1, 2)).numpy())
         branches.append(branch)
         parts.append(branch_loss(branch, z[:, r], y))
     assert [s.branch for s in loss_fn.picks[0]] == branches
@@ -126,7 +106,9 @@ def test_deep_supervision_scores_each_scale_against_its_own_target() -> None:
     expected = sum(w * single(o, t) for w, o, t in zip(weights, outputs, [full, half], strict=True))
     torch.testing.assert_close(loss, expected)
     assert len(loss_fn.picks) == 2  # full resolution first: what the trainer logs
-    full_branches = [rule((full[:, 0] == c).sum(dim=(1, 2)).numpy()) for c in (1, 2)]
+    full_branches = [
+        method_branch_of_areas((full[:, 0] == c).sum(dim=(1, 2)).numpy()) for c in (1, 2)
+    ]
     assert [s.branch for s in loss_fn.picks[0]] == full_branches
 
 

@@ -21,6 +21,8 @@ from calfseg.train.checkpoint import (
     CheckpointFileError,
 )
 
+from .test_loop import _scripted_validation
+
 # The keys a format-2 checkpoint of a training run holds, in the order they are written
 # (docs/train.md, "The run folder").
 FORMAT_2_KEYS = [
@@ -170,19 +172,6 @@ def test_a_run_without_validation_resumes_bit_identically(tiny_config: TrainConf
     for name in ("last.pt", "best.pt", "epoch_2.pt"):
         assert _same_file(straight / name, resumed / name), name
     assert _log(straight) == _log(resumed)
-
-
-def _scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
-    """validate_epoch returns ``scores`` in turn as the case Dice."""
-    from calfseg.train import loop
-    from calfseg.train.case_dice import ValidationScores
-
-    queue = iter(scores)
-    monkeypatch.setattr(
-        loop,
-        "validate_epoch",
-        lambda *a, **k: ValidationScores(0.1, next(queue), 0.5, cases=1, images=4),
-    )
 
 
 def test_resuming_an_older_checkpoint_starts_stopping_from_its_best_score(
