@@ -83,3 +83,26 @@ def test_fused_bound_is_built_in(branch):
     clamped = z.detach().clamp(-bound, bound)
     assert value.item() == pytest.approx(branch_terms(branch, clamped, y).mean().item(), rel=1e-6)
     assert torch.equal(z.grad[:4], torch.zeros(4)) and z.grad[4] != 0
+
+
+@pytest.mark.parametrize("branch", ["ln", "log10"])
+def test_fused_bce_stays_accurate_when_the_network_is_confident(branch):
+    # Confidently right logits, |z| in [8, 15]: the loss is about 5e-5 per pixel, so
+    # sum(softplus(z)) - sum(y z) would cancel two sums of about 1e6 (relative error ~1e-2).
+    g = torch.Generator().manual_seed(4)
+    y = (torch.rand(8, 1, 64, 64, generator=g) < 0.3).double()
+    z = (2.0 * y - 1.0) * torch.empty(y.shape, dtype=torch.float64).uniform_(8.0, 15.0, generator=g)
+    scale = 1.0 if branch == "ln" else 1.0 / math.log(10.0)
+    exact = torch.nn.functional.binary_cross_entropy_with_logits(z, y).item() * scale
+    assert BOUNDED_MEAN[branch](z.float(), y.float()).item() == pytest.approx(exact, rel=1e-4)
+
+
+@pytest.mark.parametrize("branch", ["ln", "log10"])
+def test_fused_bce_passes_a_gradient_to_a_target_that_wants_one(branch):
+    z, y = _inputs(seed=5)
+    soft = torch.rand(y.shape, generator=torch.Generator().manual_seed(6)).requires_grad_(True)
+    BOUNDED_MEAN[branch](z, soft).backward()
+    reference = soft.detach().clone().requires_grad_(True)
+    scale = 1.0 if branch == "ln" else 1.0 / math.log(10.0)
+    (torch.nn.functional.binary_cross_entropy_with_logits(z, reference) * scale).backward()
+    torch.testing.assert_close(soft.grad, reference.grad)

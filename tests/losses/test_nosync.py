@@ -101,6 +101,51 @@ def test_loader_areas_and_device_pick_select_the_rule_and_compute_the_host_loss(
             assert torch.equal(results[name][1], results["host"][1]), name
 
 
+# The meta device holds shapes and no values: every host read of a meta tensor raises
+# (``.item()``, ``bool()``, ``.cpu()``, ``.tolist()``, ``nonzero``, boolean indexing). A loss
+# that runs forward and backward on meta tensors therefore reads no device value: on CUDA it
+# does not synchronise. tests/gpu/test_nosync_cuda.py checks the same under
+# ``torch.cuda.set_sync_debug_mode("error")`` where a GPU is lent.
+NO_READ_CASES = [
+    pytest.param("binary", "mean", {"pick_on": "host"}, True, id="loader-areas"),
+    pytest.param("binary", "mean", {"pick_on": "device"}, False, id="device-pick"),
+    pytest.param("binary", "none", {"pick_on": "device"}, False, id="device-pick-map"),
+    pytest.param("multilabel", "mean", {"pick_on": "host"}, True, id="loader-areas-2ch"),
+    pytest.param("multilabel", "mean", {"pick_on": "device"}, False, id="device-pick-2ch"),
+    pytest.param("binary", "mean", {"statistics": "dataset"}, False, id="dataset"),
+]
+
+
+@pytest.mark.parametrize(("mode", "reduction", "options", "with_areas"), NO_READ_CASES)
+def test_batch_mode_reads_no_device_value(mode, reduction, options, with_areas):
+    channels = 2 if mode == "multilabel" else 1
+    for i, areas in enumerate(BATCHES[30:60:5]):
+        masks = torch.cat([masks_of(areas, seed=i + c) for c in range(channels)], dim=1)
+        loss_fn = CALFLoss(mode=mode, reduction=reduction, **options)
+        if options.get("statistics") == "dataset":
+            loss_fn.fit(masks)
+        logits = torch.empty(masks.shape, device="meta", requires_grad=True)
+        kwargs = {"areas": np.stack([areas] * channels, axis=1)} if with_areas else {}
+        loss = loss_fn(logits, masks.to("meta"), **kwargs)
+        loss.sum().backward()
+        assert loss.device.type == "meta" and logits.grad.shape == logits.shape
+        if with_areas:  # the pick itself is known on the host, without the device
+            picks = [
+                s.branch
+                for s in (loss_fn.last_selection if channels > 1 else [loss_fn.last_selection])
+            ]
+            assert picks == [method_branch_of_areas(areas)] * channels
+
+
+def test_the_meta_check_catches_a_host_read():
+    # The host pick reads the batch's areas from the target: on meta that must raise, or the
+    # test above could not fail.
+    masks = masks_of(BATCHES[30], seed=0).to("meta")
+    logits = torch.empty(masks.shape, device="meta")
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        CALFLoss(pick_on="host")(logits, masks)
+
+
 def test_device_pick_reports_the_host_statistics():
     areas = BATCHES[20]
     masks = masks_of(areas, seed=0)

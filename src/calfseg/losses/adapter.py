@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from calfseg.extras import require
-from calfseg.losses.inputs import prepare_pair
+from calfseg.losses.inputs import autocast_off, prepare_pair
 
 
 def monai_losses() -> ModuleType:
@@ -60,7 +60,7 @@ class BinaryLossAdapter(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         z, y = prepare_pair(logits, target, mode="binary", validate=self.validate)
-        with torch.autocast(z.device.type, enabled=False):
+        with autocast_off(z.device):
             value = self.loss(z, y)
         if value.ndim != 0:
             raise RuntimeError(

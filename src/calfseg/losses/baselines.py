@@ -69,6 +69,7 @@ import torch
 from torch import nn
 
 from calfseg.losses.adapter import BinaryLossAdapter, monai_losses
+from calfseg.losses.inputs import autocast_off, compute_dtype
 
 PAPER_SMOOTH = 1e-5  # the authors' denominator constant (Dice, IoU, Tversky)
 FOCAL_EPS = 1e-6  # the authors' clamp of p in their focal loss
@@ -98,8 +99,8 @@ def clamped_focal_loss(
 
     Computed with autocast off, in float64 for float64 logits and in float32 otherwise.
     """
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    with torch.autocast(logits.device.type, enabled=False):
+    dtype = compute_dtype(logits)
+    with autocast_off(logits.device):
         z, y = logits.to(dtype), target.to(dtype)
         q = torch.sigmoid(z).clamp(eps, 1.0 - eps)
         bce = -(y * torch.log(q) + (1.0 - y) * torch.log(1.0 - q))

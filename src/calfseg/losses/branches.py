@@ -38,9 +38,10 @@ bound and differ beyond it, as described below.
     ``asin(sqrt(sigmoid(z))) = atan(e^{z/2}) = atan2(s, 1 - s)`` with ``s = sigmoid(z/2)``,
     and ``asin(sqrt(1 - sigmoid(z))) = pi/2 - atan2(s, 1 - s)`` (the fused mean evaluates
     ``atan(e^{z/2})``, the per-element map ``atan2``);
-  * ln and log10 as the exact, unclamped ``binary_cross_entropy_with_logits`` (divided by
-    ln 10 for log10): the clamp bounds nothing there, it only stops confident errors from
-    learning;
+  * ln and log10 as the exact, unclamped BCE with logits, ``softplus(z) - y z`` (divided by
+    ln 10 for log10; the map is torch's ``binary_cross_entropy_with_logits``, the mean
+    :class:`calfseg.losses.fused.BCEMean`): the clamp bounds nothing there, it only stops
+    confident errors from learning;
   * bce_dice as that exact BCE plus ``1 - Dice`` on the unclamped p.
 
   With ``reduction="mean"`` these run as fused autograd functions with hand-written
@@ -85,7 +86,7 @@ import torch
 import torch.nn.functional as F
 
 from calfseg.losses.fused import BOUND, BOUNDED_MEAN
-from calfseg.losses.inputs import REDUCTIONS, Reduction, check_choice, prepare_pair
+from calfseg.losses.inputs import REDUCTIONS, Reduction, autocast_off, check_choice, prepare_pair
 from calfseg.rule import BRANCHES
 
 Numerics = Literal["bounded", "paper"]
@@ -274,7 +275,7 @@ def branch_loss(
     check_numerics(numerics)
     check_choice("reduction", reduction, REDUCTIONS)
     z, y = prepare_pair(logits, target, validate=validate)
-    with torch.autocast(z.device.type, enabled=False):
+    with autocast_off(z.device):
         if reduction == "mean":
             return branch_mean(branch, z, y, numerics=numerics)
         return branch_terms(branch, z, y, numerics=numerics)

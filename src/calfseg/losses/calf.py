@@ -17,7 +17,15 @@ from torch import nn
 
 from calfseg.fingerprint import Fingerprint, load_fingerprint
 from calfseg.losses.branches import Numerics, branch_mean, branch_terms, check_numerics
-from calfseg.losses.inputs import MODES, REDUCTIONS, Mode, Reduction, check_choice, prepare_pair
+from calfseg.losses.inputs import (
+    MODES,
+    REDUCTIONS,
+    Mode,
+    Reduction,
+    autocast_off,
+    check_choice,
+    prepare_pair,
+)
 from calfseg.losses.selection import (
     HostAreas,
     PendingSelection,
@@ -349,7 +357,7 @@ class CALFLoss(nn.Module):
             return self._device_picked_loss(z, y)
         else:
             selections = self._select_from_batch(y)
-        with torch.autocast(z.device.type, enabled=False):
+        with autocast_off(z.device):
             if len(selections) == 1:  # one channel: the whole tensor at once
                 return self._reduce(selections[0].branch, z, y)
             # Several channels, each with its own branch. They have equal sizes, so the mean
@@ -400,7 +408,7 @@ class CALFLoss(nn.Module):
         self._selections = None
         self._pending = PendingSelection(rows, skew, kurt, int(areas.shape[0]), self.thresholds)
         branches = row_branches(self.thresholds)
-        with torch.autocast(z.device.type, enabled=False):
+        with autocast_off(z.device):
             parts = []
             for c in range(z.shape[1]):
                 zc, yc = (z, y) if z.shape[1] == 1 else (z[:, c], y[:, c])

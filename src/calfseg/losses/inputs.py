@@ -14,6 +14,7 @@ result; float32, float16, bfloat16 (and any other floating dtype) are computed i
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
@@ -31,6 +32,7 @@ TARGET_RANGE_MESSAGE = (
 
 
 _WIDE_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)
+_ASSERTS_ASYNC = ("cuda", "meta")  # devices with torch._assert_async (no host read)
 
 
 def compute_dtype(logits: torch.Tensor) -> torch.dtype:
@@ -45,10 +47,12 @@ def _raise_unless(ok: torch.Tensor, message: str) -> None:
     On a CPU, reading a scalar costs nothing, so the error is a plain ValueError. On CUDA (and
     while ``torch.compile`` traces) an asynchronous device assertion runs instead: the step
     is not stalled, and a failure surfaces at the next synchronisation (on CUDA as a
-    device-side assertion; rerun with ``validate=True`` for the ValueError). Other devices
-    (MPS, ...) may lack that assertion, so they read the scalar, which synchronises.
+    device-side assertion; rerun with ``validate=True`` for the ValueError). The meta device
+    takes the assertion too (it holds no values), which lets the CPU test suite prove that a
+    loss path reads no device value (``tests/losses/test_nosync.py``). Other devices (MPS,
+    ...) may lack that assertion, so they read the scalar, which synchronises.
     """
-    if torch.compiler.is_compiling() or ok.device.type == "cuda":
+    if torch.compiler.is_compiling() or ok.device.type in _ASSERTS_ASYNC:
         torch._assert_async(ok, message)
     elif not bool(ok):
         raise ValueError(message)
@@ -76,6 +80,15 @@ def check_target_range(target: torch.Tensor) -> None:
         low, high = torch.aminmax(target)
         ok = (low >= 0) & (high <= 1)
     _raise_unless(ok, TARGET_RANGE_MESSAGE)
+
+
+def autocast_off(device: torch.device) -> AbstractContextManager[object]:
+    """A context in which autocast is off on ``device``, so that the loss computes in the
+    dtype :func:`compute_dtype` chose. Devices without autocast (the meta device) get a
+    no-op context instead of torch's error."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

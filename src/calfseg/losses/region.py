@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from calfseg.losses.branches import Numerics, branch_mean, check_numerics
-from calfseg.losses.inputs import check_choice, prepare_pair
+from calfseg.losses.inputs import autocast_off, check_choice, prepare_pair
 from calfseg.rule import Selection, Thresholds, select_branch
 from calfseg.stats.areas import AREA_METHODS, AreaMethod, foreground_areas
 from calfseg.stats.moments import AreaMoments
@@ -105,7 +105,7 @@ class RegionCALFLoss(nn.Module):
             wrong = predicted != (y > 0.5)  # FP or FN
             weights = torch.stack([1.0 + wrong[..., sh, sw].sum(dtype=z.dtype) for sh, sw in tiles])
 
-        with torch.autocast(z.device.type, enabled=False):
+        with autocast_off(z.device):
             losses = torch.stack(
                 [
                     branch_mean(

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from calfseg.losses import CALFLoss
-from calfseg.losses.inputs import check_choice, compute_dtype
+from calfseg.losses.inputs import autocast_off, check_choice, compute_dtype
 from calfseg.rule import Selection
 
 Training = Literal["softmax", "regions"]
@@ -90,7 +90,7 @@ class NnUNetCALFLoss(nn.Module):
         self.picks = []
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(logits.device.type, enabled=False):
+        with autocast_off(logits.device):
             if self.training_kind == "softmax":
                 z = one_vs_rest_logits(logits)
                 y = one_vs_rest_targets(target, logits.shape[1])
