@@ -138,3 +138,46 @@ def test_a_run_that_never_finds_a_lesion_trains_its_budget_unconverged():
         stopping.observe(0.0)
     assert not stopping.should_stop and not stopping.converged
     assert (stopping.stop_reason, stopping.best) == ("budget", 0.0)
+
+
+def test_min_epochs_keeps_a_slow_starter_training_until_it_takes_off(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # A model that finds a few lesion pixels early (0.02), stalls, and takes off at epoch 7.
+    # Patience 3 alone stops it at epoch 4 with a best of 0.03; min_epochs 7 keeps it going:
+    # epoch 7 (0.6) is an improvement, epochs 8-10 are not, so patience stops it at 10.
+    script = [0.02, 0.03, 0.02, 0.02, 0.03, 0.02, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6]
+    _script(monkeypatch, script)
+    base = replace(tiny_config, epochs=12, max_steps=1, patience=3, min_delta=0.01)
+    early = fit(base, tmp_path / "without", progress=False)
+    assert (early.epochs_run, early.best_score) == (4, 0.03)
+    _script(monkeypatch, script)
+    late = fit(replace(base, min_epochs=7), tmp_path / "with", progress=False)
+    assert (late.epochs_run, late.best_epoch, late.best_score) == (10, 7, 0.6)
+    assert (late.stop_reason, late.converged) == ("patience", True)
+
+
+def test_min_epochs_beyond_the_budget_trains_the_budget(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _script(monkeypatch, [0.4, 0.4, 0.4, 0.4])
+    config = replace(tiny_config, epochs=4, max_steps=1, patience=1, min_epochs=10)
+    result = fit(config, tmp_path, progress=False)
+    assert result.epochs_run == 4 and result.converged
+
+
+def test_a_run_stopped_at_min_epochs_stays_stopped_when_resumed(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    _script(monkeypatch, [0.4, 0.4, 0.4, 0.4])
+    config = replace(tiny_config, epochs=8, max_steps=1, patience=1, min_epochs=3)
+    assert fit(config, tmp_path, progress=False).epochs_run == 3
+    _script(monkeypatch, [])  # a validation now would fail the test
+    resumed = fit(config, tmp_path, progress=False, resume=True)
+    assert (resumed.epochs_run, resumed.stop_reason) == (3, "patience")
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_min_epochs_must_be_an_integer_of_at_least_zero(tiny_config: TrainConfig, bad):
+    with pytest.raises(ValueError, match="min_epochs must be an integer >= 0"):
+        replace(tiny_config, min_epochs=bad)

@@ -125,6 +125,12 @@ def add_parser(commands: Any) -> None:
         metavar="X",
         help="the rise of the validation case Dice that counts as an improvement (default 0.001)",
     )
+    t.add_argument(
+        "--min-epochs",
+        type=non_negative_int,
+        metavar="N",
+        help="early stopping never ends the run before N epochs (defaults: cpu 15, others 0)",
+    )
     t.add_argument("--grad-clip", type=positive_float, metavar="NORM")
     t.add_argument(
         "--amp",
@@ -175,6 +181,7 @@ _OVERRIDES = {
     "schedule": "schedule",
     "warmup_steps": "warmup_steps",
     "min_delta": "min_delta",
+    "min_epochs": "min_epochs",
     "grad_clip": "grad_clip",
     "amp": "amp",
     "seed": "seed",
@@ -260,6 +267,8 @@ def preset_line(args: argparse.Namespace, config: Any) -> str:
             f", at most: early stopping after {config.patience} validations without the "
             f"validation case Dice rising by more than {config.min_delta:g}"
         )
+        if config.min_epochs:
+            stopping += f", not before epoch {min(config.min_epochs, config.epochs)}"
     return (
         f"{PROG}: {chosen}; {config.model} ({config.preset} size), {config.epochs} epochs x "
         f"{steps} steps of {config.batch_size} = {config.epochs * steps} steps (one process)"

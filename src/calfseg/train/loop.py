@@ -9,7 +9,7 @@ Each step's learning rate is set from the plan (warmup, then constant or cosine 
 :mod:`calfseg.train.schedule`). Each validation measures the mean per-case Dice
 (``val_case_dice``, :mod:`calfseg.train.case_dice`), which picks ``best.pt`` and drives early
 stopping (:mod:`calfseg.train.stopping`): the run ends after ``patience`` validations
-without an improvement by more than ``min_delta``.
+without an improvement by more than ``min_delta``, but not before ``min_epochs`` epochs.
 
 Order at the end of each epoch: the log row, then ``best.pt`` (if validation improved), then
 ``last.pt`` (and ``epoch_N.pt``). A run killed anywhere resumes from ``last.pt``: the logs
@@ -115,7 +115,7 @@ def fit(
     outputs = None
     if log is not None:
         outputs = _Outputs(run, log, TensorBoardLog(run, config.tensorboard), on_epoch)
-    while state.epoch < config.epochs and not state.stopping.should_stop:
+    while state.epoch < config.epochs and not _stops_early(state, config):
         # (a run stopped early and resumed has nothing more to train)
         row, improved = _run_epoch(state, net, inputs, config, ctx, progress)
         if outputs is not None:
@@ -126,6 +126,12 @@ def fit(
     if outputs is not None:
         outputs.close()
     return _finish(state, config, time.perf_counter() - start_time)
+
+
+def _stops_early(state: TrainingState, config: TrainConfig) -> bool:
+    """Whether patience ends the run now: no significant improvement for ``patience``
+    validations, and at least ``min_epochs`` epochs trained."""
+    return state.stopping.should_stop and state.epoch >= config.min_epochs
 
 
 # -- restore and finish ------------------------------------------------------------------------
