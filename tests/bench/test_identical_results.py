@@ -18,7 +18,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> BenchmarkConfig:
     """Two one-epoch runs of the default preset on a small synthetic cache."""
     root = tmp_path_factory.mktemp("grid")
     small = BENCHMARK_PRESETS["default"].with_overrides(
-        out=root / "serial", losses=("bce", "calf"), epochs=1, folds=2,
+        out=root / "serial", losses=("bce", "calf"), epochs=1, folds=2, seeds=(0,),
         synthetic_cases=12, synthetic_slices=8,
     )  # fmt: skip
     cache = ensure_data(small)

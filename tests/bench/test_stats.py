@@ -18,15 +18,72 @@ from calfseg.bench.stats import (
     N_RESAMPLES,
     bootstrap_ci,
     case_scores,
+    cases_by_seeds_bootstrap_ci,
     cases_needed,
     decide,
     paired_case_differences,
+    paired_seed_differences,
     verdicts,
 )
 
 from .fakes import N_CASES, SEEDS, TRUE_AREA, per_case_tp, write_benchmark, write_run
 
 # -- the bootstrap -------------------------------------------------------------------------
+
+
+def _two_way_reference(table: np.ndarray) -> tuple[float, float]:
+    """The cases x seeds bootstrap written out with loops: case draws (B, n), then seed draws
+    (B, k), from default_rng(BOOTSTRAP_SEED); per drawn case the mean of its non-NaN values
+    in the drawn seeds, then the mean over the drawn cases that have any."""
+    n, k = table.shape
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    rows = rng.integers(0, n, (N_RESAMPLES, n))
+    cols = rng.integers(0, k, (N_RESAMPLES, k))
+    means = []
+    for b in range(N_RESAMPLES):
+        per_case = []
+        for r in rows[b]:
+            values = [table[r, c] for c in cols[b] if not math.isnan(table[r, c])]
+            if values:
+                per_case.append(sum(values) / len(values))
+        if per_case:
+            means.append(sum(per_case) / len(per_case))
+    low, high = np.quantile(means, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def test_the_cases_by_seeds_bootstrap_is_the_written_out_resampling() -> None:
+    rng = np.random.default_rng(8)
+    table = rng.normal(0.02, 0.05, (15, 3)) + rng.normal(0, 0.04, 3)  # a seed effect
+    table[2, 1] = table[7, 0] = table[7, 2] = math.nan  # missing runs
+    assert cases_by_seeds_bootstrap_ci(table) == pytest.approx(_two_way_reference(table))
+
+
+def test_one_seed_or_seeds_that_agree_give_the_case_bootstrap() -> None:
+    diffs = np.random.default_rng(9).normal(0.01, 0.05, 24)
+    assert cases_by_seeds_bootstrap_ci(diffs[:, None]) == bootstrap_ci(diffs.tolist())
+    same = np.repeat(diffs[:, None], 3, axis=1)  # no variation between seeds
+    assert cases_by_seeds_bootstrap_ci(same) == pytest.approx(bootstrap_ci(diffs.tolist()))
+
+
+def test_seeds_that_disagree_make_a_case_level_better_inconclusive() -> None:
+    # The default benchmark's shape: per-seed mean differences -0.043, +0.067, +0.081 and
+    # small case-to-case spread. Averaged over seeds every case looks better; the seeds
+    # do not agree even on the sign.
+    rng = np.random.default_rng(10)
+    table = np.array([-0.043, 0.067, 0.081]) + rng.normal(0, 0.03, (48, 3))
+    case_only = bootstrap_ci(np.nanmean(table, axis=1).tolist())
+    both = cases_by_seeds_bootstrap_ci(table)
+    assert decide(*case_only, 0.01) == "better"
+    assert decide(*both, 0.01) == "inconclusive"
+    assert both[0] < -0.02 and both[1] > 0.07  # the spread of the seeds, not of the cases
+
+
+def test_the_cases_by_seeds_bootstrap_refuses_too_few_cases_and_inf() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        cases_by_seeds_bootstrap_ci(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="finite"):
+        cases_by_seeds_bootstrap_ci(np.array([[0.1, math.inf], [0.2, 0.3]]))
 
 
 def test_bootstrap_ci_is_the_percentile_interval_of_seeded_resampled_means() -> None:
@@ -121,6 +178,10 @@ def test_seeds_are_averaged_within_a_case_on_the_seeds_both_losses_ran() -> None
     diffs = paired_case_differences(case_scores(table), "unet", "calf")
     # a: mean(0.6, 0.9) - mean(0.5, 0.7) = 0.15; b: seed 0 only: 0.7 - 0.6; c: no calf
     assert diffs == pytest.approx({"a": 0.15, "b": 0.10})
+    table_cs, cases, seeds = paired_seed_differences(case_scores(table), "unet", "calf")
+    # per seed: a: 0.6 - 0.5, 0.9 - 0.7; b: 0.7 - 0.6 and nothing for seed 1
+    assert (cases, seeds) == (["a", "b"], [0, 1])
+    np.testing.assert_allclose(table_cs, [[0.1, 0.2], [0.1, math.nan]])
 
 
 def test_a_case_with_empty_truth_and_prediction_scores_one() -> None:
@@ -148,6 +209,14 @@ def _expected_diffs(model: str, loss: str) -> np.ndarray:
     return ours - theirs
 
 
+def _expected_table(model: str, loss: str) -> np.ndarray:
+    """Cases x seeds: the per-seed Dice difference written out from the fakes' counts."""
+    columns = [
+        (per_case_tp(model, loss, s) - per_case_tp(model, "bce", s)) / TRUE_AREA for s in SEEDS
+    ]
+    return np.column_stack(columns)
+
+
 @pytest.mark.parametrize("n_folds", [1, 3])
 def test_verdicts_of_a_benchmark_follow_from_case_differences(tmp_path: Path, n_folds) -> None:
     table = collect_results(write_benchmark(tmp_path, n_folds=n_folds), write=False)
@@ -158,7 +227,8 @@ def test_verdicts_of_a_benchmark_follow_from_case_differences(tmp_path: Path, n_
         assert (v.unit, v.metric, v.baseline, v.margin) == ("case", "dice", "bce", 0.01)
         assert v.n_units == N_CASES  # with folds too: every case tested once per seed
         assert v.mean_diff == pytest.approx(diffs.mean())
-        assert (v.ci_low, v.ci_high) == pytest.approx(bootstrap_ci(diffs.tolist()))
+        table = _expected_table(model, loss)
+        assert (v.ci_low, v.ci_high) == pytest.approx(_two_way_reference(table))
         assert v.verdict == decide(v.ci_low, v.ci_high, 0.01)
     kinds = {key: v.verdict for key, v in found.items()}
     assert kinds == {
