@@ -32,6 +32,13 @@ def test_presets_give_their_patience_and_flags_override_it():
     assert (defaults.min_delta, defaults.warmup_steps, defaults.schedule) == (0.001, 0, "none")
 
 
+def test_min_epochs_comes_from_the_preset_and_the_flag_overrides_it():
+    assert _config("--preset", "cpu").min_epochs == 15  # half its 30-epoch budget
+    assert _config("--preset", "tiny").min_epochs == 0
+    assert _config("--preset", "cpu", "--min-epochs", "4").min_epochs == 4
+    assert _config("--preset", "project", "--min-epochs", "0").min_epochs == 0
+
+
 def test_no_val_turns_the_presets_patience_off_but_not_an_explicit_one():
     assert _config("--preset", "tiny", "--no-val").patience is None
     with pytest.raises(ValueError, match=r"patience=3 .*val_split is None.*--patience none"):
@@ -46,6 +53,7 @@ def test_no_val_turns_the_presets_patience_off_but_not_an_explicit_one():
         (["--min-delta", "-0.1"], r"argument --min-delta: must be in \[0, 1\)"),
         (["--min-delta", "x"], "argument --min-delta: must be a number"),
         (["--warmup-steps", "-1"], "argument --warmup-steps: must be >= 0"),
+        (["--min-epochs", "-2"], "argument --min-epochs: must be >= 0"),
     ],
 )
 def test_bad_values_are_usage_errors_naming_the_flag(capsys, flags: list[str], message: str):
@@ -70,5 +78,11 @@ def test_flags_are_in_the_help(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--patience N", "--min-delta X", "--warmup-steps N", "--schedule"):
+    for flag in (
+        "--patience N",
+        "--min-delta X",
+        "--min-epochs N",
+        "--warmup-steps N",
+        "--schedule",
+    ):
         assert flag in text
