@@ -26,7 +26,7 @@ def replay(scores: list[float], patience: int, min_delta: float, min_epochs: int
     stopping = EarlyStopping(patience, min_delta)
     for epoch, score in enumerate(scores, start=1):
         stopping.observe(score)
-        if stopping.should_stop and epoch >= min_epochs:
+        if stopping.ends_run(epoch, min_epochs):  # the training loop's own test
             return epoch
     return None
 

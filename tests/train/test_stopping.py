@@ -181,3 +181,12 @@ def test_a_run_stopped_at_min_epochs_stays_stopped_when_resumed(
 def test_min_epochs_must_be_an_integer_of_at_least_zero(tiny_config: TrainConfig, bad):
     with pytest.raises(ValueError, match="min_epochs must be an integer >= 0"):
         replace(tiny_config, min_epochs=bad)
+
+
+def test_ends_run_waits_for_min_epochs():
+    stopping = EarlyStopping(patience=2, min_delta=0.0)
+    for score in (0.3, 0.3, 0.3):  # stale 2 = patience after the third validation
+        stopping.observe(score)
+    assert stopping.should_stop
+    assert not stopping.ends_run(3, min_epochs=4)
+    assert stopping.ends_run(4, min_epochs=4) and stopping.ends_run(3)

@@ -190,28 +190,12 @@ def case_means(scores: CaseScores, model: str, loss: str) -> dict[str, float]:
     return {c: float(np.mean(list(s.values()))) for c, s in scores.get((model, loss), {}).items()}
 
 
-def paired_case_differences(
-    scores: CaseScores, model: str, loss: str, baseline: str = BASELINE
-) -> dict[str, float]:
-    """Per case both losses tested, ``mean_s Dice(loss) - mean_s Dice(baseline)`` over the
-    seeds they share for that case (cases with no shared seed are left out)."""
-    ours, theirs = scores.get((model, loss), {}), scores.get((model, baseline), {})
-    diffs = {}
-    for case in sorted(ours.keys() & theirs.keys()):
-        seeds = sorted(ours[case].keys() & theirs[case].keys())
-        if seeds:
-            diffs[case] = float(
-                np.mean([ours[case][s] for s in seeds]) - np.mean([theirs[case][s] for s in seeds])
-            )
-    return diffs
-
-
 def paired_seed_differences(
     scores: CaseScores, model: str, loss: str, baseline: str = BASELINE
 ) -> tuple[np.ndarray, list[str], list[int]]:
     """The cases x seeds table ``D[c, s] = Dice(loss, c, s) - Dice(baseline, c, s)``, NaN
-    where either loss lacks that case and seed; rows are the cases with at least one shared
-    seed (those of :func:`paired_case_differences`, in its order), columns the seeds."""
+    where either loss lacks that case and seed; rows are the cases both losses tested with
+    at least one shared seed (sorted), columns the seeds (sorted)."""
     ours, theirs = scores.get((model, loss), {}), scores.get((model, baseline), {})
     shared = {
         case: sorted(ours[case].keys() & theirs[case].keys())
@@ -224,6 +208,20 @@ def paired_seed_differences(
         for s in shared[case]:
             table[i, seeds.index(s)] = ours[case][s] - theirs[case][s]
     return table, cases, seeds
+
+
+def case_differences(table: np.ndarray) -> list[float]:
+    """Per row of a cases x seeds table, ``d_c``: the mean over the seeds it has."""
+    return [float(np.nanmean(row)) for row in table]
+
+
+def paired_case_differences(
+    scores: CaseScores, model: str, loss: str, baseline: str = BASELINE
+) -> dict[str, float]:
+    """Per case both losses tested, ``mean_s Dice(loss) - mean_s Dice(baseline)`` over the
+    seeds they share for that case (cases with no shared seed are left out)."""
+    table, cases, _ = paired_seed_differences(scores, model, loss, baseline)
+    return dict(zip(cases, case_differences(table), strict=True))
 
 
 def cases_by_seeds_bootstrap_ci(
@@ -291,8 +289,8 @@ def verdicts(
         if (model, baseline) not in scores:
             continue
         raw = [
-            _verdict(model, loss, baseline, paired_seed_differences(scores, model, loss, baseline),
-                     margin)
+            _verdict(model, loss, baseline,
+                     paired_seed_differences(scores, model, loss, baseline)[0], margin)
             for loss in table.losses
             if loss != baseline and (model, loss) in scores
         ]  # fmt: skip
@@ -308,15 +306,9 @@ def verdicts(
     return rows
 
 
-def _verdict(
-    model: str,
-    loss: str,
-    baseline: str,
-    seed_table: tuple[np.ndarray, list[str], list[int]],
-    margin: float,
-) -> Verdict:
-    table = seed_table[0]
-    values = [float(np.nanmean(row)) for row in table]  # d_c: the mean over shared seeds
+def _verdict(model: str, loss: str, baseline: str, table: np.ndarray, margin: float) -> Verdict:
+    """The verdict of one loss from its cases x seeds table of differences."""
+    values = case_differences(table)
     n = len(values)
     mean = float(np.mean(values)) if values else None
     sd = float(np.std(values, ddof=1)) if n >= 2 else None

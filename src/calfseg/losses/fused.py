@@ -37,11 +37,28 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum()
 
 
-def _inside_bound_(grad: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Zero ``grad`` in place where ``|z| >= L``, in one pass: the derivative of
+def _inside_bound(grad: torch.Tensor, z: torch.Tensor, *, in_place: bool) -> torch.Tensor:
+    """``grad`` where ``-L < z < L``, else 0, in one pass: the derivative of
     ``clamp(z, -L, L)`` applied to ``grad`` (aten's ``hardtanh_backward`` is exactly that
-    operation; its ``out=`` form writes into ``grad`` instead of a fresh buffer)."""
-    return torch.ops.aten.hardtanh_backward.grad_input(grad, z, -BOUND, BOUND, grad_input=grad)
+    operation). ``in_place``: write into ``grad`` (a fresh buffer of the backward) instead
+    of a new tensor (needed when ``grad`` is a saved tensor)."""
+    if in_place:
+        op = torch.ops.aten.hardtanh_backward.grad_input
+        return op(grad, z, -BOUND, BOUND, grad_input=grad)
+    return torch.ops.aten.hardtanh_backward(grad, z, -BOUND, BOUND)
+
+
+_LN2_CPU = torch.tensor(_LN2, dtype=torch.float64)  # a CPU scalar: no per-call tensor
+
+
+def _ln2_minus_(t: torch.Tensor) -> torch.Tensor:
+    """``t <- ln 2 - t`` in place. On a CPU in one pass, with a CPU 0-d ln 2 as the first
+    operand (``rsub`` has no ``out=``); elsewhere in two (``-t``, then ``+ ln 2``), with
+    Python scalars only: a device tensor made per call would copy from the host, and that
+    copy synchronises on CUDA."""
+    if t.device.type == "cpu":
+        return torch.sub(_LN2_CPU, t, out=t)
+    return t.neg_().add_(_LN2)
 
 
 class FisherMean(torch.autograd.Function):
@@ -57,8 +74,7 @@ class FisherMean(torch.autograd.Function):
         # t built in the clamp's buffer (a fresh full-size CPU buffer costs about one pass):
         # (1 - 2y) zc in place, then ln 2 minus it, in place too.
         t = z.clamp(-BOUND, BOUND)
-        t.addcmul_(y, t, value=-2.0)
-        torch.sub(torch.tensor(_LN2, dtype=t.dtype, device=t.device), t, out=t)
+        _ln2_minus_(t.addcmul_(y, t, value=-2.0))
         ctx.save_for_backward(t, y, z)
         return F.softplus(t).sum().mul_(-0.5 / z.numel())
 
@@ -67,7 +83,7 @@ class FisherMean(torch.autograd.Function):
         t, y, z = ctx.saved_tensors
         out = torch.sigmoid(t)
         out.addcmul_(y, out, value=-2.0)  # (1 - 2y) sigmoid(t)
-        _inside_bound_(out, z)
+        _inside_bound(out, z, in_place=True)
         return out.mul_(grad * (0.5 / t.numel())), None
 
 
@@ -84,7 +100,7 @@ class LogitMean(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         sign, z = ctx.saved_tensors
-        inside = torch.ops.aten.hardtanh_backward(sign, z, -BOUND, BOUND)  # sign stays saved
+        inside = _inside_bound(sign, z, in_place=False)  # sign stays saved
         return inside.mul_(grad / sign.numel()), None
 
 
@@ -156,11 +172,12 @@ class BCEMean(torch.autograd.Function):
     torch's ``binary_cross_entropy_with_logits`` makes about five full-size passes forward
     (``1 - y``, a product, ``log_sigmoid`` with its buffer, a subtraction, the mean) and
     three backward; this makes three and three (softplus, the in-place ``- y z``, the sum;
-    sigmoid, ``- y``, the scale) and measured 0.6x of it on a CPU, which leaves room for the
-    target check inside the 1.1x budget of issue 11. The subtraction is per element, before
-    the sum: ``sum(softplus(z)) - dot(y, z)`` would be one pass fewer but cancels
-    catastrophically once the network is confident (relative error 2e-3 for 32k logits with
-    |z| in [8, 15] on the right side, where this form's is below 1e-5, like torch's).
+    sigmoid, ``- y``, the scale): 0.7-0.9x of it on a CPU with the target check included
+    (``benchmarks/bench_losses.py``), inside the 1.1x budget of issue 11. The subtraction is
+    per element, before the sum: ``sum(softplus(z)) - dot(y, z)`` would be one pass fewer
+    but cancels catastrophically once the network is confident (relative error 2e-3 for 32k
+    logits with |z| in [8, 15] on the right side, where this form's is below 1e-5, like
+    torch's).
     """
 
     @staticmethod

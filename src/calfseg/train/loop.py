@@ -115,7 +115,9 @@ def fit(
     outputs = None
     if log is not None:
         outputs = _Outputs(run, log, TensorBoardLog(run, config.tensorboard), on_epoch)
-    while state.epoch < config.epochs and not _stops_early(state, config):
+    while state.epoch < config.epochs and not state.stopping.ends_run(
+        state.epoch, config.min_epochs
+    ):
         # (a run stopped early and resumed has nothing more to train)
         row, improved = _run_epoch(state, net, inputs, config, ctx, progress)
         if outputs is not None:
@@ -126,12 +128,6 @@ def fit(
     if outputs is not None:
         outputs.close()
     return _finish(state, config, time.perf_counter() - start_time)
-
-
-def _stops_early(state: TrainingState, config: TrainConfig) -> bool:
-    """Whether patience ends the run now: no significant improvement for ``patience``
-    validations, and at least ``min_epochs`` epochs trained."""
-    return state.stopping.should_stop and state.epoch >= config.min_epochs
 
 
 # -- restore and finish ------------------------------------------------------------------------

@@ -66,6 +66,11 @@ class EarlyStopping:
         """Whether ``patience`` validations in a row brought no significant improvement."""
         return self.patience is not None and self.stale >= self.patience
 
+    def ends_run(self, epochs_trained: int, min_epochs: int = 0) -> bool:
+        """Whether early stopping ends the run after ``epochs_trained`` epochs: patience has
+        run out (:attr:`should_stop`) and at least ``min_epochs`` epochs were trained."""
+        return self.should_stop and epochs_trained >= min_epochs
+
     @property
     def converged(self) -> bool:
         """Whether the last ``patience`` (or :data:`CONVERGENCE_WINDOW`) validations brought
