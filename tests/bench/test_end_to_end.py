@@ -19,13 +19,19 @@ def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):
     assert code == 0, capsys.readouterr().err
     assert (out / "data" / "meta.json").is_file()  # generated on first use
     names = [f"unet-{loss}-s0-f{fold}" for loss in ("bce", "calf") for fold in (1, 2)]
+    names += [f"unet-bce-control-s1000-f{fold}" for fold in (1, 2)]  # the A/A control
     for name in names:
         assert (out / "runs" / name / "done.json").is_file()
+    control = json.loads((out / "runs" / "unet-bce-control-s1000-f1" / "config.json").read_text())
+    assert (control["loss"], control["seed"]) == ("bce-control", 1000)
     results = (out / "results.csv").read_text()
     assert "unet,calf,0,dice,per_image" in results.replace('"', "")
     # 2-fold cross-validation: every one of the 48 generated cases is tested once per loss
-    verdict = (out / "verdicts.csv").read_text().splitlines()[1].split(",")
+    lines = (out / "verdicts.csv").read_text().splitlines()
+    verdict, control_row = lines[1].split(","), lines[2].split(",")
     assert verdict[:5] == ["unet", "calf", "bce", "dice", "case"] and verdict[5] == "48"
+    assert control_row[:3] == ["unet", "bce-control", "bce"] and control_row[5] == "48"
+    assert lines[0].endswith(",verdict,n_seeds") and verdict[-1] == "1"
     html = (out / "report.html").read_text()
     assert "Verdicts against BCE" in html and "data:image/png;base64," in html
     assert (out / "verdicts.csv").is_file()
@@ -37,11 +43,11 @@ def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):
     assert f"| cache digest | {digest} |" in (out / "summary.md").read_text()
     # A rerun finds every run finished and only rebuilds the report.
     assert main([*argv, "--seeds", "1", "--epochs", "1", "--no-progress"]) == 0
-    assert "4 already done" in capsys.readouterr().out
+    assert "6 already done" in capsys.readouterr().out
     # Other epochs into the same OUT: refused, naming the change and the ways out.
     assert main([*argv, "--seeds", "1", "--epochs", "2", "--no-progress"]) == 1
     err = capsys.readouterr().err
-    assert "epochs 1 -> 2 for 4 runs (unet-bce-s0-f1, unet-bce-s0-f2, unet-calf-s0-f1, " in err
+    assert "epochs 1 -> 2 for 6 runs (unet-bce-s0-f1, unet-bce-s0-f2, unet-calf-s0-f1, " in err
     assert "--overwrite" in err and "Traceback" not in err
 
 

@@ -54,7 +54,7 @@ def test_the_report_opens_with_the_verdicts(fake_benchmark: Path) -> None:
         assert f"### {title}" in summary
     verdicts_part = summary.split("## Convergence")[0]
     # the answer first, in words, then the table with unit and cases, then the forest plot
-    assert "): CALF beats BCE (+0.080 per-case Dice, 95 % CI" in verdicts_part
+    assert "): CALF beats BCE (+0.080 per-case Dice, 95 % interval" in verdicts_part
     assert "): CALF is equivalent to BCE within ±0.01" in verdicts_part
     # the baseline's level comes with the answer: BCE's mean of the seed-averaged cases
     bce = np.mean([per_case_tp("unet", "bce", s) / TRUE_AREA for s in SEEDS], axis=0).mean()
@@ -63,7 +63,8 @@ def test_the_report_opens_with_the_verdicts(fake_benchmark: Path) -> None:
     assert "| unet | dice | worse |" in verdicts_part
     assert "| fpn | dice | inconclusive |" in verdicts_part
     assert "| 12 |" in verdicts_part and "Unit: the case (patient)" in verdicts_part
-    assert "percentile bootstrap" in verdicts_part
+    assert "generalized confidence interval" in verdicts_part
+    assert "Resolution: this benchmark could call a difference larger than about" in (verdicts_part)
     assert "![Per-case Dice difference to BCE" in verdicts_part
     assert verdicts_part.index("| model | loss | verdict") < verdicts_part.index("![")
     # the slice-level paired tests are gone
@@ -78,7 +79,7 @@ def test_verdicts_csv_has_the_contract_columns_and_follows_the_rule(fake_benchma
         rows = list(reader)
     assert reader.fieldnames == [
         "model", "loss", "baseline", "metric", "unit", "n_units", "mean_diff", "ci_low",
-        "ci_high", "margin", "verdict",
+        "ci_high", "margin", "verdict", "n_seeds",
     ]  # fmt: skip
     assert [(r["model"], r["loss"]) for r in rows] == [
         ("unet", "calf"), ("unet", "dice"), ("fpn", "calf"), ("fpn", "dice"),
@@ -86,10 +87,11 @@ def test_verdicts_csv_has_the_contract_columns_and_follows_the_rule(fake_benchma
     for row in rows:
         assert (row["baseline"], row["metric"], row["unit"]) == ("bce", "dice", "case")
         assert int(row["n_units"]) == 12 and float(row["margin"]) == 0.01
+        assert int(row["n_seeds"]) == len(SEEDS)
         low, high, margin = float(row["ci_low"]), float(row["ci_high"]), float(row["margin"])
         rule = (
-            "better" if low > 0 else "worse" if high < 0
-            else "equivalent" if -margin <= low and high <= margin else "inconclusive"
+            "equivalent" if -margin <= low and high <= margin
+            else "better" if low > 0 else "worse" if high < 0 else "inconclusive"
         )  # fmt: skip
         assert row["verdict"] == rule
         assert low <= float(row["mean_diff"]) <= high
@@ -237,9 +239,13 @@ def test_a_model_trained_with_one_seed_gets_a_caution_about_training_variance(
         write_run(tmp_path, "fpn", loss, SEEDS[0])
     summary = build_benchmark_report(tmp_path).summary.read_text()
     verdicts_part = summary.split("## Convergence")[0]
-    assert "Caution: one seed (fpn). The 95 % intervals cover the variation between cases" in (
+    assert "Caution: one seed (fpn). Its intervals cover the variation between cases" in (
         verdicts_part
     )
+    # the verdict itself says what one seed cannot see, in the sentence and the table
+    assert "for this one training seed; another seed may say otherwise" in verdicts_part
+    assert "| fpn | calf | equivalent (one seed: blind to training noise) |" in verdicts_part
+    assert "| unet | calf | better |" in verdicts_part
     assert "Rerun with --seeds 3" in verdicts_part
 
 

@@ -1,6 +1,7 @@
-"""Case-level verdicts against independent references: the bootstrap against scipy and a
-written-out resampling, the verdict rule on hand-made intervals, the cases-needed formula
-by hand, seed averaging and pairing on a hand-built table, and that slices never count."""
+"""Case-level verdicts against independent references: the verdict rule on hand-made
+intervals, what would decide a row by hand, seed averaging and pairing (the A/A control's
+included) on a hand-built table, and that slices never count. The interval itself:
+tests/bench/test_interval.py."""
 
 from __future__ import annotations
 
@@ -9,113 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats as scipy_stats
 
 from calfseg.bench import branch_usage, collect_results, holm, wilcoxon_pairs
 from calfseg.bench.collect import ResultsTable, RunInfo
+from calfseg.bench.grid import CONTROL_LOSS, CONTROL_SEED_OFFSET
+from calfseg.bench.interval import PairedEstimate
 from calfseg.bench.stats import (
-    BOOTSTRAP_SEED,
-    N_RESAMPLES,
-    bootstrap_ci,
     case_scores,
-    cases_by_seeds_bootstrap_ci,
-    cases_needed,
     decide,
     paired_case_differences,
+    paired_interval,
     paired_seed_differences,
     verdicts,
+    what_decides,
 )
 
 from .fakes import N_CASES, SEEDS, TRUE_AREA, per_case_tp, write_benchmark, write_run
-
-# -- the bootstrap -------------------------------------------------------------------------
-
-
-def _two_way_reference(table: np.ndarray) -> tuple[float, float]:
-    """The cases x seeds bootstrap written out with loops: case draws (B, n), then seed draws
-    (B, k), from default_rng(BOOTSTRAP_SEED); per drawn case the mean of its non-NaN values
-    in the drawn seeds, then the mean over the drawn cases that have any."""
-    n, k = table.shape
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    rows = rng.integers(0, n, (N_RESAMPLES, n))
-    cols = rng.integers(0, k, (N_RESAMPLES, k))
-    means = []
-    for b in range(N_RESAMPLES):
-        per_case = []
-        for r in rows[b]:
-            values = [table[r, c] for c in cols[b] if not math.isnan(table[r, c])]
-            if values:
-                per_case.append(sum(values) / len(values))
-        if per_case:
-            means.append(sum(per_case) / len(per_case))
-    low, high = np.quantile(means, [0.025, 0.975])
-    return float(low), float(high)
-
-
-def test_the_cases_by_seeds_bootstrap_is_the_written_out_resampling() -> None:
-    rng = np.random.default_rng(8)
-    table = rng.normal(0.02, 0.05, (15, 3)) + rng.normal(0, 0.04, 3)  # a seed effect
-    table[2, 1] = table[7, 0] = table[7, 2] = math.nan  # missing runs
-    assert cases_by_seeds_bootstrap_ci(table) == pytest.approx(_two_way_reference(table))
-
-
-def test_one_seed_or_seeds_that_agree_give_the_case_bootstrap() -> None:
-    diffs = np.random.default_rng(9).normal(0.01, 0.05, 24)
-    assert cases_by_seeds_bootstrap_ci(diffs[:, None]) == bootstrap_ci(diffs.tolist())
-    same = np.repeat(diffs[:, None], 3, axis=1)  # no variation between seeds
-    assert cases_by_seeds_bootstrap_ci(same) == pytest.approx(bootstrap_ci(diffs.tolist()))
-
-
-def test_seeds_that_disagree_make_a_case_level_better_inconclusive() -> None:
-    # The default benchmark's shape: per-seed mean differences -0.043, +0.067, +0.081 and
-    # small case-to-case spread. Averaged over seeds every case looks better; the seeds
-    # do not agree even on the sign.
-    rng = np.random.default_rng(10)
-    table = np.array([-0.043, 0.067, 0.081]) + rng.normal(0, 0.03, (48, 3))
-    case_only = bootstrap_ci(np.nanmean(table, axis=1).tolist())
-    both = cases_by_seeds_bootstrap_ci(table)
-    assert decide(*case_only, 0.01) == "better"
-    assert decide(*both, 0.01) == "inconclusive"
-    assert both[0] < -0.02 and both[1] > 0.07  # the spread of the seeds, not of the cases
-
-
-def test_the_cases_by_seeds_bootstrap_refuses_too_few_cases_and_inf() -> None:
-    with pytest.raises(ValueError, match="at least 2"):
-        cases_by_seeds_bootstrap_ci(np.zeros((1, 3)))
-    with pytest.raises(ValueError, match="finite"):
-        cases_by_seeds_bootstrap_ci(np.array([[0.1, math.inf], [0.2, 0.3]]))
-
-
-def test_bootstrap_ci_is_the_percentile_interval_of_seeded_resampled_means() -> None:
-    diffs = np.random.default_rng(3).normal(0.02, 0.05, 20)
-    low, high = bootstrap_ci(diffs.tolist())
-    # The specification written out: B x n indices from default_rng(seed), row means, the
-    # 2.5 % and 97.5 % quantiles.
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    means = np.array([diffs[rng.integers(0, 20, 20)].mean() for _ in range(N_RESAMPLES)])
-    assert N_RESAMPLES >= 2000
-    assert (low, high) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])), abs=1e-12)
-
-
-def test_bootstrap_ci_agrees_with_scipy_percentile_bootstrap() -> None:
-    diffs = np.random.default_rng(5).normal(-0.01, 0.04, 30)
-    low, high = bootstrap_ci(diffs.tolist())
-    ref = scipy_stats.bootstrap(
-        (diffs,), np.mean, n_resamples=20_000, method="percentile", random_state=11
-    ).confidence_interval
-    # two Monte Carlo estimates of the same interval: equal up to resampling noise
-    assert low == pytest.approx(ref.low, abs=0.002)
-    assert high == pytest.approx(ref.high, abs=0.002)
-    assert low < diffs.mean() < high
-
-
-def test_bootstrap_ci_of_equal_values_is_that_value_and_needs_two() -> None:
-    assert bootstrap_ci([0.0] * 12) == (0.0, 0.0)
-    with pytest.raises(ValueError, match="at least 2"):
-        bootstrap_ci([0.3])
-    with pytest.raises(ValueError, match="finite"):
-        bootstrap_ci([0.1, math.nan])
-
 
 # -- the verdict rule ----------------------------------------------------------------------
 
@@ -124,12 +34,15 @@ def test_bootstrap_ci_of_equal_values_is_that_value_and_needs_two() -> None:
     ("low", "high", "verdict"),
     [
         (0.01, 0.05, "better"),
-        (0.001, 0.005, "better"),  # inside the margin, but better comes first in the rule
+        (0.005, 0.011, "better"),  # above 0, leaves the margin
+        (0.001, 0.005, "equivalent"),  # inside the margin: equivalent comes first
         (-0.05, -0.01, "worse"),
-        (-0.004, -0.001, "worse"),  # worse before equivalent too
+        (-0.004, -0.001, "equivalent"),  # a difference within the margin does not matter
+        (-0.00019, -0.00017, "equivalent"),  # the 2-epoch grid's "worse" of -0.00018
         (-0.005, 0.008, "equivalent"),
         (-0.01, 0.01, "equivalent"),  # the margin's ends are inside
-        (0.0, 0.004, "equivalent"),  # a lower end of exactly 0 is not better
+        (0.0, 0.004, "equivalent"),
+        (0.0, 0.0, "equivalent"),  # identical losses, even with margin 0 (next test)
         (-0.02, 0.03, "inconclusive"),
         (-0.002, 0.011, "inconclusive"),  # straddles 0, leaves the margin
         (None, None, "inconclusive"),  # no interval (fewer than 2 cases)
@@ -139,13 +52,36 @@ def test_the_verdict_rule_in_its_order(low, high, verdict) -> None:
     assert decide(low, high, 0.01) == verdict
 
 
-def test_cases_needed_by_hand() -> None:
-    # to show a difference: (1.96 * 0.1 / 0.02)^2 = 96.04 -> 97
-    assert cases_needed(0.02, 0.1, 0.01) == 97
-    # to show equivalence (|d| < margin): (1.96 * 0.01 / (0.01 - 0.002))^2 = 6.0025 -> 7
-    assert cases_needed(-0.002, 0.01, 0.01) == 7
-    assert cases_needed(0.0, 0.1, 0.0) is None  # nothing to show: no n suffices
-    assert cases_needed(0.05, 0.0, 0.01) == 2  # no spread: the minimum
+def test_margin_zero_leaves_equivalent_to_identical_losses() -> None:
+    assert decide(0.0, 0.0, 0.0) == "equivalent"
+    assert decide(0.001, 0.002, 0.0) == "better"
+
+
+def _estimate(mean: float, *, case: float, run: float, within: float, n: int, k: int):
+    return PairedEstimate(
+        mean=mean, low=0.0, high=0.0, se=0.0, n_cases=n, n_seeds=k, n_runs=k, var_case=case,
+        var_run=run, var_within=within, sees_runs=k >= 2,
+    )  # fmt: skip
+
+
+def test_what_decides_by_hand() -> None:
+    z = 1.959963984540054
+    # to show a difference of 0.02 with case variance 0.01 (SD 0.1), one seed, no runs:
+    # n = 0.01 / (0.02 / z)^2 = 96.04 -> 97; one seed cannot say what seeds would do
+    one = _estimate(0.02, case=0.01, run=0.0, within=0.0, n=48, k=1)
+    assert what_decides(one, 0.01) == (97, None)
+    # equivalence (|d| < margin): target 0.01 - 0.002 = 0.008; cases: (1e-4 + 3e-4 / 3) /
+    # ((0.008 / z)^2 - 1e-5 / (3 * 3)) = 2e-4 / (1.66597e-5 - 1.1111e-6) -> 12.86 -> 13;
+    # seeds: (1e-5 / 3 + 3e-4 / 48) / ((0.008 / z)^2 - 1e-4 / 48) -> 0.65 -> the minimum 2
+    est = _estimate(-0.002, case=1e-4, run=1e-5, within=3e-4, n=48, k=3)
+    room = (0.008 / z) ** 2
+    cases = math.ceil(2e-4 / (room - 1e-5 / 9))
+    seeds = max(2, math.ceil((1e-5 / 3 + 3e-4 / 48) / (room - 1e-4 / 48)))
+    assert what_decides(est, 0.01, folds=3) == (cases, seeds) == (13, 2)
+    # a run term alone wider than the target: no number of cases decides it
+    runs = _estimate(0.005, case=1e-4, run=1e-3, within=1e-4, n=48, k=3)
+    assert what_decides(runs, 0.01)[0] is None
+    assert what_decides(_estimate(0.0, case=0.01, run=0, within=0, n=9, k=2), 0.0) == (None, None)
 
 
 # -- case scores, seed averaging and pairing -----------------------------------------------
@@ -182,6 +118,21 @@ def test_seeds_are_averaged_within_a_case_on_the_seeds_both_losses_ran() -> None
     # per seed: a: 0.6 - 0.5, 0.9 - 0.7; b: 0.7 - 0.6 and nothing for seed 1
     assert (cases, seeds) == (["a", "b"], [0, 1])
     np.testing.assert_allclose(table_cs, [[0.1, 0.2], [0.1, math.nan]])
+
+
+def test_the_control_arm_pairs_each_seed_with_the_bce_seed_it_was_shifted_from() -> None:
+    control = [CONTROL_SEED_OFFSET, CONTROL_SEED_OFFSET + 1]
+    table = _table(
+        {
+            ("bce", 0): {"a": 0.50, "b": 0.60},
+            ("bce", 1): {"a": 0.70, "b": 0.80},
+            (CONTROL_LOSS, control[0]): {"a": 0.55, "b": 0.60},
+            (CONTROL_LOSS, control[1]): {"a": 0.70, "b": 0.70},
+        }
+    )
+    found, cases, seeds = paired_seed_differences(case_scores(table), "unet", CONTROL_LOSS)
+    assert (cases, seeds) == (["a", "b"], [0, 1])  # columns: the bce seeds
+    np.testing.assert_allclose(found, [[0.05, 0.0], [0.0, -0.1]], atol=1e-12)
 
 
 def test_a_case_with_empty_truth_and_prediction_scores_one() -> None:
@@ -228,7 +179,9 @@ def test_verdicts_of_a_benchmark_follow_from_case_differences(tmp_path: Path, n_
         assert v.n_units == N_CASES  # with folds too: every case tested once per seed
         assert v.mean_diff == pytest.approx(diffs.mean())
         table = _expected_table(model, loss)
-        assert (v.ci_low, v.ci_high) == pytest.approx(_two_way_reference(table))
+        folds = None if n_folds == 1 else [c % n_folds for c in range(N_CASES)]
+        assert (v.ci_low, v.ci_high) == pytest.approx(paired_interval(table, folds=folds))
+        assert v.n_seeds == len(SEEDS)
         assert v.verdict == decide(v.ci_low, v.ci_high, 0.01)
     kinds = {key: v.verdict for key, v in found.items()}
     assert kinds == {
@@ -238,9 +191,8 @@ def test_verdicts_of_a_benchmark_follow_from_case_differences(tmp_path: Path, n_
         ("fpn", "dice"): "inconclusive",
     }
     noisy = found[("fpn", "dice")]
-    d = _expected_diffs("fpn", "dice")
-    target = max(abs(d.mean()), 0.01 - abs(d.mean()))
-    assert noisy.cases_needed == math.ceil((1.959963984540054 * d.std(ddof=1) / target) ** 2)
+    assert noisy.estimate is not None
+    assert (noisy.cases_needed, noisy.seeds_needed) == what_decides(noisy.estimate, 0.01, n_folds)
     assert found[("unet", "calf")].cases_needed is None  # decided: nothing needed
 
 
@@ -254,11 +206,15 @@ def test_a_verdict_never_comes_from_slices(fake_benchmark: Path) -> None:
     assert verdicts(table) == []
 
 
-def test_the_margin_changes_only_the_equivalence_branch(fake_benchmark: Path) -> None:
+def test_a_wider_margin_calls_what_fits_inside_it_equivalent(fake_benchmark: Path) -> None:
     table = collect_results(fake_benchmark, write=False)
+    narrow = {(v.model, v.loss): v for v in verdicts(table, margin=0.01)}
     wide = {(v.model, v.loss): v.verdict for v in verdicts(table, margin=0.2)}
-    assert wide[("fpn", "dice")] == "equivalent"  # its CI fits inside +-0.2
-    assert wide[("unet", "calf")] == "better"
+    assert wide[("fpn", "dice")] == "equivalent"  # its interval fits inside +-0.2
+    # +0.08 is a gain at margin 0.01, and does not matter at 0.2: equivalent comes first
+    assert narrow[("unet", "calf")].verdict == "better"
+    assert narrow[("unet", "calf")].ci_high < 0.2
+    assert wide[("unet", "calf")] == "equivalent"
     with pytest.raises(ValueError, match="margin"):
         verdicts(table, margin=-0.01)
 

@@ -5,7 +5,8 @@ report.html).
     grid      BenchmarkConfig, BENCHMARK_PRESETS, RunSpec, runs(): what to train
     runner    run_benchmark(): train the pending runs, record failures, then report
     collect   collect_results(): finished run folders -> results.csv, per_image.csv
-    stats     case-level verdicts against bce (bootstrap CI, margin), Holm, branch usage
+    interval  paired_interval(): the interval of a cases x seeds table of differences
+    stats     case-level verdicts against bce (that interval, margin), Holm, branch usage
     figures   matplotlib (Agg) figures
     document  sections -> Markdown and one self-contained HTML file
     report    build_benchmark_report(): everything above, from the run folders alone
@@ -27,9 +28,9 @@ from calfseg.bench.runner import BenchmarkError, BenchmarkOutcome, run_benchmark
 from calfseg.bench.stats import (
     DEFAULT_MARGIN,
     Verdict,
-    bootstrap_ci,
     branch_usage,
     holm,
+    paired_interval,
     verdicts,
     wilcoxon_pairs,
 )
@@ -46,12 +47,12 @@ __all__ = [
     "RunInfo",
     "RunSpec",
     "Verdict",
-    "bootstrap_ci",
     "branch_usage",
     "build_benchmark_report",
     "check_names",
     "collect_results",
     "holm",
+    "paired_interval",
     "pending",
     "run_benchmark",
     "runs",

@@ -82,7 +82,7 @@ def forest_plot(verdicts: Sequence[Verdict], margin: float, path: Path) -> Path 
         ax.grid(axis="x", color="#eee")
     base = verdicts[0].baseline.upper()
     axes[-1, 0].set_xlabel(
-        f"per-case Dice, loss minus {base}: mean over cases and 95 % bootstrap CI\n"
+        f"per-case Dice, loss minus {base}: mean over cases and 95 % interval\n"
         f"grey band: the ±{margin:g} equivalence margin"
     )
     fig.tight_layout(rect=(0.0, 0.0, 0.82, 1.0))  # room on the right for the verdicts
@@ -91,28 +91,30 @@ def forest_plot(verdicts: Sequence[Verdict], margin: float, path: Path) -> Path 
 
 def learning_curves(table: ResultsTable, model: str, path: Path) -> Path | None:
     """Validation per-case Dice (``val_case_dice``, else the older per-image ``val_dice``)
-    per epoch, one line per loss, the mean over the runs (seeds and folds) that reached the
-    epoch."""
+    per epoch: each run a thin line, and per loss a thick line, the mean over all its runs
+    of the score of the model each run keeps (its best so far; a run that stopped keeps its
+    best.pt). A plain mean over the runs still training would fall when the good runs stop
+    early, which says nothing about the losses."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     drawn, names = False, set[str]()
-    for loss in table.losses:
-        curves: dict[int, list[float]] = {}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, loss in enumerate(table.losses):
+        colour = colours[index % len(colours)]
+        curves = []
         for run in table.runs:
             if (run.model, run.loss) != (model, loss):
                 continue
-            log = table.logs.get(run.name, [])
-            column = next((c for c in VAL_COLUMNS if any(c in row for row in log)), None)
-            if column is None:
-                continue
-            names.add(column)
-            for row in log:
-                epoch, value = row.get("epoch"), row.get(column)
-                if isinstance(epoch, (int, float)) and isinstance(value, (int, float)):
-                    curves.setdefault(int(epoch), []).append(float(value))
+            curve = _validation_curve(table.logs.get(run.name, []), names)
+            if curve:
+                epochs = sorted(curve)
+                ax.plot(epochs, [curve[e] for e in epochs], color=colour, lw=0.6, alpha=0.3)
+                curves.append(curve)
         if curves:
-            epochs = sorted(curves)
-            ax.plot(epochs, [np.mean(curves[e]) for e in epochs], marker=".", label=loss)
+            grid = sorted({e for curve in curves for e in curve})
+            kept = np.array([_best_so_far(curve, grid) for curve in curves])
+            ax.plot(grid, np.nanmean(kept, axis=0), color=colour, lw=2.2,
+                    label=f"{loss} ({len(curves)} runs)")  # fmt: skip
             drawn = True
     if not drawn:
         plt.close(fig)
@@ -122,9 +124,35 @@ def learning_curves(table: ResultsTable, model: str, path: Path) -> Path | None:
     ax.set_xlabel("epoch")
     per_case = "val_case_dice" in names
     ax.set_ylabel("validation Dice (per case)" if per_case else "validation Dice (per image)")
-    ax.set_title(f"{model}: learning curves (mean over runs)")
+    ax.set_title(f"{model}: thin: each run; thick: mean of the best so far", fontsize=9)
     ax.legend(fontsize="small", ncol=2)
     return _save(fig, path)
+
+
+def _best_so_far(curve: dict[int, float], grid: list[int]) -> list[float]:
+    """At each epoch of ``grid``, the best score of ``curve`` up to it (NaN before its
+    first validation); after the run's last epoch, its best: the model it keeps."""
+    best, out = float("nan"), []
+    for epoch in grid:
+        if epoch in curve:
+            best = curve[epoch] if np.isnan(best) else max(best, curve[epoch])
+        out.append(best)
+    return out
+
+
+def _validation_curve(log: list[dict[str, Any]], names: set[str]) -> dict[int, float]:
+    """Epoch -> validation score of one run's log.csv (the first of :data:`VAL_COLUMNS`
+    it has); ``names`` collects the column used."""
+    column = next((c for c in VAL_COLUMNS if any(c in row for row in log)), None)
+    if column is None:
+        return {}
+    names.add(column)
+    curve = {}
+    for row in log:
+        epoch, value = row.get("epoch"), row.get(column)
+        if isinstance(epoch, (int, float)) and isinstance(value, (int, float)):
+            curve[int(epoch)] = float(value)
+    return curve
 
 
 def qualitative_grid(table: ResultsTable, model: str, path: Path) -> Path | None:

@@ -24,6 +24,12 @@ DATA_FOLDER = "data"
 DONE_FILE = "done.json"
 FAILED_FILE = "failed.json"
 DEFAULT_OUT = Path("calf-benchmark")
+CONTROL_LOSS = "bce-control"
+"""The A/A control arm: BCE trained under other seeds (:data:`CONTROL_SEED_OFFSET` added to
+each of the grid's seeds) and compared with ``bce`` like any loss. Its true difference is 0:
+an interval without 0 means the benchmark's runs disagree more than its statistics allow."""
+CONTROL_OF = "bce"
+CONTROL_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class BenchmarkConfig:
             whole grid, so every run of a fold tests the same cases.
         loss_options: per loss name, options added to its runs' ``loss_options`` (``calf
             benchmark --loss-option``; see :func:`resolve_loss_options`).
+        control: add the A/A control arm :data:`CONTROL_LOSS` when ``bce`` is in the grid.
     """
 
     out: Path = DEFAULT_OUT
@@ -78,6 +85,14 @@ class BenchmarkConfig:
     margin: float | None = None  # the verdicts' equivalence margin; None: the report's default
     extra: Mapping[str, Any] = field(default_factory=dict)
     loss_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    control: bool = False
+
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The losses trained: ``losses``, and the A/A control after them when ``control``
+        and ``bce`` is one of them."""
+        extra = self.control and CONTROL_OF in self.losses and CONTROL_LOSS not in self.losses
+        return (*self.losses, CONTROL_LOSS) if extra else tuple(self.losses)
 
     @property
     def cache(self) -> Path:
@@ -93,11 +108,10 @@ BENCHMARK_PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
     {
         # Evidence on the CPU (docs/benchmark.md, "Sizing of default"): the synthetic
         # paper-like data as 48 cases of 16 slices at 48x48, one tiny U-Net, BCE, CALF and
-        # Combo, three seeds (one seed's verdict flipped with the seed: CALF - BCE -0.043,
-        # +0.067, +0.081), 3-fold patient-level cross-validation (every one of the 48 cases
-        # tested once per seed), each run trained to convergence by the cpu preset (early
-        # stopping on validation case Dice, not before epoch 15): 27 runs, 15-30 min on
-        # the 2-core machine.
+        # Combo and the A/A control, three seeds, 2-fold patient-level cross-validation
+        # (every one of the 48 cases tested once per seed), each run the cpu preset's
+        # 22-epoch annealed schedule with augmentation: 24 runs, about 13 minutes on the
+        # 2-core machine, intervals of about +-0.015 per-case Dice.
         "default": BenchmarkConfig(
             size=48,
             synthetic_cases=48,
@@ -105,9 +119,10 @@ BENCHMARK_PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
             models=("unet",),
             losses=("bce", "calf", "combo"),
             seeds=(0, 1, 2),
-            folds=3,
+            folds=2,
+            control=True,
             train_preset="cpu",
-            epochs=30,
+            epochs=22,
             batch_size=16,
             lr=3e-3,
             extra=MappingProxyType({"tensorboard": False}),
@@ -122,6 +137,7 @@ BENCHMARK_PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
             seeds=(12345, 12346, 12347),
             preset="project",
             train_preset="project",
+            control=True,
             epochs=20,
             batch_size=32,
             lr=1e-5,
@@ -175,13 +191,25 @@ def runs(config: BenchmarkConfig) -> list[RunSpec]:
     """The runs of ``config`` (its shard only), model-major then loss, seed and fold."""
     folds: list[int | None] = list(fold_numbers(config.folds)) or [None]
     grid = [
-        RunSpec(m, loss, s, f)
+        RunSpec(m, loss, training_seed(loss, s), f)
         for m in config.models
-        for loss in config.losses
+        for loss in config.arms
         for s in config.seeds
         for f in folds
     ]
     return shard_items(grid, config.shard)
+
+
+def training_seed(loss: str, seed: int) -> int:
+    """The seed a grid seed trains ``loss`` with: itself (every loss of a seed shares its
+    initial weights and batch order), or for the control arm another one."""
+    return seed + CONTROL_SEED_OFFSET if loss == CONTROL_LOSS else seed
+
+
+def baseline_seed(loss: str, seed: int) -> int:
+    """The ``bce`` seed a run of ``loss`` under ``seed`` is paired with: the same seed, or
+    for the control arm the grid seed it was shifted from (:func:`training_seed`)."""
+    return seed - CONTROL_SEED_OFFSET if loss == CONTROL_LOSS else seed
 
 
 def fold_numbers(folds: int) -> range:

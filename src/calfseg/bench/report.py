@@ -16,6 +16,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from calfseg.bench import figures
 from calfseg.bench.collect import ResultsTable, collect_results
 from calfseg.bench.convergence import Convergence, convergence
@@ -28,13 +30,12 @@ from calfseg.bench.document import (
     to_html,
     to_markdown,
 )
+from calfseg.bench.grid import CONTROL_LOSS
 from calfseg.bench.settings import RunSettings, run_settings
 from calfseg.bench.stats import (
     BASELINE,
-    BOOTSTRAP_SEED,
     DEFAULT_MARGIN,
     FAILED_TO_LEARN,
-    N_RESAMPLES,
     VERDICT_COLUMNS,
     VERDICTS,
     Verdict,
@@ -105,10 +106,15 @@ def build_benchmark_report(
         drawn.append(path)
         return [Figure(path, caption)]
 
+    control = (
+        f"; {CONTROL_LOSS}: BCE under other seeds, whose interval must contain 0"
+        if any(v.loss == CONTROL_LOSS for v in rows)
+        else ""
+    )
     forest = figure(
         figures.forest_plot(rows, margin, fig_dir / FOREST_PNG),
-        f"Per-case Dice difference to {BASELINE.upper()} with its 95 % CI; grey: the "
-        f"±{margin:g} equivalence margin",
+        f"Per-case Dice difference to {BASELINE.upper()} with its 95 % interval; grey: the "
+        f"±{margin:g} equivalence margin{control}",
     )
     curves: list[Block] = []
     qualitative: list[Block] = []
@@ -213,22 +219,27 @@ def _verdict_section(
         )
         return Section(SECTION_TITLES[0], [*blocks, Paragraph(reason)])
     blocks += [Paragraph(_answer(table, rows, model), lead=True) for model in _models(rows)]
+    for note in (_control_sentence(rows), _resolution_sentence(rows, margin)):
+        if note:
+            blocks.append(Paragraph(note, lead=True))
     for caution in (_caution(table, trained), _one_seed_caution(table)):
         if caution:
             blocks.append(Paragraph(caution, lead=True))
     header = (
-        "model", "loss", "verdict", f"mean diff vs {BASELINE}", "95 % CI", "cases",
-        "cases needed", "p (Wilcoxon, Holm)",
+        "model", "loss", "verdict", f"mean diff vs {BASELINE}", "95 % interval",
+        "half-width", "cases", "seeds", "would decide it", "p (Wilcoxon, Holm)",
     )  # fmt: skip
     cells = tuple(
         (
             v.model,
             v.loss,
-            v.verdict,
+            _verdict_words(v),
             _fmt(v.mean_diff, 3, sign=True),
             _ci(v),
+            _fmt(v.half_width, 3),
             str(v.n_units),
-            "–" if v.cases_needed is None else str(v.cases_needed),
+            str(v.n_seeds),
+            _needed(v),
             _p(v.p_holm),
         )
         for v in rows
@@ -260,19 +271,91 @@ def _caution(table: ResultsTable, trained: Convergence) -> str | None:
 
 
 def _one_seed_caution(table: ResultsTable) -> str | None:
-    """With one seed per model, the case bootstrap sees the cases but not the training run:
-    a rerun that differs only in its seed, or in the last bits of its arithmetic (another
-    thread count), can move a difference by more than its interval. Measured on the default
-    benchmark: the same grid at 2 and at 1 intra-op threads gave CALF - BCE = -0.002
-    [-0.024, +0.023] and +0.032 [+0.004, +0.061] (README)."""
-    single = [m for m in table.models if len({r.seed for r in table.runs if r.model == m}) == 1]
+    """With one seed per model, the interval sees the cases but not the training run: a
+    rerun that differs only in its seed, or in the last bits of its arithmetic (another
+    thread count), can move a difference by more than its interval."""
+    single = [
+        m for m in table.models
+        if len({r.seed for r in table.runs if r.model == m and r.loss != CONTROL_LOSS}) == 1
+    ]  # fmt: skip
     if not single:
         return None
     return (
-        f"Caution: one seed ({', '.join(single)}). The 95 % intervals cover the variation "
+        f"Caution: one seed ({', '.join(single)}). Its intervals cover the variation "
         "between cases, not between training runs; a run that differs only in its seed can "
         "move a difference by more than its interval. Rerun with --seeds 3 (or more) before "
         "acting on a 'better' or 'worse'."
+    )
+
+
+ONE_SEED = "one seed: blind to training noise"
+
+
+def _verdict_words(v: Verdict) -> str:
+    """The verdict, and with one seed what it cannot see, in its own words."""
+    return f"{v.verdict} ({ONE_SEED})" if v.n_seeds == 1 else v.verdict
+
+
+def _needed(v: Verdict) -> str:
+    """What would decide an inconclusive row: cases at these seeds, seeds at these cases."""
+    parts = []
+    if v.cases_needed is not None:
+        parts.append(f"~{v.cases_needed} cases")
+    if v.seeds_needed is not None:
+        parts.append(f"~{v.seeds_needed} seeds")
+    if v.verdict == "inconclusive" and not parts:
+        return "neither alone"
+    return " or ".join(parts) or "–"
+
+
+def _control_sentence(rows: list[Verdict]) -> str | None:
+    """Whether the A/A control (BCE under other seeds) agrees with BCE, per model."""
+    parts = []
+    for v in rows:
+        if v.loss != CONTROL_LOSS or v.ci_low is None or v.ci_high is None:
+            continue
+        inside = v.ci_low <= 0 <= v.ci_high
+        verdict = (
+            "contains 0, as it must: the runs agree with each other as far as the statistics assume"
+            if inside
+            else "does NOT contain 0: runs of one recipe disagree more than the intervals "
+            "allow, so the other verdicts are too confident"
+        )
+        parts.append(
+            f"{v.model}: {_fmt(v.mean_diff, 3, sign=True)}, 95 % interval {_ci(v)}, which {verdict}"
+        )
+    if not parts:
+        return None
+    return (
+        f"A/A control ({CONTROL_LOSS}: BCE again, under other seeds; its true difference "
+        "is 0): " + "; ".join(parts) + "."
+    )
+
+
+def _resolution_sentence(rows: list[Verdict], margin: float) -> str | None:
+    """The smallest difference this benchmark could call: the A/A control's half-width
+    (what the noise between runs of one recipe allows), else the median over the losses."""
+    control = [v.half_width for v in rows if v.loss == CONTROL_LOSS and v.half_width is not None]
+    widths = [v.half_width for v in rows if v.loss != CONTROL_LOSS and v.half_width is not None]
+    if not control and not widths:
+        return None
+    if control:
+        width, source = max(control), "the half-width of the A/A control's interval"
+    else:
+        width, source = float(np.median(widths)), "the median half-width of the intervals"
+    decide = (
+        f"inside the ±{margin:g} margin, so equivalence can be shown"
+        if width <= margin
+        else f"wider than the ±{margin:g} margin, so equivalence within it cannot be shown"
+    )
+    spread = (
+        f"; the losses' half-widths run from ±{min(widths):.3f} to ±{max(widths):.3f}"
+        if widths
+        else ""
+    )
+    return (
+        f"Resolution: this benchmark could call a difference larger than about ±{width:.3f} "
+        f"per-case Dice ({source}){spread}; that is {decide}."
     )
 
 
@@ -286,7 +369,7 @@ def _answer(table: ResultsTable, rows: list[Verdict], model: str) -> str:
     mine = [v for v in rows if v.model == model]
     calf = [v for v in mine if v.loss.startswith("calf")]
     parts = [_calf_phrase(v) for v in calf]
-    others = [v for v in mine if not v.loss.startswith("calf")]
+    others = [v for v in mine if not v.loss.startswith("calf") and v.loss != CONTROL_LOSS]
     if others:
         counts = [
             f"{verdict}: {', '.join(v.loss for v in others if v.verdict == verdict)}"
@@ -303,15 +386,23 @@ def _answer(table: ResultsTable, rows: list[Verdict], model: str) -> str:
 
 def _calf_phrase(v: Verdict) -> str:
     name, base = v.loss.upper(), v.baseline.upper()
-    detail = f"{_fmt(v.mean_diff, 3, sign=True)} per-case Dice, 95 % CI {_ci(v)}, {v.n_units} cases"
+    detail = (
+        f"{_fmt(v.mean_diff, 3, sign=True)} per-case Dice, 95 % interval {_ci(v)}, "
+        f"{v.n_units} cases x {v.n_seeds} seed{'' if v.n_seeds == 1 else 's'}"
+    )
+    scope = (
+        " for this one training seed; another seed may say otherwise, and the interval "
+        "cannot show by how much" if v.n_seeds == 1 else ""
+    )  # fmt: skip
     if v.verdict == "better":
-        return f"{name} beats {base} ({detail})"
+        return f"{name} beats {base}{scope} ({detail})"
     if v.verdict == "worse":
-        return f"{name} is worse than {base} ({detail})"
+        return f"{name} is worse than {base}{scope} ({detail})"
     if v.verdict == "equivalent":
-        return f"{name} is equivalent to {base} within ±{v.margin:g} ({detail})"
-    needed = f"; about {v.cases_needed} cases would decide it" if v.cases_needed is not None else ""
-    return f"{name} vs {base} is inconclusive ({detail}{needed})"
+        return f"{name} is equivalent to {base} within ±{v.margin:g}{scope} ({detail})"
+    needed = _needed(v)
+    hint = f"; {needed} would decide it" if needed not in ("–", "neither alone") else ""
+    return f"{name} vs {base} is inconclusive{scope} ({detail}{hint})"
 
 
 def _how_to_read(table: ResultsTable, margin: float) -> str:
@@ -325,14 +416,17 @@ def _how_to_read(table: ResultsTable, margin: float) -> str:
     return (
         f"Unit: the case (patient). Per-case Dice = 2 TP / (2 TP + FP + FN) over all of a "
         f"case's test slices ({cv}), averaged over the seeds within each case; the "
-        f"difference is loss minus {BASELINE} per case. 95 % CI: percentile bootstrap over "
-        f"cases, and over seeds too when there are several, drawn independently "
-        f"({N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}), so that a difference the "
-        f"seeds disagree on is not called decided. Verdict, in this order: "
-        f"better if the CI's lower end is above 0, worse if its upper end is below 0, "
-        f"equivalent if the CI lies within ±{margin:g} (the margin), else inconclusive; "
-        "cases needed = ceil((1.96 SD / max(|mean|, margin - |mean|))^2) from the SD of "
-        "the differences. The Wilcoxon signed-rank test on the same case differences, "
+        f"difference is loss minus {BASELINE} per case, each seed paired with the same "
+        f"seed of {BASELINE}. 95 % interval: the generalized confidence interval of a "
+        "crossed cases x training-runs design, which counts the spread between cases and "
+        "between training runs (a run: a seed trained on a fold), with the few degrees of "
+        "freedom a handful of seeds gives (calfseg.bench.interval; its coverage is "
+        "measured by benchmarks/coverage.py). Verdict, in this order: equivalent if the "
+        f"interval lies within ±{margin:g} (the margin), better if its lower end is above "
+        "0, worse if its upper end is below 0, else inconclusive; 'would decide it' gives "
+        "the cases (at these seeds) or seeds (at these cases) for which the interval's "
+        "half-width would fall below the distance to the nearest decision, from the "
+        "variance components. The Wilcoxon signed-rank test on the case differences, "
         "Holm-corrected over each model's losses, is secondary and decides nothing. The "
         "table is verdicts.csv."
     )

@@ -8,7 +8,7 @@ from dataclasses import fields
 from typing import Any
 
 from calfseg.bench.errors import BenchmarkError
-from calfseg.bench.grid import BenchmarkConfig, RunSpec
+from calfseg.bench.grid import CONTROL_LOSS, CONTROL_OF, BenchmarkConfig, RunSpec
 
 
 def train_options(config: BenchmarkConfig, spec: RunSpec) -> dict[str, Any]:
@@ -32,10 +32,15 @@ def train_options(config: BenchmarkConfig, spec: RunSpec) -> dict[str, Any]:
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "lr": config.lr,
-        "loss_options": dict(config.loss_options.get(spec.loss, {})),
+        # the control arm is bce's recipe again: bce's options
+        "loss_options": dict(config.loss_options.get(_recipe(spec.loss), {})),
         **cv,
         **dict(config.extra),
     }
+
+
+def _recipe(loss: str) -> str:
+    return CONTROL_OF if loss == CONTROL_LOSS else loss
 
 
 def make_train_config(options: dict[str, Any], *, preset: str = "tiny") -> Any:

@@ -11,29 +11,24 @@ samples, and the same slice under two seeds is the same sample twice.
   it out, so a case has one value per seed whatever the number of folds.
 - **Paired difference per case**: ``d_c = mean_s Dice(loss, c, s) - mean_s Dice(bce, c, s)``
   over the seeds ``s`` both losses ran for that case.
-- **95 % CI of the mean difference** ``mean_c d_c``: percentile bootstrap,
-  :data:`N_RESAMPLES` resamples drawn by ``numpy.random.default_rng(BOOTSTRAP_SEED)``; the
-  interval is the 2.5 and 97.5 percentiles of the resampled means (Efron & Tibshirani 1993,
-  ch. 13). With one seed, each resample is the n cases drawn with replacement. With several
-  seeds, each resample also draws the seeds with replacement, independently of the cases
-  (Owen's "pigeonhole" bootstrap for a crossed cases x seeds table, Ann. Appl. Stat. 2007):
-  the per-seed differences ``D[c, s]`` of the drawn cases and seeds are averaged over the
-  drawn seeds, then over the drawn cases. The case bootstrap alone sees the variation
-  between cases and not between training runs; on the default data three seeds gave
-  CALF - BCE of -0.043, +0.067 and +0.081 and a case-only interval of +0.019 to +0.051,
-  all above 0. Resampling the seeds too is conservative (it counts the case x seed
-  interaction twice), as a verdict should be. Percentile rather than BCa: BCa's jackknife
-  acceleration is undefined when every difference is equal (two losses with identical
-  predictions), which happens on easy data.
-- **Verdict**, in this order: ``better`` if ``ci_low > 0``; ``worse`` if ``ci_high < 0``;
-  ``equivalent`` if ``-margin <= ci_low`` and ``ci_high <= margin``; else ``inconclusive``.
-  With fewer than :data:`MIN_UNITS` cases there is no interval and the verdict is
+- **The interval of the mean difference**, :func:`paired_interval` (its own module,
+  :mod:`calfseg.bench.interval`): a generalized confidence interval for the crossed cases x
+  training-runs design, which sees the spread between cases and between training runs,
+  with the few degrees of freedom a handful of seeds has. One seed cannot see the second:
+  such a verdict says so (:attr:`Verdict.n_seeds`).
+- **Verdict**, in this order: ``equivalent`` if the interval lies within ``[-margin,
+  margin]`` (a difference smaller than the margin does not matter, whatever its sign);
+  ``better`` if ``ci_low > 0``; ``worse`` if ``ci_high < 0``; else ``inconclusive``. With
+  fewer than :data:`MIN_UNITS` cases there is no interval and the verdict is
   ``inconclusive``.
-- **Cases needed** (inconclusive rows): with the observed mean ``d`` and standard deviation
-  ``s`` (ddof 1) of the differences, the normal-approximation half-width ``z s / sqrt(n)``
-  (z = 1.96) must drop below ``|d|`` (to show a difference) or below ``margin - |d|`` (to
-  show equivalence, when ``|d| < margin``); the smaller n of the two is
-  ``n = ceil((z s / max(|d|, margin - |d|))^2)``.
+- **What would decide it** (inconclusive rows): from the variance components, the cases
+  (at the same seeds) or the seeds (at the same cases) for which the normal half-width
+  ``z sqrt(var_case / n + var_run / (k F) + var_within / (n k))`` (``F`` folds) drops below
+  ``|d|`` (to show a difference) or ``margin - |d|`` (equivalence); None when more of
+  that one alone cannot get there.
+- **The A/A control** (:data:`calfseg.bench.grid.CONTROL_LOSS`): BCE trained under other
+  seeds, paired with ``bce`` seed by seed like any loss. Its true difference is 0, so its
+  interval must contain 0; its half-width is the benchmark's resolution on this data.
 - **Secondary**: a two-sided Wilcoxon signed-rank test on the case differences, Holm-
   corrected over the losses of a model. It never decides a verdict.
 """
@@ -47,15 +42,20 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from calfseg.bench.collect import ResultsTable
+from calfseg.bench.grid import CONTROL_LOSS, baseline_seed
+from calfseg.bench.interval import (
+    MIN_CASES,
+    PairedEstimate,
+    paired_estimate,
+)
+from calfseg.bench.interval import paired_interval as paired_interval  # the public path
 
 BASELINE = "bce"
 METRIC = "dice"  # per-case Dice: verdicts.csv's metric with unit "case"
 UNIT = "case"
 CONFIDENCE = 0.95
 DEFAULT_MARGIN = 0.01  # Dice; docs/benchmark.md says why
-N_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 2504  # fixed, so the same runs always give the same interval
-MIN_UNITS = 2
+MIN_UNITS = MIN_CASES
 Z_95 = 1.959963984540054  # standard normal 97.5 % quantile
 FAILED_TO_LEARN = 0.1  # a run whose mean per-case test Dice is below this learned nothing
 BRANCH_PREFIX = "branch/"
@@ -67,9 +67,9 @@ CaseScores = dict[tuple[str, str], dict[str, dict[int, float]]]
 
 @dataclass(frozen=True)
 class Verdict:
-    """One row of verdicts.csv (the first eleven fields, :data:`VERDICT_COLUMNS`) and the
-    report's extra columns: the SD of the differences, the cases needed when inconclusive,
-    and the secondary Wilcoxon p-values."""
+    """One row of verdicts.csv (:data:`VERDICT_COLUMNS`) and the report's extra columns:
+    the SD of the case differences, the interval's estimate, the cases or seeds that would
+    decide an inconclusive row, and the secondary Wilcoxon p-values."""
 
     model: str
     loss: str
@@ -82,8 +82,11 @@ class Verdict:
     ci_high: float | None
     margin: float
     verdict: str
+    n_seeds: int = 0
     sd_diff: float | None = None
     cases_needed: int | None = None
+    seeds_needed: int | None = None
+    estimate: PairedEstimate | None = None
     p_wilcoxon: float | None = None
     p_holm: float | None = None
 
@@ -92,58 +95,61 @@ class Verdict:
         values = [getattr(self, name) for name in VERDICT_COLUMNS]
         return ["" if v is None else repr(v) if isinstance(v, float) else str(v) for v in values]
 
+    @property
+    def half_width(self) -> float | None:
+        """Half the interval's width: the smallest difference this row could call."""
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return (self.ci_high - self.ci_low) / 2
+
 
 VERDICT_COLUMNS = (
     "model", "loss", "baseline", "metric", "unit", "n_units", "mean_diff", "ci_low",
-    "ci_high", "margin", "verdict",
+    "ci_high", "margin", "verdict", "n_seeds",
 )  # fmt: skip
 
 
 def decide(ci_low: float | None, ci_high: float | None, margin: float) -> str:
-    """The verdict rule, in this order: better (``ci_low > 0``), worse (``ci_high < 0``),
-    equivalent (the CI inside ``[-margin, margin]``), inconclusive (otherwise, or no CI)."""
+    """The verdict rule, in this order: equivalent (the interval inside ``[-margin,
+    margin]``), better (``ci_low > 0``), worse (``ci_high < 0``), inconclusive (otherwise,
+    or no interval)."""
     if ci_low is None or ci_high is None:
         return "inconclusive"
+    if -margin <= ci_low and ci_high <= margin:
+        return "equivalent"
     if ci_low > 0:
         return "better"
     if ci_high < 0:
         return "worse"
-    if -margin <= ci_low and ci_high <= margin:
-        return "equivalent"
     return "inconclusive"
 
 
-def bootstrap_ci(
-    values: Sequence[float],
-    *,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of ``values``: ``n_resamples`` resamples
-    of ``len(values)`` indices drawn at once by ``default_rng(seed).integers(0, n, (B, n))``,
-    then the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles (numpy's
-    linear interpolation) of the resampled means."""
-    data = np.asarray(values, dtype=np.float64)
-    if data.size < MIN_UNITS:
-        raise ValueError(f"bootstrap_ci needs at least {MIN_UNITS} values, got {data.size}")
-    if not np.all(np.isfinite(data)):
-        raise ValueError("bootstrap_ci: the values must be finite")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(n_resamples, data.size))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
-
-
-def cases_needed(mean: float, sd: float, margin: float, z: float = Z_95) -> int | None:
-    """Cases for a decisive CI if the mean and SD of the differences stayed as observed:
-    ``ceil((z sd / max(|mean|, margin - |mean|))^2)``, at least :data:`MIN_UNITS`; None
-    when no n suffices (a zero mean with no margin)."""
-    target = max(abs(mean), margin - abs(mean))
+def what_decides(
+    estimate: PairedEstimate, margin: float, folds: int = 1, z: float = Z_95
+) -> tuple[int | None, int | None]:
+    """(cases at the same seeds, seeds at the same cases) for which the normal half-width
+    ``z sqrt(var_case / n + var_run / (k F) + var_within / (n k))`` falls below
+    ``max(|d|, margin - |d|)``; None where more of that alone cannot get there (or, for the
+    seeds, with one seed, which cannot see ``var_run``)."""
+    target = max(abs(estimate.mean), margin - abs(estimate.mean))
     if target <= 0:
+        return None, None
+    room = (target / z) ** 2
+    n, k, f = estimate.n_cases, max(1, estimate.n_seeds), max(1, folds)
+    case_part = estimate.var_case + estimate.var_within / k
+    cases = _at_least(case_part, room - estimate.var_run / (k * f))
+    seeds = None
+    if estimate.sees_runs:
+        seeds = _at_least(
+            estimate.var_run / f + estimate.var_within / n, room - estimate.var_case / n
+        )
+    return cases, seeds
+
+
+def _at_least(numerator: float, denominator: float) -> int | None:
+    if denominator <= 0:
         return None
-    return max(MIN_UNITS, math.ceil((z * sd / target) ** 2))
+    return max(MIN_UNITS, math.ceil(numerator / denominator))
 
 
 def case_scores(table: ResultsTable) -> CaseScores:
@@ -193,21 +199,34 @@ def case_means(scores: CaseScores, model: str, loss: str) -> dict[str, float]:
 def paired_seed_differences(
     scores: CaseScores, model: str, loss: str, baseline: str = BASELINE
 ) -> tuple[np.ndarray, list[str], list[int]]:
-    """The cases x seeds table ``D[c, s] = Dice(loss, c, s) - Dice(baseline, c, s)``, NaN
+    """The cases x seeds table ``D[c, s] = Dice(loss, c, s) - Dice(baseline, c, s')``, NaN
     where either loss lacks that case and seed; rows are the cases both losses tested with
-    at least one shared seed (sorted), columns the seeds (sorted)."""
+    at least one shared seed (sorted), columns the baseline's seeds (sorted). ``s'`` is
+    ``s`` (the same seed: common random numbers), or for the A/A control the ``bce`` seed
+    its seed pairs with (:func:`calfseg.bench.grid.baseline_seed`)."""
     ours, theirs = scores.get((model, loss), {}), scores.get((model, baseline), {})
-    shared = {
-        case: sorted(ours[case].keys() & theirs[case].keys())
-        for case in sorted(ours.keys() & theirs.keys())
-    }
-    cases = [case for case, seeds in shared.items() if seeds]
-    seeds = sorted({s for case in cases for s in shared[case]})
+    shared: dict[str, list[tuple[int, int]]] = {}
+    for case in sorted(ours.keys() & theirs.keys()):
+        pairs = [(baseline_seed(loss, s), s) for s in ours[case]]
+        shared[case] = sorted((b, s) for b, s in pairs if b in theirs[case])
+    cases = [case for case, pairs in shared.items() if pairs]
+    seeds = sorted({b for case in cases for b, _ in shared[case]})
     table = np.full((len(cases), len(seeds)), np.nan)
     for i, case in enumerate(cases):
-        for s in shared[case]:
-            table[i, seeds.index(s)] = ours[case][s] - theirs[case][s]
+        for b, s in shared[case]:
+            table[i, seeds.index(b)] = ours[case][s] - theirs[case][b]
     return table, cases, seeds
+
+
+def case_folds(table: ResultsTable, model: str, loss: str) -> dict[str, int | None]:
+    """The cross-validation fold that tested each case of (model, loss) (None without
+    cross-validation): the unit of the training runs' effect in :func:`paired_interval`."""
+    folds: dict[str, int | None] = {}
+    for info in table.runs:
+        if (info.model, info.loss) == (model, loss):
+            for row in table.per_case.get(info.name, []):
+                folds.setdefault(str(row.get("case_id")), info.fold)
+    return folds
 
 
 def case_differences(table: np.ndarray) -> list[float]:
@@ -224,58 +243,6 @@ def paired_case_differences(
     return dict(zip(cases, case_differences(table), strict=True))
 
 
-def cases_by_seeds_bootstrap_ci(
-    table: np.ndarray,
-    *,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
-    chunk: int = 500,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean difference of a cases x seeds ``table``
-    (NaN: no value), resampling cases and seeds independently (module docstring).
-
-    Draws, in this order, from ``default_rng(seed)``: case indices ``(B, n)``, then seed
-    indices ``(B, k)``. Each resample's statistic: per drawn case the mean of its values in
-    the drawn seeds (NaN left out), then the mean over the drawn cases that have one. One
-    seed column, or every column equal, gives :func:`bootstrap_ci` of the case means (the
-    same case draws), up to rounding.
-    """
-    data = np.asarray(table, dtype=np.float64)
-    if data.ndim != 2 or data.shape[0] < MIN_UNITS:
-        raise ValueError(f"the table needs at least {MIN_UNITS} cases (rows), got {data.shape}")
-    if np.isinf(data).any():
-        raise ValueError("the differences must be finite (NaN marks a missing value)")
-    n, k = data.shape
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, n, size=(n_resamples, n))
-    if k == 1:
-        column = data[:, 0]
-        if np.isnan(column).any():
-            raise ValueError("a one-seed table must have a value for every case")
-        means = column[rows].mean(axis=1)
-    else:
-        cols = rng.integers(0, k, size=(n_resamples, k))
-        means = np.empty(n_resamples)
-        for start in range(0, n_resamples, chunk):  # (chunk, n, k) at a time: bounded memory
-            r, c = rows[start : start + chunk], cols[start : start + chunk]
-            block = data[r[:, :, None], c[:, None, :]]
-            valid = ~np.isnan(block)
-            counts = valid.sum(axis=2)
-            sums = np.where(valid, block, 0.0).sum(axis=2)
-            has = counts > 0
-            case_means = np.divide(sums, counts, out=np.zeros_like(sums), where=has)
-            used = has.sum(axis=1)
-            total = case_means.sum(axis=1)
-            means[start : start + chunk] = np.divide(
-                total, used, out=np.full_like(total, np.nan), where=used > 0
-            )
-        means = means[~np.isnan(means)]  # a resample of seeds no drawn case has: no mean
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return float(low), float(high)
-
-
 def verdicts(
     table: ResultsTable, margin: float = DEFAULT_MARGIN, baseline: str = BASELINE
 ) -> list[Verdict]:
@@ -284,17 +251,23 @@ def verdicts(
     if not math.isfinite(margin) or margin < 0:
         raise ValueError(f"margin must be a finite number >= 0, got {margin}")
     scores = case_scores(table)
+    n_folds = max(1, len([f for f in table.folds if f is not None]))
     rows: list[Verdict] = []
     for model in table.models:
         if (model, baseline) not in scores:
             continue
-        raw = [
-            _verdict(model, loss, baseline,
-                     paired_seed_differences(scores, model, loss, baseline)[0], margin)
-            for loss in table.losses
-            if loss != baseline and (model, loss) in scores
-        ]  # fmt: skip
-        tested = [v for v in raw if v.p_wilcoxon is not None]
+        raw = []
+        for loss in table.losses:
+            if loss == baseline or (model, loss) not in scores:
+                continue
+            differences, cases, _ = paired_seed_differences(scores, model, loss, baseline)
+            folds = case_folds(table, model, loss)
+            raw.append(
+                _verdict(model, loss, baseline, differences, [folds.get(c) for c in cases],
+                         margin, n_folds)
+            )  # fmt: skip
+        # the control checks the benchmark; it is not one of the comparisons Holm adjusts for
+        tested = [v for v in raw if v.p_wilcoxon is not None and v.loss != CONTROL_LOSS]
         adjusted = dict(
             zip(
                 (v.loss for v in tested),
@@ -306,20 +279,36 @@ def verdicts(
     return rows
 
 
-def _verdict(model: str, loss: str, baseline: str, table: np.ndarray, margin: float) -> Verdict:
+def _verdict(
+    model: str,
+    loss: str,
+    baseline: str,
+    table: np.ndarray,
+    folds: list[int | None],
+    margin: float,
+    n_folds: int,
+) -> Verdict:
     """The verdict of one loss from its cases x seeds table of differences."""
     values = case_differences(table)
     n = len(values)
-    mean = float(np.mean(values)) if values else None
+    seeds = int((~np.all(np.isnan(table), axis=0)).sum()) if n else 0
     sd = float(np.std(values, ddof=1)) if n >= 2 else None
-    low, high = cases_by_seeds_bootstrap_ci(table) if n >= MIN_UNITS else (None, None)
-    decision = decide(low, high, margin)
-    needed = None
-    if decision == "inconclusive" and mean is not None and sd is not None:
-        needed = cases_needed(mean, sd, margin)
+    if n < MIN_UNITS:
+        mean = float(np.mean(values)) if values else None
+        return Verdict(
+            model, loss, baseline, METRIC, UNIT, n, mean, None, None, margin,
+            decide(None, None, margin), n_seeds=seeds, sd_diff=sd,
+            p_wilcoxon=wilcoxon_pairs(values),
+        )  # fmt: skip
+    estimate = paired_estimate(table, folds=folds)
+    decision = decide(estimate.low, estimate.high, margin)
+    cases, more_seeds = (None, None)
+    if decision == "inconclusive":
+        cases, more_seeds = what_decides(estimate, margin, n_folds)
     return Verdict(
-        model, loss, baseline, METRIC, UNIT, n, mean, low, high, margin, decision,
-        sd_diff=sd, cases_needed=needed, p_wilcoxon=wilcoxon_pairs(values),
+        model, loss, baseline, METRIC, UNIT, n, estimate.mean, estimate.low, estimate.high,
+        margin, decision, n_seeds=seeds, sd_diff=sd, cases_needed=cases,
+        seeds_needed=more_seeds, estimate=estimate, p_wilcoxon=wilcoxon_pairs(values),
     )  # fmt: skip
 
 

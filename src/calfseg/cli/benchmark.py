@@ -70,8 +70,10 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--lr", type=positive_float, metavar="LR", help="Adam's learning rate")
     p.add_argument(
         "--augment",
-        action="store_true",
-        help="random flips and quarter turns of the training slices (TrainConfig.augment)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random flips and quarter turns of the training slices (TrainConfig.augment; "
+        "default: the preset's: on for default, off for project and paper)",
     )
     p.add_argument(
         "--folds",
@@ -95,6 +97,13 @@ def add_parser(commands: Any) -> None:
         help="equivalence margin of the verdicts in per-case Dice: a loss whose 95 %% CI of "
         "the difference to bce lies within +-DICE is 'equivalent' (default 0.01; "
         "docs/benchmark.md)",
+    )
+    p.add_argument(
+        "--no-control",
+        action="store_true",
+        help="skip the A/A control arm (bce-control: BCE again under other seeds, whose "
+        "interval must contain 0; default and project presets train it when bce is in the "
+        "grid)",
     )
     p.add_argument(
         "--loss-option",
@@ -199,11 +208,12 @@ def run(args: argparse.Namespace) -> int:
         seeds=None if args.seeds is None else _seeds(base.seeds, args.seeds),
         epochs=args.epochs,
         lr=args.lr,
-        extra={**base.extra, "augment": True} if args.augment else None,
+        extra=None if args.augment is None else {**base.extra, "augment": args.augment},
         shard=args.shard,
         folds=args.folds,
         cv_seed=args.cv_seed,
         margin=args.margin,
+        control=False if args.no_control else None,
     )
     try:
         check_names(config.models, config.losses)

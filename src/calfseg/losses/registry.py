@@ -250,6 +250,13 @@ _SPECS = (
         "an all-empty batch reduces to relu(1 + max logit): only the largest logit is pushed down",
         alternatives.lovasz_loss,
     ),
+    LossSpec(
+        "bce-control",
+        "bce itself, as the benchmark's A/A control arm (trained under other seeds)",
+        "calf benchmark's control (docs/benchmark.md); torch.nn.BCEWithLogitsLoss()",
+        "as bce",
+        baselines.bce_baseline,
+    ),
 )
 
 LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in _SPECS}
