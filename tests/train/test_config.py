@@ -25,6 +25,7 @@ AUTHORS_PROTOCOL = {
     "filters": [],
     "amp": "none",
     "grad_clip": None,
+    "output_prior": False,  # their models start at their constructors' bias
 }
 AUTHORS_CALF = {"area": "contour", "numerics": "paper", "sync": False}
 EIGHT_LOSSES = ("calf", "calf-region", "bce", "dice", "focal", "tversky", "iou", "combo")

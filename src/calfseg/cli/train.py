@@ -150,7 +150,13 @@ def add_parser(commands: Any) -> None:
         help="training-split filter (repeatable): ratio=0.25, drop-empty, min-area=20, "
         "every-kth-empty=4",
     )
-    d.add_argument("--augment", action="store_true", default=None, help="flips/quarter turns")
+    d.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random flips and quarter turns of the training slices (default: the "
+        "preset's; cpu: on)",
+    )
     d.add_argument("--no-val", action="store_true", help="no validation: keep the last epoch")
     d.add_argument("--workers", type=non_negative_int, help="batch-reading processes")
     r = p.add_argument_group("run")

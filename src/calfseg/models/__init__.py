@@ -21,6 +21,7 @@ from __future__ import annotations
 from calfseg.models.counting import count_parameters, describe_model
 from calfseg.models.factory import build_model, check_input_size, input_size_rule
 from calfseg.models.names import MODEL_PRESETS, MODELS
+from calfseg.models.output_prior import output_layer, set_output_prior
 from calfseg.models.sizes import SizeRule
 from calfseg.models.smp_presets import ModelPreset, get_preset
 
@@ -35,4 +36,6 @@ __all__ = [
     "describe_model",
     "get_preset",
     "input_size_rule",
+    "output_layer",
+    "set_output_prior",
 ]

@@ -13,7 +13,7 @@ downloaded, as in the paper, whose models had no pretraining.
 ===========  ==================================================  =============================
 model        tiny                                                 paper
 ===========  ==================================================  =============================
-unet         tu-resnet10t, depth 4, decoder (64, 32, 16, 8)       vgg16_bn, depth 5, decoder
+unet         tu-resnet10t, depth 3, decoder (32, 16, 8)           vgg16_bn, depth 5, decoder
                                                                   (512, 256, 128, 64, 32)
 deeplabv3    tu-resnet10t, depth 3 (stride 8), ASPP 64 ch,        resnet34, output stride 32,
              rates (6, 12, 18)                                    ASPP 256 ch, rates (6, 12, 18)
@@ -51,7 +51,7 @@ class ModelPreset:
 
 _PRESETS: dict[tuple[str, str], ModelPreset] = {
     ("unet", "tiny"): ModelPreset(
-        "tu-resnet10t", {"encoder_depth": 4, "decoder_channels": (64, 32, 16, 8)}
+        "tu-resnet10t", {"encoder_depth": 3, "decoder_channels": (32, 16, 8)}
     ),
     ("unet", "paper"): ModelPreset(
         "vgg16_bn", {"encoder_depth": 5, "decoder_channels": (512, 256, 128, 64, 32)}

@@ -119,6 +119,13 @@ def model_for(config: TrainConfig, info: CacheInfo) -> nn.Module:
     )
 
 
+def foreground_share(dataset: SliceDataset, info: CacheInfo) -> float:
+    """The share of foreground pixels over the slices of ``dataset``: the prior the output
+    layer starts at (:func:`calfseg.models.set_output_prior`)."""
+    pixels = len(dataset) * info.height * info.width
+    return float(np.asarray(dataset.areas, dtype=np.float64).sum() / pixels) if pixels else 0.0
+
+
 def loss_for(config: TrainConfig, *, sync: bool = True) -> nn.Module:
     """The run's loss; ``calf-dataset`` gets the cache's fingerprint.json. ``sync=False``
     turns off CALF's cross-rank batch statistics (validation shards differ in length)."""

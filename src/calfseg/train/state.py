@@ -22,11 +22,13 @@ import torch
 from torch import nn
 
 from calfseg.data import SliceDataset
+from calfseg.models import set_output_prior
 from calfseg.train import distributed as D
 from calfseg.train.build import (
     CacheInfo,
     amp_dtype,
     cache_info,
+    foreground_share,
     loss_for,
     model_for,
     open_split,
@@ -147,7 +149,12 @@ def start_training(config: TrainConfig, ctx: D.DistContext) -> tuple[RunInputs, 
     amp = amp_dtype(config, ctx.device)
     steps_per_epoch = len(rank_batches(len(train_set), config, ctx, epoch=0))
     seed_everything(config.seed)  # the initial weights depend on the seed alone
-    model = model_for(config, info).to(ctx.device)
+    model = model_for(config, info)
+    if config.output_prior:  # the bias only: the weights stay the seed's
+        set_output_prior(model, foreground_share(train_set, info))
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    model = model.to(ctx.device)
     criterion = loss_for(config).to(ctx.device)
     val_criterion = loss_for(config, sync=False).to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
