@@ -105,23 +105,43 @@ def test_folds_and_cv_seed_reach_the_benchmark_config(
     assert main(["benchmark", "--folds", "5", "--cv-seed", "3", "--out", str(tmp_path)]) == EXIT_OK
     assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK
     assert (seen[0].folds, seen[0].cv_seed) == (5, 3)
-    assert (seen[1].folds, seen[1].cv_seed) == (3, 0)  # the default preset: 3 folds
+    assert (seen[1].folds, seen[1].cv_seed) == (2, 0)  # the default preset: 2 folds
 
 
 def test_lr_and_augment_reach_every_run(
     tmp_path: Path, benchmark_configs: list[BenchmarkConfig]
 ) -> None:
     from calfseg.bench import RunSpec
-    from calfseg.bench.runner import train_options
+    from calfseg.bench.runner import make_train_config, train_options
 
     seen = benchmark_configs
-    argv = ["benchmark", "--lr", "1e-3", "--augment", "--out", str(tmp_path)]
+    argv = ["benchmark", "--lr", "1e-3", "--no-augment", "--out", str(tmp_path)]
     assert main(argv) == EXIT_OK
     assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK
+    assert main(["benchmark", "--preset", "project", "--augment", "--out", str(tmp_path)]) == 0
     options = train_options(seen[0], RunSpec("unet", "bce", 0, 1))
-    assert (options["lr"], options["augment"]) == (1e-3, True)
+    assert (options["lr"], options["augment"]) == (1e-3, False)
     plain = train_options(seen[1], RunSpec("unet", "bce", 0, 1))
-    assert plain["lr"] == 3e-3 and "augment" not in plain  # the preset's: no augmentation
+    assert plain["lr"] == 3e-3 and "augment" not in plain  # the preset's ...
+    assert make_train_config(plain, preset=seen[1].train_preset).augment  # ... cpu: on
+    assert train_options(seen[2], RunSpec("unet", "bce", 0))["augment"] is True
+
+
+def test_the_control_arm_is_on_by_default_and_off_with_no_control(
+    tmp_path: Path, benchmark_configs: list[BenchmarkConfig]
+) -> None:
+    from calfseg.bench import runs
+
+    seen = benchmark_configs
+    assert main(["benchmark", "--out", str(tmp_path)]) == EXIT_OK
+    assert main(["benchmark", "--no-control", "--out", str(tmp_path)]) == EXIT_OK
+    assert main(["benchmark", "--losses", "calf", "combo", "--out", str(tmp_path)]) == EXIT_OK
+    assert seen[0].arms == ("bce", "calf", "combo", "bce-control")
+    assert [r.name for r in runs(seen[0]) if r.loss == "bce-control"] == [
+        f"unet-bce-control-s{s}-f{f}" for s in (1000, 1001, 1002) for f in (1, 2)
+    ]  # other seeds than bce's 0, 1, 2
+    assert seen[1].arms == ("bce", "calf", "combo")
+    assert seen[2].arms == ("calf", "combo")  # no bce: nothing to control
 
 
 def test_a_bad_lr_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:

@@ -252,3 +252,59 @@ def test_a_model_trained_with_one_seed_gets_a_caution_about_training_variance(
 def test_no_one_seed_caution_when_every_model_has_several_seeds(fake_benchmark: Path) -> None:
     summary = build_benchmark_report(fake_benchmark).summary.read_text()
     assert "one seed" not in summary
+
+
+def _with_control(out: Path, shift: float) -> Path:
+    """The fake benchmark plus a unet A/A control: bce's per-case counts under seed s + 1000
+    moved by ``shift`` Dice (0: the control is bce again, as it should be)."""
+    from calfseg.bench.grid import CONTROL_LOSS, CONTROL_SEED_OFFSET
+
+    write_benchmark(out)
+    for seed in SEEDS:
+        source = out / "runs" / f"unet-bce-s{seed}"
+        folder = write_run(out, "unet", CONTROL_LOSS, seed + CONTROL_SEED_OFFSET)
+        rows = list(csv.DictReader((source / "per_case_test.csv").open()))
+        with (folder / "per_case_test.csv").open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for i, row in enumerate(rows):
+                jitter = 0.004 * ((i + seed) % 3 - 1)  # runs differ a little
+                tp = round(int(row["tp"]) + (shift + jitter) * TRUE_AREA)
+                miss = TRUE_AREA - tp
+                writer.writerow({**row, "tp": tp, "fp": miss, "fn": miss})
+    return out
+
+
+def test_the_control_and_the_resolution_are_stated_above_the_table(tmp_path: Path) -> None:
+    files = build_benchmark_report(_with_control(tmp_path / "a", 0.0))
+    control = next(v for v in files.verdicts if v.loss == "bce-control")
+    assert control.ci_low is not None and control.ci_high is not None
+    assert control.ci_low <= 0 <= control.ci_high
+    verdicts_part = files.summary.read_text().split("## Convergence")[0]
+    assert "A/A control (bce-control: BCE again, under other seeds" in verdicts_part
+    assert "which contains 0, as it must" in verdicts_part
+    width = (control.ci_high - control.ci_low) / 2
+    assert f"larger than about ±{width:.3f} per-case Dice (the half-width of the A/A" in (
+        verdicts_part
+    )
+    assert "| unet | bce-control |" in verdicts_part
+    # the control is not a comparison: Holm adjusts the losses without it
+    unet = [v for v in files.verdicts if v.model == "unet" and v.loss != "bce-control"]
+    assert control.p_holm is None and all(v.p_holm is not None for v in unet)
+
+
+def test_a_control_that_misses_zero_says_the_runs_disagree(tmp_path: Path) -> None:
+    files = build_benchmark_report(_with_control(tmp_path / "b", 0.05))
+    control = next(v for v in files.verdicts if v.loss == "bce-control")
+    assert control.ci_low is not None and control.ci_low > 0
+    summary = files.summary.read_text()
+    assert "does NOT contain 0: runs of one recipe disagree more than the intervals" in summary
+
+
+def test_the_learning_curve_keeps_each_runs_best_so_far() -> None:
+    from calfseg.bench.figures import _best_so_far
+
+    curve = {1: 0.2, 2: 0.5, 3: 0.4, 5: 0.6}  # validated at epochs 1, 2, 3 and 5
+    got = _best_so_far(curve, [1, 2, 3, 4, 5, 6, 7])
+    assert got == [0.2, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6]  # stopped after 5: its best stays
+    assert np.isnan(_best_so_far({3: 0.1}, [1, 3])[0])

@@ -6,6 +6,7 @@ tests/bench/test_interval.py."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_what_decides_by_hand() -> None:
     # to show a difference of 0.02 with case variance 0.01 (SD 0.1), one seed, no runs:
     # n = 0.01 / (0.02 / z)^2 = 96.04 -> 97; one seed cannot say what seeds would do
     one = _estimate(0.02, case=0.01, run=0.0, within=0.0, n=48, k=1)
-    assert what_decides(one, 0.01) == (97, None)
+    assert what_decides(one, 0.01, multiplier=z) == (97, None)
     # equivalence (|d| < margin): target 0.01 - 0.002 = 0.008; cases: (1e-4 + 3e-4 / 3) /
     # ((0.008 / z)^2 - 1e-5 / (3 * 3)) = 2e-4 / (1.66597e-5 - 1.1111e-6) -> 12.86 -> 13;
     # seeds: (1e-5 / 3 + 3e-4 / 48) / ((0.008 / z)^2 - 1e-4 / 48) -> 0.65 -> the minimum 2
@@ -77,11 +78,15 @@ def test_what_decides_by_hand() -> None:
     room = (0.008 / z) ** 2
     cases = math.ceil(2e-4 / (room - 1e-5 / 9))
     seeds = max(2, math.ceil((1e-5 / 3 + 3e-4 / 48) / (room - 1e-4 / 48)))
-    assert what_decides(est, 0.01, folds=3) == (cases, seeds) == (13, 2)
+    assert what_decides(est, 0.01, folds=3, multiplier=z) == (cases, seeds) == (13, 2)
     # a run term alone wider than the target: no number of cases decides it
     runs = _estimate(0.005, case=1e-4, run=1e-3, within=1e-4, n=48, k=3)
-    assert what_decides(runs, 0.01)[0] is None
+    assert what_decides(runs, 0.01, multiplier=z)[0] is None
     assert what_decides(_estimate(0.0, case=0.01, run=0, within=0, n=9, k=2), 0.0) == (None, None)
+    # by default the estimate's own multiplier: a heavier tail than z asks for more
+    heavy = replace(est, low=-0.002 - 0.03, high=-0.002 + 0.03, se=0.01)  # multiplier 3
+    assert what_decides(heavy, 0.01, folds=3) == what_decides(est, 0.01, 3, multiplier=3.0)
+    assert what_decides(heavy, 0.01, folds=3)[0] > 13
 
 
 # -- case scores, seed averaging and pairing -----------------------------------------------

@@ -117,7 +117,8 @@ def test_no_preset_on_the_cpu_trains_the_cpu_preset_and_says_so_with_a_time_esti
     assert "s per step in epoch 1; about" in err
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (config["preset"], config["split"], config["val_split"]) == ("tiny", "cache", "val")
-    assert (config["lr"], config["schedule"], config["min_delta"]) == (3e-3, "cosine", 0.005)
+    assert (config["lr"], config["schedule"], config["min_delta"]) == (3e-3, "cosine", 0.01)
+    assert (config["augment"], config["output_prior"], config["patience"]) == (True, True, None)
 
 
 def test_estimate_line_scales_the_first_epoch_to_all_epochs():

@@ -121,6 +121,7 @@ def ref_generalized_dice(z, y):
 
 REFERENCES = {
     "bce": ref_bce,
+    "bce-control": ref_bce,  # the benchmark's A/A arm: BCE itself, under other seeds
     "dice": ref_dice,
     "focal": ref_focal,
     "tversky": ref_tversky,
@@ -140,6 +141,7 @@ def test_registry_holds_the_paper_losses_and_the_extras():
     assert set(NAMES) == {
         "calf", "calf-dataset", "calf-region", "bce", "dice", "focal", "tversky", "iou",
         "combo", "dice-ce", "dice-focal", "focal-tversky", "generalized-dice", "lovasz",
+        "bce-control",
     }  # fmt: skip
     assert set(PAPER_LOSSES) == {
         "calf",

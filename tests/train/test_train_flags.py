@@ -32,9 +32,12 @@ def test_presets_give_their_patience_and_flags_override_it():
     assert (defaults.min_delta, defaults.warmup_steps, defaults.schedule) == (0.001, 0, "none")
 
 
-def test_min_epochs_comes_from_the_preset_and_the_flag_overrides_it():
-    assert _config("--preset", "cpu").min_epochs == 15  # half its 30-epoch budget
+def test_min_epochs_defaults_to_none_and_the_flag_sets_it():
+    # no preset stops early before a minimum: the cpu recipe runs its whole annealed budget
+    assert _config("--preset", "cpu").min_epochs == 0
+    assert _config("--preset", "cpu").patience is None
     assert _config("--preset", "tiny").min_epochs == 0
+    assert _config("--preset", "cpu", "--patience", "4", "--min-epochs", "10").min_epochs == 10
     assert _config("--preset", "cpu", "--min-epochs", "4").min_epochs == 4
     assert _config("--preset", "project", "--min-epochs", "0").min_epochs == 0
 

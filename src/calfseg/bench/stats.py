@@ -125,16 +125,20 @@ def decide(ci_low: float | None, ci_high: float | None, margin: float) -> str:
 
 
 def what_decides(
-    estimate: PairedEstimate, margin: float, folds: int = 1, z: float = Z_95
+    estimate: PairedEstimate, margin: float, folds: int = 1, multiplier: float | None = None
 ) -> tuple[int | None, int | None]:
-    """(cases at the same seeds, seeds at the same cases) for which the normal half-width
-    ``z sqrt(var_case / n + var_run / (k F) + var_within / (n k))`` falls below
+    """(cases at the same seeds, seeds at the same cases) for which the half-width
+    ``multiplier sqrt(var_case / n + var_run / (k F) + var_within / (n k))`` falls below
     ``max(|d|, margin - |d|)``; None where more of that alone cannot get there (or, for the
-    seeds, with one seed, which cannot see ``var_run``)."""
+    seeds, with one seed, which cannot see ``var_run``). ``multiplier`` defaults to the
+    estimate's own ``half_width / se``, the heavy tail of its few degrees of freedom: more
+    seeds would lower it, so the answer errs on the side of more."""
     target = max(abs(estimate.mean), margin - abs(estimate.mean))
+    if multiplier is None:
+        multiplier = estimate.half_width / estimate.se if estimate.se > 0 else Z_95
     if target <= 0:
         return None, None
-    room = (target / z) ** 2
+    room = (target / multiplier) ** 2
     n, k, f = estimate.n_cases, max(1, estimate.n_seeds), max(1, folds)
     case_part = estimate.var_case + estimate.var_within / k
     cases = _at_least(case_part, room - estimate.var_run / (k * f))
