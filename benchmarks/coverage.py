@@ -90,6 +90,9 @@ NAMED: tuple[Design, ...] = (
     Design("10 % cells missing, 48 x 3, 3 folds", 48, 3, 3, 0.05, 0.03, 0.05, missing_cells=0.1),
     Design("one run missing, 48 x 3, 3 folds", 48, 3, 3, 0.05, 0.03, 0.05, missing_run=True),
     Design("one run missing, 6 x 3, no CV", 6, 3, 1, 0.05, 0.03, 0.05, missing_run=True),
+    # the default benchmark's own variance components (docs/benchmark.md, Statistics)
+    Design("the default's CALF - BCE (2 folds), 48 x 3", 48, 3, 2, 0.010, 0.013, 0.029),
+    Design("the default's control (2 folds), 48 x 3", 48, 3, 2, 0.0, 0.011, 0.039),
 )
 
 
@@ -251,12 +254,18 @@ def random_designs(count: int, seed: int = 20261207) -> list[Design]:
     return designs
 
 
+def _named(pattern: str | None) -> tuple[Design, ...]:
+    """The named designs whose name contains ``pattern`` (all of them for None)."""
+    return tuple(d for d in NAMED if pattern is None or pattern in d.name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=2000, help="benchmarks per design")
     parser.add_argument("--random", type=int, default=0, help="random designs to add")
     parser.add_argument("--quick", action="store_true", help="400 reps, no bootstrap")
     parser.add_argument("--only-random", action="store_true")
+    parser.add_argument("--named", metavar="TEXT", help="only the named designs containing TEXT")
     args = parser.parse_args()
     reps = 400 if args.quick else args.reps
     methods = ["paired", "satterthwaite", "seed-t"] if args.quick else list(METHODS)
@@ -270,6 +279,8 @@ def main() -> None:
         print(header)
         print("|---" * (1 + 2 * len(methods)) + "|")
         for i, design in enumerate(NAMED):
+            if design not in _named(args.named):
+                continue
             outcome = run_design(design, reps, methods, seed=1000 + i)
             cells = " | ".join(
                 f"{outcome.coverage[m]:.1%} | {outcome.width_ratio[m]:.2f}" for m in methods

@@ -2,7 +2,7 @@
 validation, checkpoint writes, the test evaluation and the worker's start-up.
 
 Trains one run of the ``default`` benchmark preset (``unet``, the given loss, seed and fold
-of 3-fold cross-validation) in this process at one thread, as a ``--jobs auto`` worker
+of its cross-validation) in this process at one thread, as a ``--jobs auto`` worker
 would, under :mod:`cProfile`, and prints the seconds of each stage (cumulative time of the
 functions that make it) and their share of the run::
 

@@ -308,3 +308,21 @@ def test_the_learning_curve_keeps_each_runs_best_so_far() -> None:
     got = _best_so_far(curve, [1, 2, 3, 4, 5, 6, 7])
     assert got == [0.2, 0.5, 0.5, 0.5, 0.6, 0.6, 0.6]  # stopped after 5: its best stays
     assert np.isnan(_best_so_far({3: 0.1}, [1, 3])[0])
+
+
+def test_the_resolution_sentence_names_the_control_and_the_losses_half_widths() -> None:
+    from calfseg.bench.report import _resolution_sentence
+    from calfseg.bench.stats import Verdict
+
+    def row(loss: str, low: float, high: float) -> Verdict:
+        return Verdict("unet", loss, "bce", "dice", "case", 48, (low + high) / 2, low, high,
+                       0.01, "inconclusive", 3)  # fmt: skip
+
+    control = row("bce-control", -0.02, 0.02)
+    one = _resolution_sentence([control, row("calf", -0.01, 0.05)], 0.01)
+    assert one is not None and "about ±0.020 per-case Dice" in one
+    assert "the loss's half-width is ±0.030" in one and "run from" not in one
+    two = _resolution_sentence([control, row("calf", -0.01, 0.05), row("combo", 0.0, 0.01)], 0.01)
+    assert two is not None and "half-widths run from ±0.005 to ±0.030" in two
+    alone = _resolution_sentence([row("calf", -0.004, 0.004)], 0.01)
+    assert alone is not None and "about ±0.004" in alone and "equivalence can be shown" in alone

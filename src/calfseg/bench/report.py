@@ -348,11 +348,12 @@ def _resolution_sentence(rows: list[Verdict], margin: float) -> str | None:
         if width <= margin
         else f"wider than the ±{margin:g} margin, so equivalence within it cannot be shown"
     )
-    spread = (
-        f"; the losses' half-widths run from ±{min(widths):.3f} to ±{max(widths):.3f}"
-        if widths
-        else ""
-    )
+    if len(widths) > 1:
+        spread = f"; the losses' half-widths run from ±{min(widths):.3f} to ±{max(widths):.3f}"
+    elif widths:
+        spread = f"; the loss's half-width is ±{widths[0]:.3f}"
+    else:
+        spread = ""
     return (
         f"Resolution: this benchmark could call a difference larger than about ±{width:.3f} "
         f"per-case Dice ({source}){spread}; that is {decide}."
