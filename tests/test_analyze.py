@@ -174,6 +174,7 @@ def brats_scan() -> ScanResult:
     return scan_masks(BRATS, mask_glob="OTMultiClass*")
 
 
+@pytest.mark.slow
 def test_brats_subset_all_slices_pick_log10(brats_scan: ScanResult) -> None:
     result = fingerprint_of_areas(brats_scan.areas, empty=brats_scan.empty, bootstrap=0)
     assert len(brats_scan.files) == 6 and result.count == 930

@@ -12,6 +12,7 @@ from calfseg.extras import MissingExtraError, require
 HEAVY = ["cv2", "nibabel", "PIL", "tifffile", "tqdm", "matplotlib", "scipy"]
 
 
+@pytest.mark.slow
 def test_core_does_not_import_optional_packages():
     # torch may pull some of these in itself (tqdm, when installed); only what the core
     # adds on top of torch and numpy counts.

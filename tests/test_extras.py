@@ -15,6 +15,7 @@ def test_a_missing_package_names_the_extra_to_install() -> None:
         require("ray.no_such_module_here", "the test")
 
 
+@pytest.mark.slow
 def test_importing_smp_shows_no_deprecation_notice_from_its_dependencies() -> None:
     # timm (under smp) calls the deprecated torch.jit.interface at import time; a fresh
     # process is needed because the test session may have imported smp already.

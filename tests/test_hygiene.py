@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parent
 # pytest.raises / warns / fail and np.testing.assert_* / torch.testing.assert_close check too
 CHECKING_CALLS = {"raises", "warns", "fail", "deprecated_call"}
@@ -46,6 +48,7 @@ def _functions(tree: ast.Module) -> list[ast.FunctionDef | ast.AsyncFunctionDef]
     return [node for node in ast.walk(tree) if isinstance(node, kinds)]
 
 
+@pytest.mark.slow
 def test_every_test_checks_something():
     trees = _trees()
     # helpers that check (in any test module) count when a test calls them

@@ -82,6 +82,7 @@ def test_import_calfseg_loads_no_dependency_and_no_part():
     assert _loaded_after("import calfseg", code_parts) == []
 
 
+@pytest.mark.slow
 def test_the_loss_loads_torch_but_not_the_optional_model_and_plot_libraries():
     loaded = _loaded_after("from calfseg import CALFLoss", OPTIONAL)
     assert "torch" in loaded

@@ -11,6 +11,7 @@ from calfseg.cli import main
 from calfseg.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
+@pytest.mark.slow
 def test_calf_report_rebuilds_everything(
     fake_benchmark: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

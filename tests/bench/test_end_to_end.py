@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from calfseg.bench import BENCHMARK_PRESETS, runs
 from calfseg.bench.runner import make_train_config, train_options
 from calfseg.cli import main
 from calfseg.data.cache import cache_digest
+
+pytestmark = pytest.mark.slow  # trains real runs: the full tier only
 
 
 def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):

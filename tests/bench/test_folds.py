@@ -130,6 +130,7 @@ def test_folds_csv_records_each_cases_fold_as_the_runs_deal_it(tmp_path: Path) -
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_fold_runs_resume_and_a_changed_deal_is_refused(tmp_path: Path) -> None:
     config = _config(tmp_path, shard=(1, 2))
     first = run_benchmark(config, train_fn=FoldTrainer(), progress=False, prepare=False)
@@ -179,6 +180,7 @@ def test_folds_the_grid_or_cache_cannot_take_stop_before_training(
 # -- for real -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_real_fold_run_tests_exactly_the_cases_of_its_fold(tmp_path: Path) -> None:
     cache = make_synthetic_cache(tmp_path / "cache", cases=6)
     config = BenchmarkConfig(

@@ -12,6 +12,8 @@ from calfseg.bench import BENCHMARK_PRESETS, BenchmarkConfig, run_benchmark
 from calfseg.bench.executors.dispatch import Execution
 from calfseg.bench.runner import ensure_data
 
+pytestmark = pytest.mark.slow  # trains real runs: the full tier only
+
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> BenchmarkConfig:

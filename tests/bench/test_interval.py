@@ -160,6 +160,7 @@ def _coverage(n: int, k: int, folds: int, sds: tuple[float, float, float], reps:
         (6, 3, 3, (0.08, 0.05, 0.05)),  # the BraTS subset's shape: the old 86 %
     ],
 )
+@pytest.mark.slow
 def test_coverage_is_near_nominal_where_the_previous_bootstrap_was_not(n, k, folds, sds) -> None:
     # 400 simulated benchmarks: a true 95 % lands in [92.5 %, 97.3 %] with probability 0.98
     assert _coverage(n, k, folds, sds, reps=400) >= 0.92

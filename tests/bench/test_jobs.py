@@ -19,6 +19,8 @@ from calfseg.train.provenance import run_provenance, write_provenance
 from .parallel_fakes import ParallelTrainer
 from .test_runner import write_cache
 
+pytestmark = pytest.mark.slow  # trains real runs: the full tier only
+
 NAMES = [f"unet-{loss}-s{seed}" for loss in ("bce", "calf") for seed in (0, 1)]
 
 

@@ -125,6 +125,7 @@ def _trainer(calls: list[Any]):
 
 
 @pytest.mark.parametrize("preset", ["tiny", "paper"])
+@pytest.mark.slow
 def test_each_runs_config_json_holds_its_options_and_the_report_shows_them(tmp_path, preset):
     options = resolve_loss_options(("bce", "calf"), [(None, "validate", True)])
     config = BenchmarkConfig(

@@ -20,6 +20,7 @@ def _margins(out: Path) -> set[str]:
         return {row["margin"] for row in csv.DictReader(handle)}
 
 
+@pytest.mark.slow
 def test_calf_report_takes_a_margin_and_keeps_it_on_rebuild(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -37,6 +38,7 @@ def test_calf_report_takes_a_margin_and_keeps_it_on_rebuild(
     assert "1 inconclusive" in capsys.readouterr().out.splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_new_report_uses_the_default_margin(tmp_path: Path) -> None:
     write_benchmark(tmp_path)
     assert main(["report", str(tmp_path)]) == EXIT_OK

@@ -8,11 +8,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from calfseg.bench import build_benchmark_report
 from calfseg.bench.report import DETAIL_TITLES, MIXED_TITLE, SECTION_TITLES, recorded_margin
 
 from .fakes import SEEDS, TRUE_AREA, per_case_tp, write_benchmark, write_run
+
+pytestmark = pytest.mark.slow  # renders figures and HTML: the full tier only
 
 
 class _Collector(HTMLParser):

@@ -19,6 +19,8 @@ from calfseg.train.provenance import run_provenance, write_provenance
 
 from .fakes import TRUE_AREA, per_case_tp, write_run
 
+pytestmark = pytest.mark.slow  # trains real runs: the full tier only
+
 
 def write_cache(folder: Path, rows: int = 2) -> Path:
     """The two files cache_digest reads (meta.json, index.csv): enough for fake runs."""

@@ -322,6 +322,7 @@ def test_console_entry_point_runs_as_a_module() -> None:
 # -- the real data ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_brats_subset_tumour_slices(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     if not BRATS.is_dir():
         pytest.skip(f"{BRATS} is not available")
@@ -344,6 +345,7 @@ def test_brats_subset_tumour_slices(capsys: pytest.CaptureFixture[str], tmp_path
 
 
 @pytest.mark.parametrize("on_error", ["stop", "skip"])
+@pytest.mark.slow
 def test_brats_folder_reads_only_the_label_files(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, on_error: str
 ) -> None:

@@ -137,6 +137,7 @@ def test_an_os_error_names_its_file(
     assert err.strip() == "calf evaluate: error: cannot use r/x.json: permission denied"
 
 
+@pytest.mark.slow
 def test_real_sigint_stops_prepare_with_one_line_and_the_rerun_resumes(tmp_path: Path) -> None:
     """Ctrl-C as a terminal sends it: SIGINT to the whole process group (workers included)."""
     if not BRATS.is_dir():

@@ -169,6 +169,7 @@ def _fill(text: str, files: dict[str, Path]) -> str:
     CASES,
     ids=[f"{c[0]}-{'usage' if c[2] == USAGE else 'failure'}-{i}" for i, c in enumerate(CASES)],
 )
+@pytest.mark.slow
 def test_every_command_follows_the_contract(
     capsys: pytest.CaptureFixture[str],
     files: dict[str, Path],

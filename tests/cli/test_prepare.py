@@ -174,6 +174,7 @@ def test_prepare_synthetic_slices_per_case(capsys, tmp_path: Path):
 
 
 @pytest.mark.skipif(not BRATS2015_SUBSET.is_dir(), reason="shared BraTS subset not present")
+@pytest.mark.slow
 def test_end_to_end_on_the_brats_subset(capsys, tmp_path: Path):
     out = tmp_path / "cache"
     code, stdout, stderr = _run(

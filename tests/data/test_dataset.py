@@ -215,6 +215,7 @@ def _all_batches(loader) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])
+@pytest.mark.slow
 def test_dataloader_workers_yield_the_same_data_as_the_main_process(cache, context):
     ds = SliceDataset(cache, split=None, augment=True, seed=2)
     ds.set_epoch(1)

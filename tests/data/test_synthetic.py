@@ -117,6 +117,7 @@ def test_size_skewness_sets_the_skewness_of_the_peak_areas():
 
 
 @pytest.mark.parametrize(("branch", "preset"), sorted(BRANCH_PRESETS.items()))
+@pytest.mark.slow
 def test_every_branch_of_the_rule_is_reachable(branch, preset):
     source = SyntheticSource(preset)
     labels = np.concatenate([np.moveaxis(v.label, -1, 0) for v in generate_cases(source)])

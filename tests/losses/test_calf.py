@@ -167,6 +167,7 @@ class TestDatasetMode:
         fresh.load_state_dict(fitted.state_dict())
         assert fresh.last_selection == fitted.last_selection
 
+    @pytest.mark.slow
     def test_compiles_with_fullgraph(self):
         torch._dynamo.reset()
         loss_fn = CALFLoss("dataset").fit(masks_with_areas(AREAS_FOR["fisher"]))

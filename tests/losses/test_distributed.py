@@ -67,6 +67,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+@pytest.mark.slow
 def test_two_gloo_ranks_agree_with_sync_and_differ_without(tmp_path):
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)

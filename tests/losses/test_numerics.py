@@ -151,6 +151,7 @@ def test_gradcheck_calf_loss_in_float64(row, reduction):
 
 
 @pytest.mark.parametrize("numerics", ["bounded", "paper"])
+@pytest.mark.slow
 def test_gradcheck_region_calf_loss_in_float64(numerics):
     g = torch.Generator().manual_seed(6)
     rows = torch.arange(6.0).view(1, 1, -1, 1)

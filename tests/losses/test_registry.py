@@ -366,6 +366,7 @@ def test_lovasz_is_zero_when_every_margin_exceeds_one():
     assert build_loss("lovasz")(torch.zeros_like(y), y).item() > 0
 
 
+@pytest.mark.slow
 def test_building_a_loss_registry_does_not_import_the_training_stack():
     code = (
         "import sys\n"

@@ -124,6 +124,7 @@ def test_merging_different_settings_is_an_error() -> None:
 @needs_monai
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31), n=st.integers(1, 12), policy=st.sampled_from(["one", "exclude"]))
+@pytest.mark.slow
 def test_results_never_contain_nan_and_none_always_has_an_explicit_reason(seed, n, policy) -> None:
     logits, truth, spacing, cases = random_set(seed, n=n, side=8)
     acc = MetricAccumulator(policy=policy, pooled_batch_size=4)
@@ -150,6 +151,7 @@ def test_results_never_contain_nan_and_none_always_has_an_explicit_reason(seed, 
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+@pytest.mark.slow
 def test_all_gather_over_two_ranks_equals_evaluating_everything_in_one_process(tmp_path) -> None:
     mp.spawn(
         all_gather_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
@@ -164,6 +166,7 @@ def test_all_gather_over_two_ranks_equals_evaluating_everything_in_one_process(t
     assert got[0]["n_images"] == sum(len(p[0]) for p in parts)
 
 
+@pytest.mark.slow
 def test_count_metrics_work_without_monai_and_surfaces_name_the_extra() -> None:
     code = (
         "import sys\n"

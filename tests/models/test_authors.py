@@ -76,6 +76,7 @@ def test_in_channels_is_honoured(models, name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_maps_256x256_to_one_logit_per_pixel(models, name):
     check_input_size(name, "authors", 256, 256)
     with torch.no_grad():
@@ -205,6 +206,7 @@ def test_fpn_takes_any_size(models):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_every_parameter_gets_a_finite_gradient(name):
     torch.manual_seed(1)
     model = build_model(name, preset="authors").train()

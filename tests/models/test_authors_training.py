@@ -21,6 +21,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_synthetic_cache(tmp_path_factory.mktemp("authors") / "cache")
 
 
+@pytest.mark.slow
 def test_a_run_trains_and_reloads_the_authors_deeplabv3(cache, tmp_path):
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -56,6 +56,7 @@ def _valid_size(name: str, size: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize(("name", "size"), PAIRS)
+@pytest.mark.slow
 def test_model_maps_images_to_one_logit_per_pixel(models, name, size):
     h, w = _valid_size(name, size)
     check_input_size(name, size, h, w)
@@ -174,6 +175,7 @@ def test_bad_arguments_are_named(call, message):
         call()
 
 
+@pytest.mark.slow
 def test_importing_the_factory_does_not_import_smp():
     code = (
         "import sys, calfseg.models\n"

@@ -25,6 +25,8 @@ import pytest
 from tests.nnunet.raw_datasets import write_v2_png
 from tests.nnunet.tiny_plans import shrink_2d_plans
 
+pytestmark = pytest.mark.slow  # trains real runs: the full tier only
+
 nnunetv2 = pytest.importorskip("nnunetv2", reason="the nnunet extra is not installed")
 
 DATASET_ID = 990

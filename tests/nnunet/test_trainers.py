@@ -78,6 +78,7 @@ def test_train_names_unset_folders_and_bad_choices(monkeypatch, capsys) -> None:
     assert "unknown device 'tpu'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_trainer_module_imports_losses_and_nnunetv2_only() -> None:
     """nnU-Net imports the trainer module while it searches for trainers: it must not pull in
     calf-seg's command line, benchmark, training or data layers."""

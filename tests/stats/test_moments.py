@@ -175,6 +175,7 @@ def summarise_in_pieces(values: list[float], data: st.DataObject) -> AreaMoments
 
 @settings(max_examples=400, deadline=None)
 @given(values=area_lists, data=st.data())
+@pytest.mark.slow
 def test_any_split_and_merge_order_matches_exact_moments(values, data) -> None:
     m = summarise_in_pieces(values, data)
     assert m.count == len(values)
@@ -183,6 +184,7 @@ def test_any_split_and_merge_order_matches_exact_moments(values, data) -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(values=area_lists, data=st.data())
+@pytest.mark.slow
 def test_any_split_and_merge_order_matches_scipy_where_scipy_is_reliable(values, data) -> None:
     m = summarise_in_pieces(values, data)
     if not scipy_is_reliable(values):
@@ -397,6 +399,7 @@ def test_from_dict_rejects_a_non_object() -> None:
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+@pytest.mark.slow
 def test_all_reduce_gives_every_rank_the_moments_of_all_areas(tmp_path: Path) -> None:
     mp.spawn(
         all_reduce_worker,

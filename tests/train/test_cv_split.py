@@ -83,6 +83,7 @@ def test_calf_dataset_fits_on_the_folds_training_rows(cache: Path):
     assert float(moments.kurtosis()) == pytest.approx(stats.kurtosis(areas), rel=1e-9)
 
 
+@pytest.mark.slow
 def test_a_cv_run_trains_on_its_fold_and_evaluates_the_folds_test_patients(
     cache: Path, tmp_path: Path
 ):

@@ -55,6 +55,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["bce", "calf"])
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_match_one_process(cache: Path, tmp_path: Path, loss: str):
     """1 process with batch 8 and 2 processes with batch 4 see the same global batches;
     DDP averages the gradients, so the weights agree (BCE: no batch statistics in the loss;

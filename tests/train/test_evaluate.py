@@ -22,6 +22,7 @@ from calfseg.train.evaluate import PER_IMAGE_COLUMNS
 from .crafted_files import train_tiny_run
 
 
+@pytest.mark.slow
 def test_train_run_writes_the_run_folder_contract(tiny_config: TrainConfig, tmp_path: Path):
     run = tmp_path / "run"
     outcome = train_run(tiny_config, run, progress=False)

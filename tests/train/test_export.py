@@ -60,6 +60,7 @@ def _nifti(tmp_path: Path) -> Path:
     return tmp_path / "in.nii.gz"
 
 
+@pytest.mark.slow
 def test_export_then_predict_gives_exactly_the_checkpoints_masks(
     capsys, run: Path, exported: Path, tmp_path: Path
 ):

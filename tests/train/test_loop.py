@@ -22,6 +22,7 @@ def _log(run: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("model", ["unet", "deeplabv3", "fpn"])
+@pytest.mark.slow
 def test_each_architecture_trains_and_validates(tiny_config: TrainConfig, tmp_path: Path, model):
     result = fit(replace(tiny_config, model=model), tmp_path, progress=False)
     assert result.epochs == 1 and result.best_epoch == 1
@@ -34,6 +35,7 @@ def test_each_architecture_trains_and_validates(tiny_config: TrainConfig, tmp_pa
 
 
 @pytest.mark.parametrize("loss", list_losses())
+@pytest.mark.slow
 def test_each_registered_loss_trains(tiny_config: TrainConfig, tmp_path: Path, loss: str):
     config = replace(tiny_config, loss=loss, val_split=None, patience=None)
     fit(config, tmp_path, progress=False)
@@ -57,6 +59,7 @@ def _without_seconds(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_an_uninterrupted_one(tiny_config: TrainConfig, tmp_path: Path):
     config = replace(
         tiny_config, epochs=3, max_steps=3, loss="calf", schedule="cosine", warmup_steps=2,
@@ -90,6 +93,7 @@ def _scripted_validation(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -
     )
 
 
+@pytest.mark.slow
 def test_a_run_stopped_early_resumes_identically_and_trains_no_further(
     tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -157,6 +157,7 @@ def _same_file(a: Path, b: Path) -> bool:
     return _equal(x, y)
 
 
+@pytest.mark.slow
 def test_a_run_without_validation_resumes_bit_identically(tiny_config: TrainConfig, tmp_path: Path):
     # no validation: every epoch is best.pt; epoch_2.pt is kept; gradient clipping on
     config = replace(

@@ -39,6 +39,7 @@ def _log(run: Path) -> list[dict]:
 SCRIPT = [0.10, 0.30, 0.3005, 0.305, 0.3105, 0.32, 0.20, 0.30, 0.9, 0.9, 0.9, 0.9]
 
 
+@pytest.mark.slow
 def test_scripted_scores_stop_at_the_hand_computed_epoch(
     tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -140,6 +141,7 @@ def test_a_run_that_never_finds_a_lesion_trains_its_budget_unconverged():
     assert (stopping.stop_reason, stopping.best) == ("budget", 0.0)
 
 
+@pytest.mark.slow
 def test_min_epochs_keeps_a_slow_starter_training_until_it_takes_off(
     tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -96,6 +96,7 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes], limit: float = 300.0
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+@pytest.mark.slow
 def test_a_run_killed_mid_case_resumes_to_the_same_bytes(src: Path, tmp_path: Path):
     out, marker = tmp_path / "cache", tmp_path / "in-c1"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")])}
