@@ -8,12 +8,10 @@ import contextlib
 import io
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from calfseg.cli import COMMANDS, main
@@ -24,11 +22,8 @@ USAGE, FAILURE = 2, 1  # written out: the contract, not the constants under test
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """One intra-op thread (tests/conftest.py says why)."""
 
 
 @pytest.fixture(scope="module")

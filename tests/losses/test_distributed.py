@@ -2,76 +2,65 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from calfseg.losses import CALFLoss, RegionCALFLoss
 from calfseg.stats import AreaMoments
 from calfseg.train import distributed as D
 
+from ..gloo import needs_gloo, on_gloo_ranks
 from .area_cases import AREAS_FOR, masks_with_areas
 
 # Rank 0 sees a right-skewed batch, rank 1 a left-skewed one.
 RANK_AREAS = [AREAS_FOR["log10"], AREAS_FOR["fisher"]]
 
 
-def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+def _worker(rank: int) -> dict[str, object]:
+    result: dict[str, object] = {}
+    masks = masks_with_areas(RANK_AREAS[rank])
+    logits = torch.randn(masks.shape, generator=torch.Generator().manual_seed(rank))
+    for name, loss_fn in {
+        "sync": CALFLoss(),
+        "nosync": CALFLoss(sync=False),
+        "running": CALFLoss("running"),
+    }.items():
+        loss_fn(logits, masks)
+        sel = loss_fn.last_selection
+        result[name] = [sel.branch, sel.skewness, sel.count]
+    # Areas from the loader: every rank's part of the global batch, no communication.
+    loader = CALFLoss()
+    loss = loader(logits, masks, areas=[np.array(a, dtype=float) for a in RANK_AREAS])
+    sel = loader.last_selection
+    result["loader"] = [sel.branch, sel.skewness, sel.count]
+    result["loader_equal"] = bool(torch.equal(loss, CALFLoss()(logits, masks)))
+    # The training loop's helper hands a pooling loss every rank's part of the batch.
+    slice_areas = np.arange(40.0) * 3
+    kwargs = D.loss_areas(CALFLoss(), slice_areas, 4, seed=0, epoch=0, rank=rank, world_size=2)
+    own = D.epoch_batches(40, 4, seed=0, epoch=0, rank=rank, world_size=2)[0]
+    result["loop_parts"] = [part.tolist() for part in kwargs(0, own)["areas"]]
+    result["loop_own"] = slice_areas[own].tolist()
     try:
-        masks = masks_with_areas(RANK_AREAS[rank])
-        logits = torch.randn(masks.shape, generator=torch.Generator().manual_seed(rank))
-        result = {}
-        for name, loss_fn in {
-            "sync": CALFLoss(),
-            "nosync": CALFLoss(sync=False),
-            "running": CALFLoss("running"),
-        }.items():
-            loss_fn(logits, masks)
-            sel = loss_fn.last_selection
-            result[name] = [sel.branch, sel.skewness, sel.count]
-        # Areas from the loader: every rank's part of the global batch, no communication.
-        loader = CALFLoss()
-        loss = loader(logits, masks, areas=[np.array(a, dtype=float) for a in RANK_AREAS])
-        sel = loader.last_selection
-        result["loader"] = [sel.branch, sel.skewness, sel.count]
-        result["loader_equal"] = bool(torch.equal(loss, CALFLoss()(logits, masks)))
-        # The training loop's helper hands a pooling loss every rank's part of the batch.
-        slice_areas = np.arange(40.0) * 3
-        kwargs = D.loss_areas(CALFLoss(), slice_areas, 4, seed=0, epoch=0, rank=rank, world_size=2)
-        own = D.epoch_batches(40, 4, seed=0, epoch=0, rank=rank, world_size=2)[0]
-        result["loop_parts"] = [part.tolist() for part in kwargs(0, own)["areas"]]
-        result["loop_own"] = slice_areas[own].tolist()
-        try:
-            kwargs(1, own)  # not this rank's batch of step 1: the other parts are unknown
-            result["loop_error"] = ""
-        except RuntimeError as error:
-            result["loop_error"] = str(error)
-        try:
-            CALFLoss(pick_on="device")(logits, masks)
-            result["device_error"] = ""
-        except ValueError as error:
-            result["device_error"] = str(error)
-        region = RegionCALFLoss(grid=2)
-        region(logits, masks)
-        result["region"] = [[s.branch, s.count] for s in region.last_selection]
-        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
+        kwargs(1, own)  # not this rank's batch of step 1: the other parts are unknown
+        result["loop_error"] = ""
+    except RuntimeError as error:
+        result["loop_error"] = str(error)
+    try:
+        CALFLoss(pick_on="device")(logits, masks)
+        result["device_error"] = ""
+    except ValueError as error:
+        result["device_error"] = str(error)
+    region = RegionCALFLoss(grid=2)
+    region(logits, masks)
+    result["region"] = [[s.branch, s.count] for s in region.last_selection]
+    return result
 
 
-@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+@needs_gloo
 @pytest.mark.slow
 def test_two_gloo_ranks_agree_with_sync_and_differ_without(tmp_path):
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    mp.spawn(_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    r0, r1 = on_gloo_ranks(_worker, tmp_path)
     pooled = AreaMoments.from_areas(RANK_AREAS[0] + RANK_AREAS[1])
     for key in ("sync", "running"):
         assert r0[key] == r1[key]

@@ -19,7 +19,6 @@ from calfseg.stats import foreground_areas
 from calfseg.train import distributed as D
 
 from ..method_rule import method_branch_of_areas
-from ..train.synthetic_cache import make_synthetic_cache
 
 SIDE = 16  # masks of 16 x 16: areas 0..256
 
@@ -257,8 +256,8 @@ def test_auto_picks_on_the_host_on_a_cpu():
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_synthetic_cache(tmp_path_factory.mktemp("nosync") / "cache")
+def cache(synthetic_cache: Path) -> Path:
+    return synthetic_cache
 
 
 def test_cache_areas_are_the_pixel_counts_of_the_masks_read_with_augmentation(cache):

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-import torch.distributed as dist
 
 from calfseg.metrics import MetricAccumulator
 
@@ -21,16 +17,9 @@ def shard(rank: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return logits, truth, [f"case{rank}_{i // 2}" for i in range(n)]
 
 
-def all_gather_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    """Evaluate this rank's shard, gather every rank's state, write the results as JSON."""
-    dist.init_process_group(
-        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
-    )
-    try:
-        logits, truth, cases = shard(rank)
-        acc = MetricAccumulator(surface=False)
-        acc.update(logits, truth, case_ids=cases)
-        result = acc.all_gather().compute()
-        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
-    finally:
-        dist.destroy_process_group()
+def all_gather_worker(rank: int) -> dict[str, object]:
+    """Evaluate this rank's shard and gather every rank's state."""
+    logits, truth, cases = shard(rank)
+    acc = MetricAccumulator(surface=False)
+    acc.update(logits, truth, case_ids=cases)
+    return acc.all_gather().compute()

@@ -8,13 +8,11 @@ import json
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +23,7 @@ from calfseg.metrics import (
     surface_distances,
 )
 
+from ..gloo import needs_gloo, on_gloo_ranks
 from ._dist_worker import all_gather_worker, shard
 
 needs_monai = pytest.mark.skipif(
@@ -150,13 +149,10 @@ def test_results_never_contain_nan_and_none_always_has_an_explicit_reason(seed, 
             assert r[f"n_undefined/{key}"] == n_units, key
 
 
-@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+@needs_gloo
 @pytest.mark.slow
 def test_all_gather_over_two_ranks_equals_evaluating_everything_in_one_process(tmp_path) -> None:
-    mp.spawn(
-        all_gather_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
-    )
-    got = [json.loads(Path(tmp_path, f"rank{r}.json").read_text()) for r in range(2)]
+    got = on_gloo_ranks(all_gather_worker, tmp_path)
     assert got[0] == got[1]
     parts = [shard(r) for r in range(2)]
     acc = MetricAccumulator(surface=False)

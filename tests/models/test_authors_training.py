@@ -13,12 +13,10 @@ from calfseg.train import TrainConfig
 from calfseg.train.run import train_run
 from calfseg.train.trained_model import load_trained_model
 
-from ..train.synthetic_cache import make_synthetic_cache
-
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_synthetic_cache(tmp_path_factory.mktemp("authors") / "cache")
+def cache(synthetic_cache: Path) -> Path:
+    return synthetic_cache
 
 
 @pytest.mark.slow

@@ -21,7 +21,6 @@ import pytest
 import scipy.stats
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +28,7 @@ from calfseg.stats import AreaMoments
 from calfseg.stats.moments import FINGERPRINT_FORMAT
 from calfseg.stats.sync import all_reduce_moments
 
+from ..gloo import needs_gloo, on_gloo_ranks
 from ._dist_worker import RANK_AREAS, all_reduce_worker
 
 EPS = float(np.finfo(np.float64).eps)
@@ -398,19 +398,10 @@ def test_from_dict_rejects_a_non_object() -> None:
 # -- distributed -------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+@needs_gloo
 @pytest.mark.slow
 def test_all_reduce_gives_every_rank_the_moments_of_all_areas(tmp_path: Path) -> None:
-    mp.spawn(
-        all_reduce_worker,
-        args=(2, str(tmp_path / "init"), str(tmp_path)),
-        nprocs=2,
-        join=True,
-    )
-    got = [
-        AreaMoments.from_dict(json.loads((tmp_path / f"rank{r}.json").read_text()))
-        for r in range(2)
-    ]
+    got = [AreaMoments.from_dict(r) for r in on_gloo_ranks(all_reduce_worker, tmp_path)]
     assert got[0] == got[1]  # identical numbers on every rank, not just close
     everything = RANK_AREAS[0] + RANK_AREAS[1]
     assert got[0].count == len(everything)

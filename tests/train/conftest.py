@@ -1,36 +1,22 @@
-"""Fixtures of the training tests; registers the ``slow`` marker."""
+"""Fixtures of the training tests: one thread, the shared synthetic cache, a tiny config."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from calfseg.train import TrainConfig
 
-from .synthetic_cache import make_synthetic_cache
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: multi-process tests (deselect with -m 'not slow')")
-
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: tiny models gain nothing from two, and on a loaded 2-core
-    machine OpenMP threads spin-waiting for each other make steps many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread: None) -> None:
+    """Every training test runs on one thread (tests/conftest.py says why)."""
 
 
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic 32x32 cache, made once."""
-    return make_synthetic_cache(tmp_path_factory.mktemp("train") / "cache")
+def cache(synthetic_cache: Path) -> Path:
+    return synthetic_cache
 
 
 @pytest.fixture

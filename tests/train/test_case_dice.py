@@ -4,9 +4,6 @@ prediction), and with the validation split sharded over two processes."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,8 @@ from calfseg.train import TrainConfig
 from calfseg.train.case_dice import case_dice
 from calfseg.train.distributed import DistContext
 from calfseg.train.loop import validate_epoch
+
+from ..gloo import needs_gloo, on_gloo_ranks
 
 CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
@@ -128,36 +127,23 @@ def test_nan_logits_are_an_error_not_background(cache: Path):
         validate_epoch(nn.Identity(), BceLoss(), dataset, config, CPU, None)  # type: ignore[arg-type]
 
 
-def _validate_on_rank(rank: int, cache: str, port: int, out: str) -> None:
-    """One of two gloo processes: validate its shard, write the joined scores."""
-    import torch.distributed as dist
-
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        ctx = DistContext(rank=rank, world_size=2, local_rank=rank, device=torch.device("cpu"))
-        dataset = SliceDataset(cache, ["val", "test"])
-        config = TrainConfig.tiny(cache, batch_size=5, device="cpu")
-        scores = validate_epoch(threshold_model(0.35), BceLoss(), dataset, config, ctx, None)
-        Path(out, f"rank{rank}.json").write_text(json.dumps(scores.__dict__))
-    finally:
-        dist.destroy_process_group()
+def _validate_on_rank(rank: int, cache: str) -> dict[str, object]:
+    """One of two gloo ranks: validate its shard; the scores after joining the shards."""
+    ctx = DistContext(rank=rank, world_size=2, local_rank=rank, device=torch.device("cpu"))
+    dataset = SliceDataset(cache, ["val", "test"])
+    config = TrainConfig.tiny(cache, batch_size=5, device="cpu")
+    scores = validate_epoch(threshold_model(0.35), BceLoss(), dataset, config, ctx, None)
+    return dict(scores.__dict__)
 
 
+@needs_gloo
 @pytest.mark.slow
 def test_two_ranks_gather_their_shards_before_the_mean(cache: Path, tmp_path: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    torch.multiprocessing.spawn(
-        _validate_on_rank, args=(str(cache), port, str(tmp_path)), nprocs=2, join=True
-    )
+    ranks = on_gloo_ranks(_validate_on_rank, tmp_path, str(cache))
     dataset = SliceDataset(cache, ["val", "test"])
     config = TrainConfig.tiny(cache, batch_size=5, device="cpu")
     one = validate_epoch(threshold_model(0.35), BceLoss(), dataset, config, CPU, None)
-    for rank in (0, 1):
-        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+    for got in ranks:
         assert got["case_dice"] == pytest.approx(one.case_dice, abs=1e-12)
         assert got["image_dice"] == pytest.approx(one.image_dice, abs=1e-12)
         assert (got["cases"], got["images"]) == (one.cases, one.images)
