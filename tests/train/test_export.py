@@ -1,6 +1,5 @@
 """``calf export``: safetensors + JSON that predict and evaluate read exactly like the
-checkpoint; malformed exports are refused naming the file; the previous checkpoint format
-gets the conversion message and converts when trusted."""
+checkpoint; malformed exports are refused naming the file."""
 
 from __future__ import annotations
 
@@ -22,15 +21,11 @@ from calfseg.cli.common import EXIT_FAILURE, EXIT_OK
 from calfseg.data.cache import cache_digest
 from calfseg.rule import select_branch
 from calfseg.train import evaluate_checkpoint, load_checkpoint
-from calfseg.train.checkpoint import (
-    CheckpointFileError,
-    OldCheckpointFormatError,
-    upgrade_checkpoint,
-)
+from calfseg.train.checkpoint import CheckpointFileError
 from calfseg.train.predict import predict_file
 from calfseg.train.trained_model import load_trained_model
 
-from .crafted_files import as_previous_format, train_tiny_run
+from .crafted_files import train_tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -227,38 +222,3 @@ def test_predict_warns_when_the_model_has_no_preprocessing_record(
     code, _, err = _cli(capsys, "predict", folder, tmp_path / "in.png", tmp_path / "m.png")
     assert code == EXIT_OK
     assert "calf predict: WARNING:" in err and "no record of its training cache's" in err
-
-
-# -- the previous checkpoint format ------------------------------------------------------------
-
-
-def test_a_previous_format_checkpoint_gets_the_conversion_message(
-    capsys, run: Path, tmp_path: Path
-):
-    old = as_previous_format(run / "best.pt", tmp_path / "old.pt")
-    with pytest.raises(OldCheckpointFormatError) as caught:
-        load_checkpoint(old)
-    message = str(caught.value)
-    assert str(old) in message and "calfseg.checkpoint/1" in message
-    assert "unpickling" in message and "--trust-pickle" in message
-    assert "upgrade_checkpoint" in message
-    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "in.png")
-    code, _, err = _cli(capsys, "predict", old, tmp_path / "in.png", tmp_path / "m.png")
-    assert code == EXIT_FAILURE and "calf export --trust-pickle" in err
-
-
-def test_a_trusted_previous_format_checkpoint_converts_exactly(capsys, run: Path, tmp_path: Path):
-    old = as_previous_format(run / "best.pt", tmp_path / "old.pt")
-    new = upgrade_checkpoint(old, tmp_path / "new.pt", trust_pickle=True)
-    original, converted = load_checkpoint(run / "best.pt"), load_checkpoint(new)
-    assert all(torch.equal(original["model"][k], converted["model"][k]) for k in original["model"])
-    for part in ("python", "numpy"):
-        for key, value in original["rng"][part].items():
-            got = converted["rng"][part][key]
-            assert torch.equal(value, got) if isinstance(value, torch.Tensor) else value == got
-    assert converted["cache"] is None  # format 1 kept no record of its cache
-    with pytest.raises(CheckpointFileError, match="trust_pickle=True"):
-        upgrade_checkpoint(old, tmp_path / "refused.pt")
-    code, _, err = _cli(capsys, "export", old, tmp_path / "exp", "--trust-pickle")
-    assert code == EXIT_OK, err
-    assert load_trained_model(tmp_path / "exp").cache is None

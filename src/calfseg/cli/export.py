@@ -32,12 +32,6 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("out", metavar="OUT", type=Path, help="the folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an export already in OUT")
-    p.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="read a checkpoint of the previous format (calfseg.checkpoint/1) by unpickling "
-        "it, which runs any code it holds: only for a file you made yourself",
-    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     # What the export raises (a corrupt or unsafe checkpoint, an export already in OUT)
     # reaches calfseg.cli.run_guarded, whose table gives its exit code.
     check_input(args.source, "RUN_OR_CHECKPOINT")
-    weights, record_path = export_model(
-        args.source, args.out, overwrite=args.overwrite, trust_pickle=args.trust_pickle
-    )
+    weights, record_path = export_model(args.source, args.out, overwrite=args.overwrite)
     record = read_record(record_path)
     arch, training = record["architecture"], record["training"]
     score = training.get("best_score")

@@ -9,7 +9,7 @@
     schedule    the learning rate of each step: warmup, then constant or cosine
     distributed torchrun process groups and batch sharding
     checkpoint  the typed Checkpoint (to_state/from_state, field checks), architecture check
-    checkpoint_file atomic save, safe load (weights_only), format 1 refused or converted
+    checkpoint_file atomic save, safe load (weights_only): nothing is unpickled
     rng         the RNG states of python, numpy and torch as tensors and numbers
     cache_record what a model knows of its training cache (digest, fingerprint)
     trained_model load_trained_model(): a checkpoint, run folder or export, ready to use

@@ -27,13 +27,10 @@ import torch
 
 from calfseg.train.checkpoint_file import (
     CHECKPOINT_FORMAT,
-    PREVIOUS_FORMAT,
     CheckpointError,
     CheckpointFileError,
-    OldCheckpointFormatError,
     load_checkpoint,
     save_checkpoint,
-    upgrade_checkpoint,
 )
 from calfseg.train.config import RESUMABLE_CHANGES, TrainConfig
 from calfseg.train.rng import RNG_KEYS, rng_states, set_rng_states
@@ -42,18 +39,15 @@ __all__ = [
     "ARCHITECTURE",
     "CHECKPOINT_FORMAT",
     "MODEL_KEYS",
-    "PREVIOUS_FORMAT",
     "Checkpoint",
     "CheckpointError",
     "CheckpointFileError",
-    "OldCheckpointFormatError",
     "check_architecture",
     "load_checkpoint",
     "require_model_keys",
     "rng_states",
     "save_checkpoint",
     "set_rng_states",
-    "upgrade_checkpoint",
 ]
 
 # Options that define the network's architecture: a checkpoint is refused if they differ.

@@ -50,15 +50,14 @@ def export_model(
     out: str | os.PathLike[str],
     *,
     overwrite: bool = False,
-    trust_pickle: bool = False,
 ) -> tuple[Path, Path]:
     """Export the checkpoint ``source`` (a ``.pt`` file, or a run folder: its ``best.pt``)
     into the folder ``out`` (module docstring); returns ``(weights, record)``.
 
-    The checkpoint is read safely (``trust_pickle`` only for a format-1 checkpoint one
-    made oneself) and its weights are loaded into a network of its architecture before
-    anything is written, so an export always loads. Raises :class:`ExportExistsError` if
-    ``out`` already holds an export and not ``overwrite``, or names a file.
+    The checkpoint is read safely (nothing in it runs) and its weights are loaded into a
+    network of its architecture before anything is written, so an export always loads. Raises
+    :class:`ExportExistsError` if ``out`` already holds an export and not ``overwrite``, or
+    names a file.
     """
     from calfseg.train.trained_model import (
         config_of,
@@ -85,7 +84,7 @@ def export_model(
             f"{target} already holds an export ({', '.join(existing)}): pass --overwrite "
             "(overwrite=True) to replace it, or choose another OUT"
         )
-    state = load_checkpoint(checkpoint, trust_pickle=trust_pickle)
+    state = load_checkpoint(checkpoint)
     require_model_keys(state, checkpoint)
     config = config_of(state["config"], checkpoint)
     network_with_weights(config, int(state["in_channels"]), state["model"], checkpoint)

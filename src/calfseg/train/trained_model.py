@@ -69,20 +69,18 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
 def load_trained_model(
     path: str | os.PathLike[str],
     device: str | torch.device = "cpu",
-    *,
-    trust_pickle: bool = False,
 ) -> TrainedModel:
     """The trained model at ``path`` (a checkpoint, a run folder or an export), weights
     loaded, in eval mode on ``device``.
 
     Raises :class:`CheckpointError` when ``path`` does not exist and
     :class:`CheckpointFileError` for a file that is not a readable calf-seg model (named in
-    the message); ``trust_pickle`` is passed to :func:`load_checkpoint` (format 1 only).
+    the message).
     """
     where = resolve_model_path(path)
     if is_export(where):
         return _from_export(where, torch.device(device))
-    state = load_checkpoint(where, map_location="cpu", trust_pickle=trust_pickle)
+    state = load_checkpoint(where, map_location="cpu")
     require_model_keys(state, where)
     config = config_of(state["config"], where)
     model = network_with_weights(config, int(state["in_channels"]), state["model"], where)
