@@ -193,7 +193,7 @@ def test_end_to_end_on_the_brats_subset(capsys, tmp_path: Path):
     assert all(len(splits) == 1 for splits in owners.values())  # no case in two splits
     assert set().union(*owners.values()) == {"train", "val", "test"}
     assert np.isin(cache.masks[::97], (0, 1)).all()
-    assert 0.4 < index["has_tumour"].mean() < 0.6  # README: 48 % of slices hold tumour
+    assert 0.4 < index["has_tumour"].mean() < 0.6  # about 48 % of its slices hold tumour
 
     code, stdout, _ = _run(capsys, "analyze", out, "--bootstrap", "20")
     assert code == EXIT_OK
