@@ -19,12 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from calfseg.bench.grid import DONE_FILE, FAILED_FILE, RUNS_FOLDER
+import calfseg.run_files as files
+from calfseg.bench.grid import RUNS_FOLDER
 
 RESULTS_CSV = "results.csv"
 PER_IMAGE_CSV = "per_image.csv"
 PER_CASE_CSV = "per_case.csv"
-PER_CASE_FILE = "per_case_test.csv"  # written by calfseg.train.evaluate
 RESULT_COLUMNS = ("run", "model", "loss", "seed", "metric", "reduction", "group", "value")
 RUN_COLUMNS = ("run", "model", "loss", "seed")
 PER_CASE_RUN_COLUMNS = ("run", "model", "loss", "seed", "fold")
@@ -128,10 +128,10 @@ def collect_results(
         p for p in (out / RUNS_FOLDER).glob("*") if p.is_dir() and (only is None or p.name in only)
     )
     for folder in folders:
-        if (folder / DONE_FILE).is_file():
+        if (folder / files.DONE).is_file():
             _read_run(folder, table)
-        elif (folder / FAILED_FILE).is_file():
-            table.failed[folder.name] = _failure(folder / FAILED_FILE)
+        elif (folder / files.FAILED).is_file():
+            table.failed[folder.name] = _failure(folder / files.FAILED)
     if write:
         _write_results(out / RESULTS_CSV, table)
         _write_per_image(out / PER_IMAGE_CSV, table)
@@ -152,12 +152,12 @@ def split_key(key: str) -> tuple[str, str, str]:
 
 
 def _read_run(folder: Path, table: ResultsTable) -> None:
-    config = _read_json(folder / "config.json")
+    config = _read_json(folder / files.CONFIG)
     info = _run_info(folder, config)
-    done = _read_json(folder / DONE_FILE)
+    done = _read_json(folder / files.DONE)
     info = replace(info, config=config, provenance=_provenance(folder), done=done)
     table.runs.append(info)
-    evaluation = _read_json(folder / "eval_test.json")
+    evaluation = _read_json(folder / files.evaluation_report(files.TEST_SPLIT))
     for key, value in sorted((evaluation.get("results") or {}).items()):
         number = _number(value)
         if number is None and value is not None:
@@ -166,9 +166,9 @@ def _read_run(folder: Path, table: ResultsTable) -> None:
         table.rows.append(
             ResultRow(info.name, info.model, info.loss, info.seed, metric, reduction, group, number)
         )
-    table.per_image[info.name] = _read_csv(folder / "per_image_test.csv")
-    table.per_case[info.name] = _read_csv(folder / PER_CASE_FILE)
-    table.logs[info.name] = _read_csv(folder / "log.csv")
+    table.per_image[info.name] = _read_csv(folder / files.per_image_table(files.TEST_SPLIT))
+    table.per_case[info.name] = _read_csv(folder / files.per_case_table(files.TEST_SPLIT))
+    table.logs[info.name] = _read_csv(folder / files.LOG_CSV)
 
 
 def _run_info(folder: Path, config: dict[str, Any]) -> RunInfo:

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+import calfseg.run_files as files
 from calfseg.bench.collect import ResultsTable
 from calfseg.bench.stats import Verdict
 from calfseg.extras import require
 
 SIZE_GROUPS = ("small", "medium", "large")
-QUALITATIVE_FILE = "qualitative_test.npz"
 MAX_QUALITATIVE_ROWS = 6
 
 
@@ -162,7 +162,7 @@ def qualitative_grid(table: ResultsTable, model: str, path: Path) -> Path | None
     for seed in table.seeds:
         for loss in table.losses:
             run = table.run(model, loss, seed)
-            file = run.folder / QUALITATIVE_FILE if run else None
+            file = run.folder / files.qualitative_examples(files.TEST_SPLIT) if run else None
             if file is not None and file.is_file() and loss not in samples:
                 with np.load(file) as data:
                     samples[loss] = {k: data[k] for k in ("rows", "images", "truth", "pred")}

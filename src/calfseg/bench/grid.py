@@ -15,14 +15,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.errors import did_you_mean
 from calfseg.shards import shard_items
 from calfseg.train.config import PAPER_LOSSES
 
 RUNS_FOLDER = "runs"
 DATA_FOLDER = "data"
-DONE_FILE = "done.json"
-FAILED_FILE = "failed.json"
 DEFAULT_OUT = Path("calf-benchmark")
 CONTROL_LOSS = "bce-control"
 """The A/A control arm: BCE trained under other seeds (:data:`CONTROL_SEED_OFFSET` added to
@@ -184,7 +183,7 @@ class RunSpec:
         return Path(out) / RUNS_FOLDER / self.name
 
     def is_done(self, out: Path) -> bool:
-        return (self.folder(out) / DONE_FILE).is_file()
+        return (self.folder(out) / files.DONE).is_file()
 
 
 def runs(config: BenchmarkConfig) -> list[RunSpec]:

@@ -20,6 +20,7 @@ import math
 import sys
 from pathlib import Path
 
+import calfseg.run_files as files
 from calfseg.bench.grid import RUNS_FOLDER
 
 TEST_DICE_KEY = "dice/per_image"
@@ -49,10 +50,10 @@ def headline(folder: Path) -> tuple[float | None, float | None]:
     """(best validation case Dice, mean per-case test Dice) of a finished run folder; None
     where the run has no such number (no validation split, an undefined Dice, a missing
     file)."""
-    test = _case_dice(folder / "per_case_test.csv")
+    test = _case_dice(folder / files.per_case_table(files.TEST_SPLIT))
     if test is None:
-        test = _test_dice(folder / "eval_test.json")
-    return _best_val_dice(folder / "log.csv"), test
+        test = _test_dice(folder / files.evaluation_report(files.TEST_SPLIT))
+    return _best_val_dice(folder / files.LOG_CSV), test
 
 
 def run_line(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+import calfseg.run_files as files
 from calfseg.bench import figures
 from calfseg.bench.collect import ResultsTable, collect_results
 from calfseg.bench.convergence import Convergence, convergence
@@ -214,8 +215,7 @@ def _verdict_section(
             "No finished runs."
             if not table.runs
             else f"No verdicts: a verdict needs {BASELINE} runs and runs of another loss of "
-            "the same model, each with per_case_test.csv (runs of calf-seg before 0.2 have "
-            "none: rerun them)."
+            f"the same model, each with {files.per_case_table(files.TEST_SPLIT)}."
         )
         return Section(SECTION_TITLES[0], [*blocks, Paragraph(reason)])
     blocks += [Paragraph(_answer(table, rows, model), lead=True) for model in _models(rows)]
@@ -494,7 +494,7 @@ def _number(value: object) -> str:
 
 
 def _settings_blocks(settings: RunSettings) -> list[Block]:
-    made = Paragraph("How the runs were made (from their provenance.json and config.json):")
+    made = Paragraph(f"How the runs were made (from their {files.PROVENANCE} and {files.CONFIG}):")
     blocks: list[Block] = [made, Table(("setting", "value"), settings.rows)]
     if settings.unrecorded:
         blocks.append(
@@ -539,7 +539,8 @@ def _metrics_section(table: ResultsTable) -> Section:
         Paragraph(
             "Test metrics: Dice (per case) is the mean over cases of the seed-averaged "
             "per-case Dice the verdicts use; the other columns are means over the runs "
-            "(seeds and folds) of each run's eval_test.json, for reference."
+            f"(seeds and folds) of each run's {files.evaluation_report(files.TEST_SPLIT)}, for "
+            "reference."
         )
     ]
     for model in table.models:
@@ -590,7 +591,7 @@ def _branch_section(table: ResultsTable) -> Section:
             rows.append((model, loss, str(len(shares)), *cells))
     note = Paragraph(
         "Share of training steps on each branch the rule picked, averaged over the epochs "
-        "of each run's log.csv and then over its runs."
+        f"of each run's {files.LOG_CSV} and then over its runs."
     )
     table_block = Table(("model", "loss", "runs", *names), tuple(rows))
     return Section(DETAIL_TITLES[2], [note, table_block], 3)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.bench.errors import BenchmarkError, StaleRunsError
 from calfseg.bench.executors.dispatch import (
     Execution,
@@ -36,7 +37,7 @@ from calfseg.bench.executors.dispatch import (
 from calfseg.bench.executors.ray_tasks import ExecutorError
 from calfseg.bench.executors.task import RunTask
 from calfseg.bench.folds import check_folds, fold_table, write_folds
-from calfseg.bench.grid import DONE_FILE, RUNS_FOLDER, BenchmarkConfig, RunSpec, runs
+from calfseg.bench.grid import RUNS_FOLDER, BenchmarkConfig, RunSpec, runs
 from calfseg.bench.run_options import make_train_config, train_options
 from calfseg.bench.stale import describe_stale, find_stale, grid_names, has_results, outside_grid
 
@@ -160,7 +161,7 @@ def run_benchmark(
         write_folds(config.out, folds)
     outcome.outside = outside_grid(config)
     for name in sorted(stale):  # their old results must not outlive a failed retraining
-        (config.out / RUNS_FOLDER / name / DONE_FILE).unlink(missing_ok=True)
+        (config.out / RUNS_FOLDER / name / files.DONE).unlink(missing_ok=True)
     todo = [s for s in planned if s.name in stale or not s.is_done(config.out)]
     outcome.skipped = [s.name for s in planned if s not in todo]
     outcome.overwritten = [s.name for s in todo if s.name in stale]

@@ -15,9 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from calfseg.bench.grid import DONE_FILE, RUNS_FOLDER, BenchmarkConfig, RunSpec, runs
+import calfseg.run_files as files
+from calfseg.bench.grid import RUNS_FOLDER, BenchmarkConfig, RunSpec, runs
 
-LAST_CHECKPOINT = "last.pt"
 NO_PROVENANCE = "no provenance recorded (a run of an older calf-seg: options and cache unknown)"
 _LISTED = 4  # run names shown per group of changes
 
@@ -25,7 +25,7 @@ _LISTED = 4  # run names shown per group of changes
 def has_results(spec: RunSpec, out: Path) -> bool:
     """A run that finished or started (it would be skipped or resumed)."""
     folder = spec.folder(out)
-    return (folder / DONE_FILE).is_file() or (folder / LAST_CHECKPOINT).is_file()
+    return (folder / files.DONE).is_file() or (folder / files.LAST_CHECKPOINT).is_file()
 
 
 def find_stale(

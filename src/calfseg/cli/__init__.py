@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+import calfseg.run_files as files
 from calfseg import __version__
 from calfseg.cli import (
     analyze,
@@ -39,7 +40,8 @@ _RERUN = "rerun the same command to resume"
 ON_INTERRUPT: dict[str, str] = {
     "analyze": "nothing was written (the report is written at the end); rerun the same command",
     "prepare": f"finished cases are kept in the cache's parts; {_RERUN}",
-    "train": "the last finished epoch is kept in RUN_DIR/last.pt; rerun the same command "
+    "train": f"the last finished epoch is kept in RUN_DIR/{files.LAST_CHECKPOINT}; rerun the "
+    "same command "
     "with --resume to resume",
     "evaluate": "nothing was written; rerun the same command",
     "predict": "nothing was written; rerun the same command",

@@ -194,9 +194,10 @@ def _jobs(text: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import calfseg.run_files as files
     from calfseg.bench import BENCHMARK_PRESETS, BenchmarkError, check_names, run_benchmark
     from calfseg.bench.folds import check_folds
-    from calfseg.bench.grid import FAILED_FILE, RUNS_FOLDER, resolve_loss_options, runs
+    from calfseg.bench.grid import RUNS_FOLDER, resolve_loss_options, runs
     from calfseg.extras import MissingExtraError
 
     base = BENCHMARK_PRESETS[args.preset]
@@ -260,9 +261,11 @@ def run(args: argparse.Namespace) -> int:
     if outcome.failed:
         for name, text in outcome.failed.items():
             first = text.splitlines()[0] if text else "unknown error"
-            log = config.out / RUNS_FOLDER / name / FAILED_FILE
+            log = config.out / RUNS_FOLDER / name / files.FAILED
             print(f"  {name}: {first} ({log})", file=sys.stderr)
-        return error(PROG, f"{len(outcome.failed)} run(s) failed (see failed.json)", EXIT_FAILURE)
+        return error(
+            PROG, f"{len(outcome.failed)} run(s) failed (see {files.FAILED})", EXIT_FAILURE
+        )
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.cli.common import (
     EXIT_OK,
     check_input,
@@ -40,7 +41,8 @@ def add_parser(commands: Any) -> None:
         "checkpoint",
         metavar="MODEL",
         type=Path,
-        help="a checkpoint (best.pt, last.pt, ...), a run folder (its best.pt) or an export",
+        help=f"a checkpoint ({files.BEST_CHECKPOINT}, {files.LAST_CHECKPOINT}, ...), a run folder "
+        f"(its {files.BEST_CHECKPOINT}) or an export",
     )
     p.add_argument("--data", metavar="CACHE", type=Path, help="cache (default: the training one)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.cli.common import EXIT_OK, check_input
 
 PROG = "calf export"
@@ -28,7 +29,7 @@ def add_parser(commands: Any) -> None:
         "source",
         metavar="RUN_OR_CHECKPOINT",
         type=Path,
-        help="a run folder (its best.pt is exported) or a checkpoint .pt file",
+        help=f"a run folder (its {files.BEST_CHECKPOINT} is exported) or a checkpoint .pt file",
     )
     p.add_argument("out", metavar="OUT", type=Path, help="the folder to write")
     p.add_argument("--overwrite", action="store_true", help="replace an export already in OUT")

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.cli.common import EXIT_OK, check_input, require_output_file
 from calfseg.cli.loud_warnings import loud_warnings
 from calfseg.cli.options import add_device
@@ -29,7 +30,8 @@ def add_parser(commands: Any) -> None:
         "checkpoint",
         metavar="MODEL",
         type=Path,
-        help="a checkpoint (best.pt, ...), a run folder (its best.pt) or an export folder",
+        help=f"a checkpoint ({files.BEST_CHECKPOINT}, ...), a run folder (its "
+        f"{files.BEST_CHECKPOINT}) or an export folder",
     )
     p.add_argument("input", metavar="INPUT", type=Path, help=".nii, .nii.gz, .png, .tif(f)")
     p.add_argument("output", metavar="OUT", type=Path, help="the mask file to write")

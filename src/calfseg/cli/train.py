@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.cli.common import (
     EXIT_OK,
     UsageError,
@@ -29,7 +30,6 @@ from calfseg.cli.options import add_device, add_no_progress, add_preset, add_see
 
 PROG = "calf train"
 PRESET_CHOICES = ("project", "paper", "cpu", "tiny")
-_RUN_FILES = ("last.pt", "done.json")
 _UNSET: Any = object()  # --patience not given (None means "--patience none")
 
 
@@ -57,8 +57,9 @@ def add_parser(commands: Any) -> None:
         help="train a model with a loss on a slice cache, then evaluate it on the test split",
         description=(
             "Train one model with one loss on a cache written by calf prepare and evaluate "
-            "best.pt on the test split. The project protocol (presets project and tiny): "
-            "the cache's patient-level split, validation every epoch, best.pt by the "
+            f"{files.BEST_CHECKPOINT} on the test split. The project protocol (presets project "
+            "and tiny): the cache's patient-level split, validation every epoch, "
+            f"{files.BEST_CHECKPOINT} by the "
             "validation case Dice (mean per-case Dice), early stopping after 5 validations "
             "without improvement. --preset paper: the authors' protocol (slice-level split, "
             "no validation, the last epoch kept, the authors' models and CALF numerics), "
@@ -93,7 +94,7 @@ def add_parser(commands: Any) -> None:
         "Default: cpu on the CPU, project on CUDA",
     )
     p.add_argument("--encoder", help="an smp encoder replacing the preset's")
-    p.add_argument("--config", type=Path, metavar="JSON", help="start from this config.json")
+    p.add_argument("--config", type=Path, metavar="JSON", help=f"start from this {files.CONFIG}")
     t = p.add_argument_group("optimisation (defaults: the preset's)")
     t.add_argument("--epochs", type=positive_int)
     t.add_argument("--batch-size", type=positive_int, help="images per step and per process")
@@ -348,7 +349,7 @@ def read_config(path: Path) -> dict[str, Any]:
         values = json.loads(text)
         return dict(TrainConfig.from_dict(values).to_dict())
     except (ValueError, TypeError, AttributeError) as err:
-        raise InputError(f"--config {path}: not a calf train config.json ({err})") from err
+        raise InputError(f"--config {path}: not a calf train {files.CONFIG} ({err})") from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -358,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
     base = None if args.config is None else read_config(args.config)
     with checking_options():
         config = make_config(args, base)
-    existing = [f for f in _RUN_FILES if (args.out / f).exists()]
+    existing = [f for f in (files.LAST_CHECKPOINT, files.DONE) if (args.out / f).exists()]
     if existing and not (args.resume or args.overwrite):
         raise OutputPathError(
             f"{args.out} already holds a run ({', '.join(existing)}): pass --resume to "
@@ -383,7 +384,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from calfseg.cli.evaluate import format_results
 
-    print(f"{stop_line(outcome)}; test split ({results.get('n_images')} slices), best.pt:")
+    print(
+        f"{stop_line(outcome)}; test split ({results.get('n_images')} slices), "
+        f"{files.BEST_CHECKPOINT}:"
+    )
     print(format_results(results))
     print(f"run folder: {args.out}", file=sys.stderr)
     return EXIT_OK

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+import calfseg.run_files as files
 from calfseg.atomic import atomic_write
 from calfseg.errors import DataError
 
@@ -61,7 +62,7 @@ def load_checkpoint(
     if source.is_dir():
         raise CheckpointFileError(
             f"{source} is a folder, not a checkpoint file: give a .pt file such as "
-            f"{source / 'best.pt'}"
+            f"{source / files.BEST_CHECKPOINT}"
         )
     if not source.is_file():
         raise CheckpointError(f"no checkpoint at {source}")

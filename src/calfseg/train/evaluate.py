@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import calfseg.run_files as files
 from calfseg.atomic import atomic_write, atomic_write_text
 from calfseg.data.dataset import read_batches
 from calfseg.metrics import MetricAccumulator, confusion_counts, image_scores, surface_distances
@@ -322,14 +323,15 @@ def write_evaluation(
     caches, :func:`cache_provenance`)."""
     out = Path(out_dir)
     report = {"split": split, "checkpoint": checkpoint_name, "cache": cache, "results": results}
-    atomic_write_text(out / f"per_image_{split}.csv", rows_to_csv(table, PER_IMAGE_COLUMNS))
+    atomic_write_text(out / files.per_image_table(split), rows_to_csv(table, PER_IMAGE_COLUMNS))
     if per_case is not None:
-        atomic_write_text(out / f"per_case_{split}.csv", rows_to_csv(per_case, PER_CASE_COLUMNS))
+        rows = rows_to_csv(per_case, PER_CASE_COLUMNS)
+        atomic_write_text(out / files.per_case_table(split), rows)
 
     def save_npz(handle: Any) -> None:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **qualitative)  # type: ignore[arg-type]
         handle.write(buffer.getvalue())
 
-    atomic_write(out / f"qualitative_{split}.npz", save_npz)
-    atomic_write_text(out / f"eval_{split}.json", json.dumps(report, indent=2) + "\n")
+    atomic_write(out / files.qualitative_examples(split), save_npz)
+    atomic_write_text(out / files.evaluation_report(split), json.dumps(report, indent=2) + "\n")

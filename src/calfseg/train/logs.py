@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.atomic import atomic_write_text
 from calfseg.rule import BRANCHES
 
@@ -48,8 +49,8 @@ class EpochLog:
     """
 
     def __init__(self, run_dir: str | os.PathLike[str], *, branches: bool) -> None:
-        self.csv_path = Path(run_dir) / "log.csv"
-        self.jsonl_path = Path(run_dir) / "log.jsonl"
+        self.csv_path = Path(run_dir) / files.LOG_CSV
+        self.jsonl_path = Path(run_dir) / files.LOG_JSONL
         extra = (COMPARABLE_COLUMN, *BRANCH_COLUMNS) if branches else ()
         self.columns: tuple[str, ...] = BASE_COLUMNS + extra
         self.rows: list[dict[str, Any]] = self._read()

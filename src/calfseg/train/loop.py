@@ -36,6 +36,7 @@ from calfseg.atomic import atomic_write_text
 from calfseg.data import SliceDataset
 from calfseg.data.dataset import read_batches
 from calfseg.rule import BRANCHES
+from calfseg.run_files import BEST_CHECKPOINT, CONFIG, LAST_CHECKPOINT, RESULTS
 from calfseg.train import distributed as D
 from calfseg.train.build import rank_batches, uses_branches
 from calfseg.train.case_dice import CaseCounts, ValidationScores
@@ -44,9 +45,6 @@ from calfseg.train.config import TrainConfig
 from calfseg.train.logs import EpochLog, TensorBoardLog
 from calfseg.train.schedule import set_learning_rate
 from calfseg.train.state import RunInputs, TrainingState, start_training
-
-LAST_CHECKPOINT = "last.pt"
-BEST_CHECKPOINT = "best.pt"
 
 
 @dataclass
@@ -106,11 +104,11 @@ def fit(
     ctx = ctx or D.setup(config.device)
     run = Path(run_dir)
     inputs, state = start_training(config, ctx)  # build
+    _restore(state, run, config, ctx, resume=resume)  # a fresh start clears the folder first
     log = EpochLog(run, branches=uses_branches(config)) if ctx.is_main else None
-    _restore(state, run, config, ctx, resume=resume)
     if log is not None:
         log.truncate(state.epoch)
-        atomic_write_text(run / "config.json", config.to_json())
+        atomic_write_text(run / CONFIG, config.to_json())
     net = _wrap(state.model, config, ctx)
     outputs = None
     if log is not None:
@@ -153,11 +151,9 @@ def _clear_run(run: Path) -> None:
     """Remove the checkpoints and results of an earlier run in this folder (fresh start)."""
     if not run.is_dir():
         return
-    for pattern in ("*.pt", "eval_*.json", "per_image_*.csv", "qualitative_*.npz", "done.json"):
+    for pattern in RESULTS:
         for path in run.glob(pattern):
             path.unlink()
-    for name in ("log.csv", "log.jsonl"):
-        (run / name).unlink(missing_ok=True)
 
 
 def _finish(state: TrainingState, config: TrainConfig, seconds: float) -> FitResult:

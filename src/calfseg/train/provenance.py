@@ -25,11 +25,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.atomic import atomic_write_text
 
-PROVENANCE_FILE = "provenance.json"
 PROVENANCE_FORMAT = "calfseg.provenance/1"
-DONE_FILE = "done.json"
 # TrainConfig fields that do not change what a run computes. "cache" is the path only: what
 # the cache holds is compared through its digest.
 NOT_RESULT_DEFINING: frozenset[str] = frozenset(
@@ -103,7 +102,7 @@ def cache_fingerprint(cache: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 def write_provenance(run_dir: str | os.PathLike[str], record: Mapping[str, Any]) -> Path:
     """Write ``record`` to ``RUN/provenance.json`` atomically; returns the path."""
-    path = Path(run_dir) / PROVENANCE_FILE
+    path = Path(run_dir) / files.PROVENANCE
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return path
 
@@ -116,7 +115,7 @@ def read_provenance(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
         ProvenanceError: a file that is not readable JSON, named in the message.
     """
     run = Path(run_dir)
-    for path, key in ((run / PROVENANCE_FILE, None), (run / DONE_FILE, "provenance")):
+    for path, key in ((run / files.PROVENANCE, None), (run / files.DONE, "provenance")):
         if not path.is_file():
             continue
         try:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.atomic import atomic_write_text
 from calfseg.train import distributed as D
 from calfseg.train.checkpoint import CheckpointError
@@ -28,14 +29,12 @@ from calfseg.train.config import RESUMABLE_CHANGES, TrainConfig
 from calfseg.train.evaluate import evaluate_checkpoint
 from calfseg.train.loop import FitResult, fit
 from calfseg.train.provenance import (
-    DONE_FILE,
     provenance_changes,
     read_provenance,
     run_provenance,
     write_provenance,
 )
 
-LAST_CHECKPOINT = "last.pt"
 _WAYS_OUT = "use another run folder, or start again over it (--overwrite; resume=False)"
 
 
@@ -74,7 +73,7 @@ def train_run(
         calfseg.data.CacheError: ``config.cache`` is not a finished cache.
     """
     run = Path(run_dir)
-    done = run / DONE_FILE
+    done = run / files.DONE
     requested = run_provenance(config)
     if done.is_file():
         if resume:
@@ -82,7 +81,7 @@ def train_run(
             if finished is not None:
                 return finished
         done.unlink(missing_ok=True)  # every rank may get here
-    elif resume and (run / LAST_CHECKPOINT).is_file():
+    elif resume and (run / files.LAST_CHECKPOINT).is_file():
         _check_started(run, requested)
     tic = time.perf_counter()
     ctx = D.setup(config.device)
@@ -111,7 +110,7 @@ def _evaluate_and_finish(
     """Rank 0's end of a run: evaluate ``best.pt`` on the test split, then write
     ``done.json`` (last, so that its presence means the run is complete)."""
     report = evaluate_checkpoint(
-        run / "best.pt", config.cache, config.test_split, device=str(ctx.device),
+        run / files.BEST_CHECKPOINT, config.cache, config.test_split, device=str(ctx.device),
         out_dir=run, progress=progress,
     )  # fmt: skip
     summary = {
@@ -124,7 +123,7 @@ def _evaluate_and_finish(
         "stop_reason": outcome.stop_reason,
     }
     record = {**summary, "provenance": requested}
-    atomic_write_text(run / DONE_FILE, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(run / files.DONE, json.dumps(record, indent=2) + "\n")
     return {"run_dir": str(run), **summary, "results": report["results"]}
 
 
@@ -150,16 +149,16 @@ def _finished(run: Path, config: TrainConfig, requested: dict[str, Any]) -> dict
             f"cannot shorten it: {_WAYS_OUT}"
         )
     if config.epochs > stored_epochs:
-        if not (run / LAST_CHECKPOINT).is_file():
+        if not (run / files.LAST_CHECKPOINT).is_file():
             raise RunMismatchError(
                 f"{run} holds a finished run of {stored_epochs} epochs without "
-                f"{LAST_CHECKPOINT} to train on to {config.epochs}: {_WAYS_OUT}"
+                f"{files.LAST_CHECKPOINT} to train on to {config.epochs}: {_WAYS_OUT}"
             )
         return None
-    summary = json.loads((run / DONE_FILE).read_text())
+    summary = json.loads((run / files.DONE).read_text())
     summary.pop("provenance", None)
     results = None
-    report = run / "eval_test.json"
+    report = run / files.evaluation_report(config.test_split)
     if report.is_file():
         results = json.loads(report.read_text()).get("results")
     return {"run_dir": str(run), **summary, "results": results}
@@ -180,7 +179,7 @@ def _check_started(run: Path, requested: dict[str, Any]) -> None:
 
 
 def _stored_config(run: Path) -> dict[str, Any]:
-    path = run / "config.json"
+    path = run / files.CONFIG
     try:
         return TrainConfig.from_json(path).to_dict()
     except (OSError, ValueError, TypeError) as err:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import calfseg.run_files as files
 from calfseg.train.checkpoint import (
     CheckpointError,
     CheckpointFileError,
@@ -25,9 +26,13 @@ from calfseg.train.checkpoint import (
     require_model_keys,
 )
 from calfseg.train.config import TrainConfig
-from calfseg.train.export_format import export_files, is_export, read_export
-
-RUN_CHECKPOINT = "best.pt"  # what a run folder stands for
+from calfseg.train.export_format import (
+    RECORD_FILE,
+    WEIGHTS_FILE,
+    export_files,
+    is_export,
+    read_export,
+)
 
 
 @dataclass
@@ -57,11 +62,11 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
     a checkpoint or an export file stand for themselves."""
     where = Path(path)
     if where.is_dir() and not is_export(where):
-        if (where / RUN_CHECKPOINT).is_file():
-            return where / RUN_CHECKPOINT
+        if (where / files.BEST_CHECKPOINT).is_file():
+            return where / files.BEST_CHECKPOINT
         raise CheckpointError(
-            f"{where} holds neither {RUN_CHECKPOINT} (a run folder) nor model.safetensors and "
-            "model.json (an export): give a checkpoint file, a run folder or an export"
+            f"{where} holds neither {files.BEST_CHECKPOINT} (a run folder) nor {WEIGHTS_FILE} "
+            f"and {RECORD_FILE} (an export): give a checkpoint file, a run folder or an export"
         )
     return where
 

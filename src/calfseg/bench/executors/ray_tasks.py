@@ -21,13 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.bench.executors.local import EventHook
 from calfseg.bench.executors.task import RunEvent, RunTask, execute
-from calfseg.bench.grid import DONE_FILE
 from calfseg.errors import DataError
 from calfseg.threads import ThreadPlan
 
-LAST_CHECKPOINT = "last.pt"  # calfseg.train.run.LAST_CHECKPOINT
 MAX_RETRIES = 3  # retries of a task whose worker or node died
 CONNECT_TIMEOUT = 5.0  # seconds to reach --ray-address before giving up
 GCS_PORT = 6379  # ray start --head's default
@@ -155,7 +154,7 @@ def _restartable(task: RunTask) -> RunTask:
     again."""
     if task.resume:
         return task
-    (Path(task.folder) / LAST_CHECKPOINT).unlink(missing_ok=True)
+    (Path(task.folder) / files.LAST_CHECKPOINT).unlink(missing_ok=True)
     return replace(task, resume=True)
 
 
@@ -164,9 +163,9 @@ def _outcome(ray: Any, ref: Any, task: RunTask) -> tuple[str | None, float]:
         error, seconds = ray.get(ref)
     except Exception as err:  # the task died MAX_RETRIES + 1 times, or was cancelled
         return f"the Ray task failed: {type(err).__name__}: {err}", 0.0
-    if error is None and not (Path(task.folder) / DONE_FILE).is_file():
+    if error is None and not (Path(task.folder) / files.DONE).is_file():
         error = (
-            f"finished on a Ray node, but {Path(task.folder) / DONE_FILE} is not visible "
+            f"finished on a Ray node, but {Path(task.folder) / files.DONE} is not visible "
             "here: OUT and the cache must be on storage that every node shares "
             "(docs/scale.md)"
         )

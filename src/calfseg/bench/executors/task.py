@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import calfseg.run_files as files
 from calfseg.atomic import atomic_write_json
-from calfseg.bench.grid import DONE_FILE, FAILED_FILE
 
 TrainFn = Callable[..., Any]
 MakeConfig = Callable[[dict[str, Any]], Any]
@@ -75,7 +75,7 @@ def execute(task: RunTask, on_epoch: EpochHook | None = None) -> str | None:
     """
     folder = Path(task.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    failed = folder / FAILED_FILE
+    failed = folder / files.FAILED
     failed.unlink(missing_ok=True)
     start = time.perf_counter()
     train_fn, build = _trainer(task)
@@ -84,8 +84,8 @@ def execute(task: RunTask, on_epoch: EpochHook | None = None) -> str | None:
         train_fn(
             build(dict(task.options)), folder, resume=task.resume, progress=task.progress, **hook
         )
-        if not (folder / DONE_FILE).is_file():
-            raise RuntimeError(f"training returned but wrote no {DONE_FILE}")
+        if not (folder / files.DONE).is_file():
+            raise RuntimeError(f"training returned but wrote no {files.DONE}")
     except KeyboardInterrupt:
         raise
     except Exception as err:  # a failed run is recorded; the benchmark goes on
@@ -99,7 +99,7 @@ def record_failure(folder: Path, name: str, error: str, trace: str, seconds: flo
     """Write ``folder/failed.json``: the run, its error, the traceback and the seconds."""
     record = {"run": name, "error": error, "traceback": trace, "seconds": round(seconds, 3)}
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / FAILED_FILE, record)
+    atomic_write_json(folder / files.FAILED, record)
 
 
 def _trainer(task: RunTask) -> tuple[TrainFn, MakeConfig]:
