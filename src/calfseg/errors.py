@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 __all__ = [
     "CalfSegError",
@@ -72,10 +75,9 @@ def unknown_choice(
     return UnknownChoiceError(message, value, listed)
 
 
-def check_choice(
-    what: str, value: str, choices: Iterable[str], *, valid: str = "valid names"
-) -> str:
-    """``value`` when it is one of ``choices``; :func:`unknown_choice`'s error otherwise."""
+def check_choice(what: str, value: _T, choices: Iterable[str], *, valid: str = "valid names") -> _T:
+    """``value`` when it is one of ``choices``; :func:`unknown_choice`'s error otherwise.
+    The one check of a name against its choices, for the library and the command line."""
     listed = tuple(choices)
     if value not in listed:
         raise unknown_choice(what, value, listed, valid=valid)

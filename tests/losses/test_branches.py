@@ -204,9 +204,9 @@ class TestBadInput:
 
     def test_unknown_branch_numerics_reduction(self):
         z = torch.zeros(1, 1, 2, 2)
-        with pytest.raises(ValueError, match="branch must be one of"):
+        with pytest.raises(ValueError, match="unknown branch "):
             branch_loss("tanh", z, z)
-        with pytest.raises(ValueError, match="numerics must be one of"):
+        with pytest.raises(ValueError, match="unknown numerics "):
             branch_loss("ln", z, z, numerics="none")
-        with pytest.raises(ValueError, match="reduction must be one of"):
+        with pytest.raises(ValueError, match="unknown reduction "):
             branch_loss("ln", z, z, reduction="sum")

@@ -265,7 +265,7 @@ class TestBadInput:
         ],
     )
     def test_bad_options_name_the_argument(self, kwargs, name):
-        with pytest.raises(ValueError, match=f"{name} must be one of"):
+        with pytest.raises(ValueError, match=f"unknown {name} "):
             CALFLoss(**kwargs)
 
     def test_bad_thresholds(self):

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from calfseg.errors import DataError
+from calfseg.errors import DataError, check_choice
 
 CACHE_FORMAT = "calfseg.cache/1"
 META_FILE = "meta.json"
@@ -121,8 +121,7 @@ class SliceCache:
         """Row indices (int64) of one split, or of every row when ``split`` is None."""
         if split is None:
             return np.arange(len(self), dtype=np.int64)
-        if split not in SPLIT_NAMES:
-            raise ValueError(f"split must be one of {SPLIT_NAMES} or None, got {split!r}")
+        check_choice("split", split, SPLIT_NAMES)
         return np.flatnonzero(self.index["split"] == split).astype(np.int64)
 
     def _check(self) -> None:

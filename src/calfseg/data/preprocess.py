@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from calfseg.data.cache import IMAGE_DTYPES
 from calfseg.data.sources.base import MODALITIES, CaseError, CaseVolumes
+from calfseg.errors import check_choice, unknown_choice
 from calfseg.stats import foreground_areas
 
 Normalisation = Literal["minmax-slice", "minmax-volume", "zscore-brain", "paper"]
@@ -95,11 +96,8 @@ class PreprocessOptions:
         if not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"size must be a positive integer, got {self.size!r}")
         if isinstance(self.modalities, str):
-            if self.modalities not in MODALITY_PRESETS:
-                raise ValueError(
-                    f"modalities must be one of {MODALITY_PRESETS} or a list of names, "
-                    f"got {self.modalities!r}"
-                )
+            check_choice("modalities", self.modalities, MODALITY_PRESETS,
+                         valid="presets (or give a list of names)")  # fmt: skip
         elif not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise ValueError(f"modalities must be distinct names, got {self.modalities!r}")
         if self.stack and isinstance(self.modalities, str):
@@ -111,8 +109,7 @@ class PreprocessOptions:
             ("mask_resize", self.mask_resize, MASK_RESIZES),
             ("image_dtype", self.image_dtype, IMAGE_DTYPES),
         ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+            check_choice(name, value, allowed)
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -178,7 +175,7 @@ def normalise(volume: np.ndarray, method: str) -> np.ndarray:
         return _minmax(v, axis=None)
     if method == "zscore-brain":
         return _zscore_brain(v)
-    raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {method!r}")
+    raise unknown_choice("normalise", method, NORMALISATIONS)
 
 
 def _minmax(v: np.ndarray, axis: tuple[int, int] | None) -> np.ndarray:
@@ -248,8 +245,7 @@ def resize_masks(masks: np.ndarray, size: int, mode: str = "paper") -> np.ndarra
     (source pixel ``floor((i + 0.5) * H / size)``). Both gather rows, then columns, with
     integer index arithmetic (no float rounding at pixel borders) and no interpolation."""
     n, h, w = masks.shape
-    if mode not in MASK_RESIZES:
-        raise ValueError(f"mask_resize must be one of {MASK_RESIZES}, got {mode!r}")
+    check_choice("mask_resize", mode, MASK_RESIZES)
     masks = np.asarray(masks, dtype=bool)
     if (h, w) == (size, size) or n == 0:
         return masks
@@ -296,7 +292,7 @@ def to_image_dtype(images: np.ndarray, dtype: str) -> np.ndarray:
         return scaled.astype(np.uint8)  # truncating 255 x + 0.5 rounds 255 x
     if dtype == "float16":
         return np.clip(images, 0, 1).astype(np.float16)
-    raise ValueError(f"image_dtype must be one of {IMAGE_DTYPES}, got {dtype!r}")
+    raise unknown_choice("image_dtype", dtype, IMAGE_DTYPES)
 
 
 def choose_modalities(

@@ -85,8 +85,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from calfseg.errors import check_choice
 from calfseg.losses.fused import BOUND, BOUNDED_MEAN
-from calfseg.losses.inputs import REDUCTIONS, Reduction, autocast_off, check_choice, prepare_pair
+from calfseg.losses.inputs import REDUCTIONS, Reduction, autocast_off, prepare_pair
 from calfseg.rule import BRANCHES
 
 Numerics = Literal["bounded", "paper"]

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from calfseg.errors import check_choice
 from calfseg.fingerprint import Fingerprint, load_fingerprint
 from calfseg.losses.branches import Numerics, branch_mean, branch_terms, check_numerics
 from calfseg.losses.inputs import (
@@ -23,7 +24,6 @@ from calfseg.losses.inputs import (
     Mode,
     Reduction,
     autocast_off,
-    check_choice,
     prepare_pair,
 )
 from calfseg.losses.selection import (

@@ -19,6 +19,8 @@ from typing import Literal
 
 import torch
 
+from calfseg.errors import check_choice
+
 Mode = Literal["binary", "multilabel"]
 MODES: tuple[str, ...] = ("binary", "multilabel")
 Reduction = Literal["mean", "none"]
@@ -89,12 +91,6 @@ def autocast_off(device: torch.device) -> AbstractContextManager[object]:
     if torch.amp.is_autocast_available(device.type):
         return torch.autocast(device.type, enabled=False)
     return nullcontext()
-
-
-def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    """Raise a ValueError naming the argument when ``value`` is not one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def prepare_pair(

@@ -15,8 +15,9 @@ import itertools
 import torch
 from torch import nn
 
+from calfseg.errors import check_choice
 from calfseg.losses.branches import Numerics, branch_mean, check_numerics
-from calfseg.losses.inputs import autocast_off, check_choice, prepare_pair
+from calfseg.losses.inputs import autocast_off, prepare_pair
 from calfseg.rule import Selection, Thresholds, select_branch
 from calfseg.stats.areas import AREA_METHODS, AreaMethod, foreground_areas
 from calfseg.stats.moments import AreaMoments

@@ -26,6 +26,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from calfseg.errors import check_choice
+
 EmptyPolicy = Literal["one", "exclude"]
 EMPTY_POLICIES: tuple[str, ...] = get_args(EmptyPolicy)
 
@@ -36,8 +38,7 @@ class UndefinedMetricWarning(RuntimeWarning):
 
 def check_policy(policy: str) -> EmptyPolicy:
     """Return ``policy`` if it is one of :data:`EMPTY_POLICIES`, else raise ValueError."""
-    if policy not in EMPTY_POLICIES:
-        raise ValueError(f"policy must be one of {EMPTY_POLICIES}, got {policy!r}")
+    check_choice("policy", policy, EMPTY_POLICIES)
     return policy  # type: ignore[return-value]
 
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calfseg.errors import check_choice
 from calfseg.metrics.confusion import ConfusionCounts
 from calfseg.metrics.policy import EmptyPolicy, ImageScores, Score, check_policy, ratio
 
@@ -102,8 +103,7 @@ ALWAYS_DEFINED: frozenset[str] = frozenset({"accuracy", "mae"})
 
 def image_scores(counts: ConfusionCounts, metric: str) -> ImageScores:
     """The per-image scores of ``metric`` (one of :data:`METRICS`), undefined ones marked."""
-    if metric not in _FORMULAS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    check_choice("metric", metric, METRICS)
     return _FORMULAS[metric](counts.numpy())
 
 
@@ -171,8 +171,7 @@ def pooled_by_batch(
     c = counts.numpy()
     starts = np.arange(0, len(counts), batch_size)
     per_batch = {k: np.add.reduceat(v, starts) if starts.size else v for k, v in c.items()}
-    if metric not in _FORMULAS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    check_choice("metric", metric, METRICS)
     return _FORMULAS[metric](per_batch).mean(policy, name=f"{metric}/pooled_by_batch")
 
 
@@ -232,8 +231,7 @@ def paper_batch_pooled(
     """
     if isinstance(shuffles, bool) or not isinstance(shuffles, int) or shuffles < 1:
         raise ValueError(f"shuffles must be an integer >= 1, got {shuffles!r}")
-    if metric not in _FORMULAS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    check_choice("metric", metric, METRICS)
     n = len(counts)
     values = [
         pooled_by_batch(counts[shuffled_order(n, seed, i)], metric, batch_size, policy).value

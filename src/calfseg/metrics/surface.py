@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from calfseg.errors import check_choice
 from calfseg.extras import require
 from calfseg.metrics.confusion import binarise
 from calfseg.metrics.policy import ImageScores
@@ -97,8 +98,7 @@ class SurfaceDistances:
 
     def scores(self, metric: str) -> ImageScores:
         """``"hd95_mm"`` or ``"assd_mm"`` as :class:`ImageScores` (undefined = both empty)."""
-        if metric not in SURFACE_METRICS:
-            raise ValueError(f"metric must be one of {SURFACE_METRICS}, got {metric!r}")
+        check_choice("metric", metric, SURFACE_METRICS)
         values = self.hd95 if metric == "hd95_mm" else self.assd
         return ImageScores(values, self.both_empty, perfect=0.0)
 

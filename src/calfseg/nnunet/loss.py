@@ -30,8 +30,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from calfseg.errors import check_choice
 from calfseg.losses import CALFLoss
-from calfseg.losses.inputs import autocast_off, check_choice, compute_dtype
+from calfseg.losses.inputs import autocast_off, compute_dtype
 from calfseg.rule import Selection
 
 Training = Literal["softmax", "regions"]

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from calfseg.errors import check_choice
 from calfseg.extras import require
 
 AreaMethod = Literal["pixels", "contour"]
@@ -50,8 +51,7 @@ def foreground_areas(
         float64 tensor of ``B`` areas (``(B, C)`` with ``per_channel``) on the masks' device.
         An empty mask has area 0; an empty batch gives an empty tensor.
     """
-    if method not in AREA_METHODS:
-        raise ValueError(f"method must be one of {AREA_METHODS}, got {method!r}")
+    check_choice("method", method, AREA_METHODS)
     if isinstance(masks, np.ndarray) and any(stride < 0 for stride in masks.strides):
         masks = np.ascontiguousarray(masks)  # torch cannot view negative strides (np.flip)
     if isinstance(masks, np.ndarray) and masks.dtype == np.bool_ and masks.size:

@@ -67,7 +67,7 @@ def test_load_gives_the_structural_images(upenn):
 
 
 def test_unknown_label_choice_is_refused():
-    with pytest.raises(ValueError, match="labels must be one of automated, manual"):
+    with pytest.raises(ValueError, match=r"unknown labels .*; valid names: automated, manual"):
         UpennGbmSource(labels="best")
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -54,7 +54,7 @@ from calfseg.data.preparation.writer import CaseRows, assemble_cache
 from calfseg.data.preprocess import PreprocessOptions
 from calfseg.data.sources.base import CaseFiles
 from calfseg.data.splits.options import SplitOptions
-from calfseg.errors import DataError
+from calfseg.errors import DataError, check_choice
 from calfseg.shards import check_shard, shard_items
 
 OnError = Literal["stop", "skip"]
@@ -207,8 +207,7 @@ def plan_run(
 ) -> PreparePlan:
     """Check the target and the settings, list the cases and sort them into done and to do
     (nothing is written)."""
-    if on_error not in ("stop", "skip"):
-        raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+    check_choice("on_error", on_error, get_args(OnError))
     if shard is not None:
         check_shard(shard)
     check_target(out)

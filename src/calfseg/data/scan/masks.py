@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from calfseg.data.files.masks import (
     read_mask,
 )
 from calfseg.data.scan.labels import LAYOUT_AUTO, LAYOUT_NONE, layout_label_files
+from calfseg.errors import check_choice
 from calfseg.progress import progress_bar
 from calfseg.stats import foreground_areas
 from calfseg.stats.areas import AreaMethod
@@ -150,8 +151,7 @@ def scan_masks(
     and goes on. ``progress`` shows a bar on stderr when it is a terminal. A folder without
     any mask file raises :class:`NoMaskFilesError` in both modes.
     """
-    if on_error not in ("stop", "skip"):
-        raise ValueError(f"on_error must be 'stop' or 'skip', got {on_error!r}")
+    check_choice("on_error", on_error, get_args(OnError))
     root = Path(path)
     files, missing, found_layout = _files_to_read(root, mask_glob, layout, on_error)
     result = ScanResult(

@@ -32,6 +32,7 @@ from typing import ClassVar
 from calfseg.data.sources.base import CaseFiles
 from calfseg.data.sources.naming import child_dirs, file_names, token_files
 from calfseg.data.sources.nifti import LABEL, NiftiLayout, unique_ids
+from calfseg.errors import check_choice
 
 STRUCTURAL = "images_structural"
 AUTOMATED = "automated_segm"
@@ -64,8 +65,7 @@ class UpennGbmSource(NiftiLayout):
         self, *, modalities: Iterable[str] | None = None, labels: str = "automated"
     ) -> None:
         super().__init__(modalities=modalities)
-        if labels not in LABEL_CHOICES:
-            raise ValueError(f"labels must be one of {', '.join(LABEL_CHOICES)}; got {labels!r}")
+        check_choice("labels", labels, LABEL_CHOICES)
         self.labels = labels
 
     @classmethod

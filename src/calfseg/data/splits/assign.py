@@ -37,6 +37,8 @@ from typing import Literal
 
 import numpy as np
 
+from calfseg.errors import unknown_choice
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_FRACTIONS: Mapping[str, float] = MappingProxyType({"train": 0.8, "val": 0.1, "test": 0.1})
 SplitMode = Literal["case", "slice"]
@@ -162,7 +164,7 @@ def assign_splits(
             out[rows[rng.permutation(rows.size)]] = _deal(split_counts(rows.size, f))
             start = stop
         return out
-    raise ValueError(f"mode must be one of {SPLIT_MODES}, got {mode!r}")
+    raise unknown_choice("mode", mode, SPLIT_MODES)
 
 
 def paper_slice_splits(index: Mapping[str, np.ndarray], *, seed: int) -> np.ndarray:

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from calfseg.errors import check_choice
+
 SPLIT_MODES: tuple[str, ...] = ("case", "slice")
 
 
@@ -28,8 +30,7 @@ class SplitOptions:
     fold: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in SPLIT_MODES:
-            raise ValueError(f"split mode must be one of {SPLIT_MODES}, got {self.mode!r}")
+        check_choice("split mode", self.mode, SPLIT_MODES)
         for name in ("val", "test"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value < 1):
