@@ -24,6 +24,11 @@ over the seeds' mean differences, k - 1 df, which ignores the cases).
     python -m benchmarks.coverage                 # named designs, 2,000 benchmarks each
     python -m benchmarks.coverage --random 200    # plus 200 random designs (500 each)
     python -m benchmarks.coverage --quick         # 400 benchmarks each, no bootstrap
+    python -m benchmarks.coverage --only-random --random 200 --csv designs.csv
+
+The random designs are summarised over those that keep two or more seeds in every benchmark;
+a design that a missing run leaves with one seed is listed apart (its verdicts say they
+cannot see training variance).
 
 The random designs compare ``paired`` and ``satterthwaite`` only (the bootstrap over 200
 designs would take hours on two cores; the named designs show where it fails).
@@ -32,8 +37,12 @@ designs would take hours on two cores; the named designs show where it fails).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import math
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,16 +183,12 @@ def interval_seed_t(table: np.ndarray, folds: np.ndarray) -> tuple[float, float]
     return centre - half, centre + half
 
 
-class _quiet:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence numpy's "mean of empty slice" for the cases and seeds a draw left empty."""
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._catch.__exit__(*exc)
+        yield
 
 
 METHODS = {
@@ -199,6 +204,7 @@ class Outcome:
     coverage: dict[str, float]
     width_ratio: dict[str, float]  # mean half-width / (z x SD of the estimate)
     oracle_half: float
+    blind: float  # share of benchmarks left with one seed (the verdict says it is blind)
 
 
 def run_design(design: Design, reps: int, methods: list[str], seed: int) -> Outcome:
@@ -206,9 +212,12 @@ def run_design(design: Design, reps: int, methods: list[str], seed: int) -> Outc
     hits = {m: 0 for m in methods}
     halves: dict[str, list[float]] = {m: [] for m in methods}
     estimates = []
+    blind = 0
     for _ in range(reps):
         table, folds = simulate(design, rng)
-        estimates.append(paired_estimate(table, folds=folds.tolist()).mean)
+        estimate = paired_estimate(table, folds=folds.tolist())
+        estimates.append(estimate.mean)
+        blind += not estimate.sees_runs
         for method in methods:
             low, high = METHODS[method](table, folds)
             hits[method] += low <= 0.0 <= high
@@ -218,6 +227,7 @@ def run_design(design: Design, reps: int, methods: list[str], seed: int) -> Outc
         coverage={m: hits[m] / reps for m in methods},
         width_ratio={m: float(np.mean(halves[m])) / oracle for m in methods},
         oracle_half=oracle,
+        blind=blind / reps,
     )
 
 
@@ -254,6 +264,55 @@ def random_designs(count: int, seed: int = 20261207) -> list[Design]:
     return designs
 
 
+def _random_summary(designs: list[Design], reps: int, methods: list[str], csv: str | None) -> None:
+    """Coverage over the random designs, split by what the verdict claims: designs whose
+    benchmarks keep two or more seeds (the interval sees the runs) and designs a missing run
+    leaves with one seed, where the verdict says it cannot see training variance."""
+    random_methods = [m for m in methods if m in ("paired", "satterthwaite")]
+    outcomes = []
+    for i, design in enumerate(designs):
+        outcomes.append(run_design(design, reps, random_methods, seed=5000 + i))
+    if csv:
+        with open(csv, "w", encoding="utf-8") as out:
+            fields = [f.name for f in dataclasses.fields(Design)]
+            columns = [f"{m}_{what}" for m in random_methods for what in ("cover", "width")]
+            out.write(",".join(fields + columns + ["one_seed_share"]) + "\n")
+            for design, outcome in zip(designs, outcomes, strict=True):
+                values = [str(getattr(design, f)) for f in fields]
+                for m in random_methods:
+                    values += [f"{outcome.coverage[m]:.4f}", f"{outcome.width_ratio[m]:.4f}"]
+                out.write(",".join([*values, f"{outcome.blind:.4f}"]) + "\n")
+    pairs = list(zip(designs, outcomes, strict=True))
+    seeing = [o for _, o in pairs if o.blind == 0]
+    blind = [(d, o) for d, o in pairs if o.blind > 0]
+    print(
+        f"\n{len(designs)} random designs ({reps} benchmarks each); {len(seeing)} keep two or "
+        "more seeds in every benchmark (the interval sees the runs):\n"
+    )
+    print("| interval | min coverage | 5th pct | median | share >= 92 % | median width |")
+    print("|---|---|---|---|---|---|")
+    for m in random_methods:
+        c = np.asarray([o.coverage[m] for o in seeing])
+        w = np.asarray([o.width_ratio[m] for o in seeing])
+        print(
+            f"| {m} | {c.min():.1%} | {np.quantile(c, 0.05):.1%} | {np.median(c):.1%} | "
+            f"{(c >= 0.92).mean():.0%} | {np.median(w):.2f} |"
+        )
+    worst = min((p for p in pairs if p[1].blind == 0), key=lambda p: p[1].coverage["paired"])
+    print(f"\nlowest 'paired' coverage among them: {worst[0]}")
+    if blind:
+        print(
+            f"\n{len(blind)} designs lose a run and keep one seed in some benchmarks "
+            "(their verdicts say the interval cannot see training variance):"
+        )
+        for design, outcome in blind:
+            print(
+                f"- {design.name}: {design.cases} cases, {design.seeds} seeds, "
+                f"{design.folds} fold(s), one seed in {outcome.blind:.0%} of benchmarks; "
+                f"'paired' covers {outcome.coverage['paired']:.1%}"
+            )
+
+
 def _named(pattern: str | None) -> tuple[Design, ...]:
     """The named designs whose name contains ``pattern`` (all of them for None)."""
     return tuple(d for d in NAMED if pattern is None or pattern in d.name)
@@ -266,6 +325,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="400 reps, no bootstrap")
     parser.add_argument("--only-random", action="store_true")
     parser.add_argument("--named", metavar="TEXT", help="only the named designs containing TEXT")
+    parser.add_argument("--csv", metavar="FILE", help="write each random design's row here")
     args = parser.parse_args()
     reps = 400 if args.quick else args.reps
     methods = ["paired", "satterthwaite", "seed-t"] if args.quick else list(METHODS)
@@ -287,26 +347,7 @@ def main() -> None:
             )
             print(f"| {design.name} | {cells} |", flush=True)
     if args.random:
-        designs = random_designs(args.random)
-        covers: dict[str, list[float]] = {m: [] for m in ("paired", "satterthwaite")}
-        widths: dict[str, list[float]] = {m: [] for m in ("paired", "satterthwaite")}
-        random_methods = [m for m in methods if m in ("paired", "satterthwaite")]
-        for i, design in enumerate(designs):
-            outcome = run_design(design, max(200, reps // 4), random_methods, seed=5000 + i)
-            for m in random_methods:
-                covers[m].append(outcome.coverage[m])
-                widths[m].append(outcome.width_ratio[m])
-        print(f"\n{args.random} random designs ({max(200, reps // 4)} benchmarks each):\n")
-        print("| interval | min coverage | 5th pct | median | share >= 92 % | median width |")
-        print("|---|---|---|---|---|---|")
-        for m in random_methods:
-            c = np.asarray(covers[m])
-            print(
-                f"| {m} | {c.min():.1%} | {np.quantile(c, 0.05):.1%} | {np.median(c):.1%} | "
-                f"{(c >= 0.92).mean():.0%} | {np.median(widths[m]):.2f} |"
-            )
-        worst = int(np.argmin(covers["paired"]))
-        print(f"\nlowest 'paired' coverage: {designs[worst]}")
+        _random_summary(random_designs(args.random), max(200, reps // 4), methods, args.csv)
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 
