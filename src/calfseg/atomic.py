@@ -22,7 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "same_file",
+]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
@@ -59,6 +65,16 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write ``data`` as indented JSON plus a newline to ``path`` atomically. NaN and
     infinity are refused (ValueError): they are not JSON, and other readers reject them."""
     atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same inode when both exist (links
+    included), else the same resolved path. An output that is one of a command's inputs
+    would replace it."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
 
 
 def _umask() -> int:

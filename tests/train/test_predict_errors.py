@@ -61,3 +61,39 @@ def test_tiff_output_is_a_real_tiff(checkpoint: Path, tmp_path: Path) -> None:
     assert out.read_bytes()[:4] in (b"II*\x00", b"MM\x00*")  # the TIFF magic, not PNG's
     with Image.open(out) as image:
         assert image.format == "TIFF" and set(np.unique(np.asarray(image))) <= {0, 255}
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link"])
+def test_an_output_that_is_the_input_is_refused_and_the_scan_kept(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    scan = tmp_path / "scan.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(1).random((16, 16, 3)), np.eye(4)), scan)
+    before = scan.read_bytes()
+    out = scan
+    if how == "symlink":
+        out = tmp_path / "link.nii.gz"
+        out.symlink_to(scan)
+    elif how == "hard link":
+        out = tmp_path / "hard.nii.gz"
+        out.hardlink_to(scan)
+    code = main(["predict", str(checkpoint), str(scan), str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is the INPUT file" in err and "Traceback" not in err
+    assert scan.read_bytes() == before
+    with pytest.raises(ValueError, match="is the MODEL file"):
+        predict_file(checkpoint, scan, checkpoint, device="cpu")
+
+
+def test_the_mask_is_written_whole_and_leaves_no_temporary_file(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    scan = tmp_path / "scan.nii.gz"
+    affine = np.diag([0.9, 1.1, 2.5, 1.0])
+    nib.save(nib.Nifti1Image(np.random.default_rng(2).random((16, 16, 3)), affine), scan)
+    out = predict_file(checkpoint, scan, tmp_path / "mask.nii.gz", device="cpu")
+    mask = nib.load(out)
+    assert mask.shape == (16, 16, 3) and np.allclose(mask.affine, affine)
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+    assert gzip.decompress(out.read_bytes())  # gzip, as the suffix says
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz", "scan.nii.gz"]

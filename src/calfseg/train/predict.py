@@ -26,6 +26,7 @@ Only one-channel models can predict from one image (the paper's setting).
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import os
 import warnings
 from pathlib import Path
@@ -36,11 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from calfseg.atomic import atomic_write, atomic_write_bytes, same_file
 from calfseg.data.dataset import to_unit_float
 from calfseg.data.files.images import ImageFileError, read_image
 from calfseg.data.preprocess import PreprocessOptions, preprocess_images
 from calfseg.data.sources.base import CaseError
 from calfseg.data.sources.nifti import read_nifti
+from calfseg.errors import OptionError
 from calfseg.extras import require
 from calfseg.train.distributed import resolve_device
 from calfseg.train.trained_model import load_trained_model
@@ -129,7 +132,10 @@ class Predictor:
         out = nib.Nifti1Image(mask, image.affine, header)
         out.set_qform(image.affine)
         out.set_sform(image.affine)
-        nib.save(out, os.fspath(target))
+        data = out.to_bytes()
+        if os.fspath(target).lower().endswith(".gz"):
+            data = gzip.compress(data, compresslevel=6)
+        atomic_write_bytes(target, data)  # a crash leaves no torn mask
 
     def predict_image(self, source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
         """Write the mask of the 2-D image ``source`` as a PNG (0 and 255) to ``target``."""
@@ -144,7 +150,8 @@ class Predictor:
             raise ValueError(f"{source}: expected a 2-D image, got shape {array.shape}")
         mask = self.predict_volume(array[:, :, np.newaxis])[..., 0]
         format_ = MASK_IMAGE_FORMATS[Path(target).suffix.lower()]  # checked by predict_file
-        pil.fromarray(mask.astype(np.uint8) * 255).save(os.fspath(target), format=format_)
+        picture = pil.fromarray(mask.astype(np.uint8) * 255)
+        atomic_write(target, lambda handle: picture.save(handle, format=format_))
 
 
 def training_preprocessing(
@@ -164,7 +171,16 @@ def predict_file(
     *,
     device: str = "auto",
 ) -> Path:
-    """Predict the mask of ``source`` (NIfTI, PNG or TIFF) into ``target``; returns it."""
+    """Predict the mask of ``source`` (NIfTI, PNG or TIFF) into ``target``; returns it.
+
+    Raises :class:`~calfseg.errors.OptionError` when ``target`` is ``source`` or the model
+    file (the same path, or the same file through a link): the mask would replace it."""
+    for given, role in ((source, "INPUT"), (checkpoint, "MODEL")):
+        if same_file(target, given):
+            raise OptionError(
+                f"OUT {target} is the {role} file {given}: writing the mask would replace it; "
+                "choose another OUT"
+            )
     name = Path(source).name.lower()
     out_name = Path(target).name.lower()
     wanted = NIFTI_SUFFIXES if name.endswith(NIFTI_SUFFIXES) else tuple(MASK_IMAGE_FORMATS)
