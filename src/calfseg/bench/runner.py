@@ -40,6 +40,7 @@ from calfseg.bench.folds import check_folds, fold_table, write_folds
 from calfseg.bench.grid import RUNS_FOLDER, BenchmarkConfig, RunSpec, runs
 from calfseg.bench.run_options import make_train_config, train_options
 from calfseg.bench.stale import describe_stale, find_stale, grid_names, has_results, outside_grid
+from calfseg.writer_lock import writing
 
 TrainFn = Callable[..., Any]
 MakeConfig = Callable[[dict[str, Any]], Any]
@@ -121,12 +122,29 @@ def run_benchmark(
             picklable for worker processes and Ray.
 
     Raises:
+        FolderBusyError: another process is writing into OUT (the message names it);
+            shards of one grid (``config.shard``) may write side by side.
         StaleRunsError: without ``overwrite``, OUT holds stale runs of this grid (nothing
             is trained; the message names what changed).
         BenchmarkError: no data, or its preparation failed; ``folds`` the grid or the cache
             cannot take (K < 1, the paper preset, more folds than patients); execution
             options this machine cannot take (``--gpus``), Ray that cannot start.
     """
+    with writing(config.out, "calf benchmark", shard=config.shard):
+        return _run_benchmark(
+            config, train_fn, make_config, progress, prepare, overwrite, execution
+        )
+
+
+def _run_benchmark(
+    config: BenchmarkConfig,
+    train_fn: TrainFn | None,
+    make_config: MakeConfig | None,
+    progress: bool,
+    prepare: bool,
+    overwrite: bool,
+    execution: Execution | None,
+) -> BenchmarkOutcome:
     from calfseg.bench.report import build_benchmark_report
 
     start = time.perf_counter()

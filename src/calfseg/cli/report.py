@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from calfseg.bench.report import build_benchmark_report, recorded_margin
     from calfseg.bench.stats import VERDICTS
     from calfseg.extras import require
+    from calfseg.writer_lock import writing
 
     check_input(args.results, "RESULTS_DIR", "folder")
     if not (args.results / RUNS_FOLDER).is_dir():
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     # its pip command rather than surface as an ImportError halfway through. What the report
     # raises (a corrupt run file, named) reaches calfseg.cli.run_guarded and its table.
     require("scipy.stats", "calf report (bootstrap intervals and Wilcoxon tests)")
-    files = build_benchmark_report(args.results, margin=chosen)
+    with writing(args.results, PROG):  # not beside a benchmark still writing into it
+        files = build_benchmark_report(args.results, margin=chosen)
     counts = {v: sum(r.verdict == v for r in files.verdicts) for v in VERDICTS}
     said = ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none"
     print(

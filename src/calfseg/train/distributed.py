@@ -54,6 +54,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or not under torchrun): the one that writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup(device: str = "auto") -> DistContext:
     """Join the torchrun process group when ``WORLD_SIZE > 1`` (once per process)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from calfseg.train.config import TrainConfig
 from calfseg.train.logs import EpochLog, TensorBoardLog
 from calfseg.train.schedule import set_learning_rate
 from calfseg.train.state import RunInputs, TrainingState, start_training
+from calfseg.writer_lock import writing
 
 
 @dataclass
@@ -99,10 +101,26 @@ def fit(
         stop_after: return after this epoch as if killed (tests of resumption).
         ctx: the distributed context (default: :func:`distributed.setup`).
         on_epoch: called on rank 0 with each epoch's log row (the CLI prints it).
+
+    Raises:
+        FolderBusyError: another process is writing into ``run_dir`` (rank 0 holds its
+            writer lock while it trains, :mod:`calfseg.writer_lock`).
     """
-    start_time = time.perf_counter()
     ctx = ctx or D.setup(config.device)
-    run = Path(run_dir)
+    with writing(run_dir, "a training run") if ctx.is_main else nullcontext():
+        return _fit(config, Path(run_dir), resume, progress, stop_after, ctx, on_epoch)
+
+
+def _fit(
+    config: TrainConfig,
+    run: Path,
+    resume: bool,
+    progress: bool,
+    stop_after: int | None,
+    ctx: D.DistContext,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> FitResult:
+    start_time = time.perf_counter()
     inputs, state = start_training(config, ctx)  # build
     _restore(state, run, config, ctx, resume=resume)  # a fresh start clears the folder first
     log = EpochLog(run, branches=uses_branches(config)) if ctx.is_main else None

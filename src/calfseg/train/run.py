@@ -18,6 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from calfseg.train.provenance import (
     run_provenance,
     write_provenance,
 )
+from calfseg.writer_lock import writing
 
 _WAYS_OUT = "use another run folder, or start again over it (--overwrite; resume=False)"
 
@@ -68,11 +70,23 @@ def train_run(
     and is asked for more epochs trains no further.
 
     Raises:
+        FolderBusyError: another process is writing into ``run_dir``.
         RunMismatchError: ``resume`` over a run made with other result-defining options,
             another cache (digest) or another calf-seg version; the message names them.
         calfseg.data.CacheError: ``config.cache`` is not a finished cache.
     """
-    run = Path(run_dir)
+    guard = writing(run_dir, "a training run") if D.is_main_process() else nullcontext()
+    with guard:
+        return _train_run(config, Path(run_dir), resume, progress, on_epoch)
+
+
+def _train_run(
+    config: TrainConfig,
+    run: Path,
+    resume: bool,
+    progress: bool,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     done = run / files.DONE
     requested = run_provenance(config)
     if done.is_file():
