@@ -13,7 +13,7 @@ from PIL import Image
 
 from calfseg.cli import main
 from calfseg.cli.common import EXIT_FAILURE
-from calfseg.train import TrainConfig, fit
+from calfseg.train import TrainConfig, fit, load_checkpoint, save_checkpoint
 from calfseg.train.predict import predict_file
 
 
@@ -97,3 +97,23 @@ def test_the_mask_is_written_whole_and_leaves_no_temporary_file(
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
     assert gzip.decompress(out.read_bytes())  # gzip, as the suffix says
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.nii.gz", "scan.nii.gz"]
+
+
+def test_a_model_with_nan_weights_is_refused_not_predicted_as_background(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = load_checkpoint(checkpoint)
+    state.pop("format")
+    name = next(k for k, v in state["model"].items() if v.is_floating_point())
+    state["model"][name] = state["model"][name].clone().fill_(float("nan"))
+    broken = tmp_path / "diverged.pt"
+    save_checkpoint(broken, state)
+    Image.fromarray(np.full((16, 16), 90, np.uint8)).save(tmp_path / "in.png")
+    for argv in (
+        ["predict", str(broken), str(tmp_path / "in.png"), str(tmp_path / "m.png")],
+        ["export", str(broken), str(tmp_path / "exported")],
+    ):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == EXIT_FAILURE and "hold NaN or infinity" in err and name in err
+    assert not (tmp_path / "m.png").exists() and not (tmp_path / "exported").exists()

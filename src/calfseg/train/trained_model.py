@@ -157,7 +157,22 @@ def config_of(data: dict[str, Any], where: str | os.PathLike[str]) -> TrainConfi
 def network_with_weights(
     config: TrainConfig, in_channels: int, weights: dict[str, Any], where: str | os.PathLike[str]
 ) -> nn.Module:
-    """The network with ``weights`` loaded; weights of another shape are a file error."""
+    """The network with ``weights`` loaded; weights of another shape, or that are not all
+    finite (a run that diverged: its masks would be all background), are a file error."""
+    broken = [
+        name
+        for name, value in weights.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+    if broken:
+        more = f" and {len(broken) - 3} more" if len(broken) > 3 else ""
+        raise CheckpointFileError(
+            f"{where}: {len(broken)} weight tensor(s) hold NaN or infinity ({', '.join(broken[:3])}"
+            f"{more}): the training diverged, and this model cannot predict; retrain it (a "
+            "lower --lr, or --grad-clip)"
+        )
     try:
         model = build_network(config, in_channels)
     except ValueError as err:
