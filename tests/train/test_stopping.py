@@ -166,6 +166,18 @@ def test_min_epochs_beyond_the_budget_trains_the_budget(
     config = replace(tiny_config, epochs=4, max_steps=1, patience=1, min_epochs=10)
     result = fit(config, tmp_path, progress=False)
     assert result.epochs_run == 4 and result.converged
+    # patience ran out, but the budget ended the run: it was not stopped early
+    assert result.stop_reason == "budget"
+
+
+def test_the_stop_reason_is_patience_only_before_the_budget_ends():
+    stopping = EarlyStopping(patience=1, min_delta=0.0)
+    for score in (0.4, 0.4):
+        stopping.observe(score)
+    assert stopping.should_stop
+    assert stopping.ended(epochs_run=2, planned=8) == "patience"
+    assert stopping.ended(epochs_run=8, planned=8) == "budget"
+    assert EarlyStopping(patience=1, min_delta=0.0).ended(epochs_run=3, planned=8) == "budget"
 
 
 def test_a_run_stopped_at_min_epochs_stays_stopped_when_resumed(

@@ -181,7 +181,7 @@ def _finish(state: TrainingState, config: TrainConfig, seconds: float) -> FitRes
         best_score=state.stopping.best,
         seconds=seconds,
         epochs_run=state.epoch,
-        stop_reason=state.stopping.stop_reason,
+        stop_reason=state.stopping.ended(state.epoch, config.epochs),
         converged=state.stopping.converged,
     )
 

@@ -85,6 +85,12 @@ class EarlyStopping:
         """``"patience"`` when patience ended the run, else ``"budget"`` (its epochs ran)."""
         return "patience" if self.should_stop else "budget"
 
+    def ended(self, epochs_run: int, planned: int) -> str:
+        """Why a run of ``planned`` epochs ended after ``epochs_run``: ``"patience"`` only
+        when patience ran out before the budget did; a run that trained every planned epoch
+        ended on its ``"budget"``, whatever patience says at its end."""
+        return "patience" if self.should_stop and epochs_run < planned else "budget"
+
     def state(self) -> dict[str, Any]:
         return asdict(self)
 
