@@ -41,8 +41,7 @@ ON_INTERRUPT: dict[str, str] = {
     "analyze": "nothing was written (the report is written at the end); rerun the same command",
     "prepare": f"finished cases are kept in the cache's parts; {_RERUN}",
     "train": f"the last finished epoch is kept in RUN_DIR/{files.LAST_CHECKPOINT}; rerun the "
-    "same command "
-    "with --resume to resume",
+    "same command with --resume to resume",
     "evaluate": "nothing was written; rerun the same command",
     "predict": "nothing was written; rerun the same command",
     "export": "nothing was written; rerun the same command",

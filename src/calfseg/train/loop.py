@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +106,7 @@ def fit(
             writer lock while it trains, :mod:`calfseg.writer_lock`).
     """
     ctx = ctx or D.setup(config.device)
-    with writing(run_dir, "a training run") if ctx.is_main else nullcontext():
+    with writing(run_dir, "a training run") if ctx.is_main else contextlib.nullcontext():
         return _fit(config, Path(run_dir), resume, progress, stop_after, ctx, on_epoch)
 
 
