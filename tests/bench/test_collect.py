@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from calfseg.bench import collect_results
+from calfseg.bench import build_benchmark_report, collect_results
 from calfseg.bench.collect import split_key
+from calfseg.bench.errors import BenchmarkError
 
 from .fakes import LOSSES, MODELS, N_CASES, N_TEST, SEEDS, write_run
 
@@ -62,7 +63,7 @@ def test_per_image_csv_keeps_every_test_slice_with_run_columns(fake_benchmark: P
     assert rows[0]["case_id"] == "000"  # case ids stay text
 
 
-def test_unfinished_runs_are_ignored_and_failed_ones_listed(tmp_path: Path) -> None:
+def test_unfinished_runs_are_listed_apart_and_failed_ones_with_their_error(tmp_path: Path) -> None:
     write_run(tmp_path, "unet", "bce", 0)
     (tmp_path / "runs" / "unet-dice-s0").mkdir()  # started, not finished
     failed = tmp_path / "runs" / "unet-calf-s0"
@@ -71,6 +72,40 @@ def test_unfinished_runs_are_ignored_and_failed_ones_listed(tmp_path: Path) -> N
     table = collect_results(tmp_path)
     assert [r.name for r in table.runs] == ["unet-bce-s0"]
     assert table.failed == {"unet-calf-s0": "RuntimeError: boom"}
+    assert table.unfinished == ["unet-dice-s0"]
+
+
+def test_a_report_over_an_unfinished_run_is_refused_naming_it(tmp_path: Path) -> None:
+    write_run(tmp_path, "unet", "bce", 0)
+    write_run(tmp_path, "unet", "calf", 0)
+    (tmp_path / "runs" / "unet-calf-s0" / "done.json").unlink()  # interrupted before done
+    with pytest.raises(BenchmarkError, match=r"1 run\(s\) .*interrupted\): unet-calf-s0"):
+        build_benchmark_report(tmp_path)
+    assert not (tmp_path / "verdicts.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "has a done.json but no per_case_test.csv"),
+        ("", "not a per-case table"),
+        ("row,dice\n0,0.5\n", "not a per-case table"),
+        (b"\xff\xfe\x00garbage", "not a readable CSV"),
+    ],
+)
+def test_a_finished_run_without_a_readable_per_case_table_is_an_error(
+    tmp_path: Path, content: str | bytes | None, match: str
+) -> None:
+    write_run(tmp_path, "unet", "bce", 0)
+    table = tmp_path / "runs" / "unet-bce-s0" / "per_case_test.csv"
+    if content is None:
+        table.unlink()
+    elif isinstance(content, bytes):
+        table.write_bytes(content)
+    else:
+        table.write_text(content)
+    with pytest.raises(BenchmarkError, match=match):
+        collect_results(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,10 @@ reduction, group, value); ``OUT/per_image.csv`` keeps the per-image test scores 
 run (run, model, loss, seed, then the columns of ``per_image_test.csv``);
 ``OUT/per_case.csv`` the per-case test counts and Dice of every run (run, model, loss,
 seed, fold, then the columns of ``per_case_test.csv``), the unit of the verdicts. Only runs
-with a ``done.json`` are read; runs with a ``failed.json`` are listed as failed.
+with a ``done.json`` are read; runs with a ``failed.json`` are listed as failed, and run
+folders with neither (interrupted) as unfinished. A finished run without a readable
+``per_case_test.csv`` is an error naming the file: its cases would silently drop out of the
+verdicts.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import calfseg.run_files as files
+from calfseg.bench.errors import BenchmarkError
 from calfseg.bench.grid import RUNS_FOLDER
 
 RESULTS_CSV = "results.csv"
@@ -75,6 +79,8 @@ class ResultsTable:
         per_case: per run name, the rows of ``per_case_test.csv`` (case_id as text).
         logs: per run name, the rows of ``log.csv`` (numbers or None).
         failed: per failed run name, its error text.
+        unfinished: the run folders with neither ``done.json`` nor ``failed.json`` (a run
+            interrupted, or still training elsewhere).
     """
 
     runs: list[RunInfo] = field(default_factory=list)
@@ -83,6 +89,7 @@ class ResultsTable:
     per_case: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    unfinished: list[str] = field(default_factory=list)
 
     @property
     def models(self) -> list[str]:
@@ -132,6 +139,8 @@ def collect_results(
             _read_run(folder, table)
         elif (folder / files.FAILED).is_file():
             table.failed[folder.name] = _failure(folder / files.FAILED)
+        else:
+            table.unfinished.append(folder.name)
     if write:
         _write_results(out / RESULTS_CSV, table)
         _write_per_image(out / PER_IMAGE_CSV, table)
@@ -167,7 +176,7 @@ def _read_run(folder: Path, table: ResultsTable) -> None:
             ResultRow(info.name, info.model, info.loss, info.seed, metric, reduction, group, number)
         )
     table.per_image[info.name] = _read_csv(folder / files.per_image_table(files.TEST_SPLIT))
-    table.per_case[info.name] = _read_csv(folder / files.per_case_table(files.TEST_SPLIT))
+    table.per_case[info.name] = _read_per_case(folder / files.per_case_table(files.TEST_SPLIT))
     table.logs[info.name] = _read_csv(folder / files.LOG_CSV)
 
 
@@ -221,6 +230,31 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
             {k: v if k in TEXT_COLUMNS else _cell(v) for k, v in row.items()}
             for row in csv.DictReader(handle)
         ]
+
+
+def _read_per_case(path: Path) -> list[dict[str, Any]]:
+    """The per-case rows of a finished run, which every verdict rests on: missing, unreadable
+    or without the case and its counts (or its Dice), the run cannot be reported."""
+    if not path.is_file():
+        raise BenchmarkError(
+            f"{path.parent.name} has a {files.DONE} but no {path.name}; retrain it "
+            "(calf benchmark ... --overwrite) or move the run folder out of runs/"
+        )
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise BenchmarkError(f"{path}: not a readable CSV ({err})") from err
+    counts = {"tp", "fp", "fn"} <= set(header)
+    if "case_id" not in header or not (counts or "dice" in header):
+        raise BenchmarkError(
+            f"{path}: not a per-case table (columns {', '.join(header) or 'none'}; expected "
+            "case_id and tp, fp, fn or dice)"
+        )
+    try:
+        return _read_csv(path)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise BenchmarkError(f"{path}: not a readable CSV ({err})") from err
 
 
 def _cell(text: str | None) -> Any:

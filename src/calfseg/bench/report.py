@@ -31,7 +31,8 @@ from calfseg.bench.document import (
     to_html,
     to_markdown,
 )
-from calfseg.bench.grid import CONTROL_LOSS
+from calfseg.bench.errors import BenchmarkError
+from calfseg.bench.grid import CONTROL_LOSS, RUNS_FOLDER
 from calfseg.bench.settings import RunSettings, run_settings
 from calfseg.bench.stats import (
     BASELINE,
@@ -96,6 +97,14 @@ def build_benchmark_report(
     out = Path(out)
     margin = DEFAULT_MARGIN if margin is None else float(margin)
     table = collect_results(out, only=only)
+    if table.unfinished:
+        names = ", ".join(table.unfinished[:5]) + (" ..." if len(table.unfinished) > 5 else "")
+        raise BenchmarkError(
+            f"{len(table.unfinished)} run(s) under {out / RUNS_FOLDER} have neither "
+            f"{files.DONE} nor {files.FAILED} (interrupted): {names}; finish them with the "
+            "calf benchmark command that started them (it resumes), or move them out of "
+            "runs/, then report; verdicts on the finished runs alone would drop their cases"
+        )
     rows = verdicts(table, margin)
     verdicts_csv = write_verdicts(out / VERDICTS_CSV, rows)
     fig_dir = out / FIGURES_FOLDER
