@@ -85,6 +85,15 @@ def test_scan_masks_stops_or_skips_on_a_bad_file(tmp_path: Path) -> None:
     ]
 
 
+def test_scan_masks_stops_on_negative_labels_naming_the_file(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", _volume())
+    np.save(tmp_path / "neg.npy", -np.ones((3, 3), dtype=np.int16))
+    with pytest.raises(MaskFileError, match=r"neg\.npy: label values below 0"):
+        scan_masks(tmp_path)
+    scan = scan_masks(tmp_path, labels=[-1])  # named, they are the foreground
+    assert scan.areas[-1] == 9
+
+
 def test_scan_masks_without_any_mask_names_the_folder(tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("no masks here")
     with pytest.raises(NoMaskFilesError, match=re.escape(f"{tmp_path}: no mask files found")):

@@ -237,8 +237,16 @@ def test_missing_nibabel_raises_the_extra_error(
 
 
 def test_foreground_defaults_to_positive_labels() -> None:
-    labels = np.array([[-1, 0, 1], [2, 3, 4]])
+    labels = np.array([[5, 0, 1], [2, 3, 4]])
     np.testing.assert_array_equal(foreground(labels), labels > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.float32])
+def test_negative_labels_are_refused_unless_the_foreground_is_named(dtype) -> None:
+    coded = np.array([[0, -1, -2], [-3, -4, 0]], dtype=dtype)  # a mask coded below 0
+    with pytest.raises(ValueError, match=r"label values below 0 \(lowest -4\).*--labels=-1,-2"):
+        foreground(coded)
+    np.testing.assert_array_equal(foreground(coded, [-1, -4]), np.isin(coded, [-1, -4]))
 
 
 def test_foreground_selects_the_given_labels() -> None:

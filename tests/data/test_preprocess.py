@@ -116,6 +116,16 @@ def test_binary_mask_whole_tumour_and_label_subsets():
     np.testing.assert_array_equal(binary_mask(label, [1, 4]), [[0, 1, 0], [0, 1, 0]])
 
 
+def test_a_case_whose_labels_are_below_0_is_refused_unless_they_are_named():
+    volumes = _volumes()
+    coded = replace(volumes, label=-volumes.label)  # tumour coded -2 and -4
+    with pytest.raises(CaseError, match=r"case case1: label values below 0 \(lowest -4\)"):
+        slice_case(coded, PreprocessOptions(size=16))
+    named = slice_case(coded, PreprocessOptions(size=16, labels=(-2, -4)))
+    plain = slice_case(volumes, PreprocessOptions(size=16))
+    np.testing.assert_array_equal(named.masks, plain.masks)
+
+
 def test_outside_brain_needs_every_modality_constant():
     a = np.ones((3, 3, 3))
     b = np.ones((3, 3, 3))

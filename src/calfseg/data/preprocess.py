@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from calfseg.data.cache import IMAGE_DTYPES
+from calfseg.data.files.masks import foreground
 from calfseg.data.sources.base import MODALITIES, CaseError, CaseVolumes
 from calfseg.errors import check_choice, unknown_choice
 from calfseg.stats import foreground_areas
@@ -156,10 +157,9 @@ class CaseSlices:
 
 
 def binary_mask(label: np.ndarray, labels: Iterable[int] | None = None) -> np.ndarray:
-    """Tumour mask (bool): ``label > 0``, or ``label`` in ``labels`` when given."""
-    if labels is None:
-        return np.asarray(label) > 0
-    return np.isin(label, np.fromiter(labels, dtype=np.int64))
+    """Tumour mask (bool): ``label > 0``, or ``label`` in ``labels`` when given
+    (:func:`calfseg.data.files.masks.foreground`: a value below 0 needs ``labels``)."""
+    return foreground(label, labels)
 
 
 def normalise(volume: np.ndarray, method: str) -> np.ndarray:
@@ -389,7 +389,10 @@ def slice_case(volumes: CaseVolumes, options: PreprocessOptions) -> CaseSlices:
         images, (side_x, side_y) = preprocess_images(raw, options, chosen_slices, chosen)
     except ValueError as err:
         raise CaseError(case_id, str(err)) from None
-    masks = np.moveaxis(binary_mask(label, options.labels)[..., chosen_slices], -1, 0)
+    try:
+        masks = np.moveaxis(binary_mask(label, options.labels)[..., chosen_slices], -1, 0)
+    except ValueError as err:
+        raise CaseError(case_id, str(err)) from None
     if options.keep_aspect:
         masks = pad_to_square(masks)
     out_masks = resize_masks(masks, options.size, options.mask_resize).view(np.uint8)

@@ -147,9 +147,24 @@ def read_mask(path: str | os.PathLike[str], *, max_labels: int = DEFAULT_MAX_LAB
 
 
 def foreground(label_array: np.ndarray, labels: Iterable[int] | None = None) -> np.ndarray:
-    """Bool foreground of a label array: ``> 0`` by default, else membership in ``labels``."""
+    """Bool foreground of a label array: ``> 0`` by default, else membership in ``labels``.
+
+    Raises:
+        ValueError: without ``labels``, a value below 0. "Every label > 0" would make such a
+            mask background without a word (a mask coded -1..-4 would hold no tumour); the
+            values that are foreground must then be named (``--labels``).
+    """
     if labels is None:
-        return np.asarray(label_array) > 0
+        array = np.asarray(label_array)
+        if array.size and array.dtype.kind in "if":  # signed integers and floats
+            lowest = array.min()
+            if lowest < 0:
+                raise ValueError(
+                    f"label values below 0 (lowest {lowest:g}): the foreground is every label "
+                    "> 0 by default; name the foreground values (calf prepare --labels=-1,-2, "
+                    "calf analyze --label=-1,-2)"
+                )
+        return array > 0
     wanted = sorted({int(v) for v in labels})
     if not wanted:
         raise ValueError("labels must name at least one label value")

@@ -170,14 +170,18 @@ def scan_masks(
             bar.update(1)
         try:
             label_array = read_mask(file, max_labels=max_labels)
+            try:
+                areas, empty = measure_mask(
+                    label_array, labels=labels, per_volume=per_volume, area=area,
+                    slice_axis=slice_axis,
+                )  # fmt: skip
+            except ValueError as err:  # values the foreground rule cannot read (below 0)
+                raise MaskFileError(file, str(err)) from None
         except MaskFileError as err:
             if on_error == "stop":
                 raise
             result.skipped.append(SkippedFile(file, err.reason))
             continue
-        areas, empty = measure_mask(
-            label_array, labels=labels, per_volume=per_volume, area=area, slice_axis=slice_axis
-        )
         area_parts.append(areas)
         empty_parts.append(empty)
         shape = tuple(label_array.shape)
