@@ -10,25 +10,42 @@ File mode: the file gets the mode a plain ``open(path, "w")`` would give it, ``0
 less the process umask (usually ``0o644``). ``tempfile.mkstemp`` alone would make it
 private (``0o600``), which would surprise whoever shares a results folder.
 
-This module is the bottom layer: it imports nothing from calfseg.
+A write that fails because the disk is full is a :class:`DiskFullError` naming the file,
+whatever the writer raised (torch reports a full disk as a ``RuntimeError``); a large file
+written through a memory map first reserves its blocks (:func:`reserve_blocks`): a full disk
+under a memory map is a ``SIGBUS`` that kills the process without a word.
+
+This module is the bottom layer: it imports only :mod:`calfseg.errors` from calfseg.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from calfseg.errors import DataError
+
 __all__ = [
+    "DiskFullError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "reserve_blocks",
     "same_file",
 ]
+
+FULL_BELOW = 1 << 20  # bytes free under which a failed write is put down to a full disk
+
+
+class DiskFullError(DataError):
+    """A file could not be written for want of space; the message names it (exit 1)."""
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
@@ -46,9 +63,64 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
+        full = isinstance(err, Exception) and _disk_full(err, target.parent)
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise DiskFullError(f"cannot write {target}: no space left on the device") from err
         raise
+
+
+def reserve_blocks(path: str | os.PathLike[str], what: str) -> None:
+    """Allocate the blocks of the file at ``path`` up to its size (``posix_fallocate``),
+    so that writing it through a memory map cannot meet a full disk later.
+
+    Raises:
+        DiskFullError: the file system cannot hold it; the message names the file, ``what``
+            it is, the bytes it needs and those free.
+    """
+    target = Path(path)
+    size = target.stat().st_size
+    try:
+        with open(target, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        return
+    except AttributeError:  # no posix_fallocate on this platform: compare with free space
+        pass
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise _not_room(target, what, size) from err
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    allocated = getattr(target.stat(), "st_blocks", 0) * 512
+    if size - allocated > shutil.disk_usage(target.parent).free:
+        raise _not_room(target, what, size)
+
+
+def _not_room(target: Path, what: str, size: int) -> DiskFullError:
+    free = shutil.disk_usage(target.parent).free
+    return DiskFullError(
+        f"cannot write {target}: no space left on the device ({what} needs "
+        f"{_size(size)}, {_size(free)} free there)"
+    )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _disk_full(err: BaseException, folder: Path) -> bool:
+    """Whether ``err`` (or an error it was raised from) is ENOSPC, or the folder's file
+    system has (almost) no space left: some writers report a full disk in their own words."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    try:
+        return shutil.disk_usage(folder).free < FULL_BELOW
+    except OSError:
+        return False
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -52,3 +52,25 @@ def test_parallel_workers_give_the_same_cache(src: Path, tmp_path: Path):
     run_prepare(src, tmp_path / "one", workers=1)
     run_prepare(src, tmp_path / "two", workers=2)
     assert_same_cache(tmp_path / "one", tmp_path / "two")
+
+
+def test_a_full_disk_at_assembly_is_one_error_and_the_cases_stay_resumable(
+    src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import errno
+    import os
+
+    import calfseg.atomic as atomic
+    from calfseg.atomic import DiskFullError
+
+    def full(_fd: int, _offset: int, _length: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "cache"
+    with monkeypatch.context() as patched:
+        patched.setattr(atomic.os, "posix_fallocate", full, raising=False)
+        with pytest.raises(DiskFullError, match=r"images\.npy: no space left .*the cache's images"):
+            run_prepare(src, out)
+    assert not (out / "meta.json").exists()
+    again = run_prepare(src, out)  # space again: the finished cases are not redone
+    assert again.processed == 0 and len(SliceCache.open(out)) == 36

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from calfseg import __version__
-from calfseg.atomic import atomic_write_json
+from calfseg.atomic import atomic_write_json, reserve_blocks
 from calfseg.data.cache import (
     CACHE_FORMAT,
     FINGERPRINT_FILE,
@@ -192,6 +192,9 @@ def _write_arrays(tmp: Path, cases: Sequence[CaseRows], n: int, meta: dict[str, 
         tmp / IMAGES_FILE, mode="w+", dtype=np.dtype(meta["image_dtype"]), shape=(n, c, h, w)
     )
     masks = np.lib.format.open_memmap(tmp / MASKS_FILE, mode="w+", dtype=np.uint8, shape=(n, h, w))
+    # The maps are sparse files: reserve their blocks now, or a full disk is a SIGBUS later.
+    reserve_blocks(tmp / IMAGES_FILE, "the cache's images")
+    reserve_blocks(tmp / MASKS_FILE, "the cache's masks")
     start = 0
     for case in cases:
         stop = start + case.record.n_rows
