@@ -6,7 +6,8 @@ valid choices (with a "did you mean" suggestion).
   fixes it. The ``calf`` command exits 2 on it.
 - :class:`DataError`: a file or the data cannot be used: missing, unreadable, damaged,
   unsafe to load, degenerate (no lesion), not fit for the request (a split the cache lacks),
-  or in the way of an output. The ``calf`` command exits 1 on it.
+  or in the way of an output. The ``calf`` command exits 1 on it; on one kind of it, a
+  training that diverged (:class:`TrainingDivergedError`), 3.
 
 The library's own error classes derive from one of the two (e.g. ``CacheError`` and
 ``CheckpointError`` are DataErrors), so the command line maps them to an exit code by kind,
@@ -25,6 +26,7 @@ __all__ = [
     "CalfSegError",
     "DataError",
     "OptionError",
+    "TrainingDivergedError",
     "UnknownChoiceError",
     "check_choice",
     "did_you_mean",
@@ -53,6 +55,11 @@ class UnknownChoiceError(OptionError):
 class DataError(CalfSegError):
     """A file or data that cannot be used: missing, unreadable, damaged, unsafe, degenerate,
     or in the way of an output (``calf``: exit 1)."""
+
+
+class TrainingDivergedError(DataError):
+    """A training's loss became non-finite or exploded
+    (:func:`calfseg.train.stopping.divergence`); ``calf`` exits 3 (docs/cli.md)."""
 
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:

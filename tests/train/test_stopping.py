@@ -4,16 +4,24 @@ epoch worked out by hand; converged and stop_reason in FitResult and done.json."
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from calfseg.cli.errors import EXIT_DIVERGED, exit_code
 from calfseg.train import TrainConfig, fit, load_checkpoint, train_run
 from calfseg.train import loop as loop_module
 from calfseg.train.case_dice import ValidationScores
-from calfseg.train.stopping import CONVERGENCE_WINDOW, EarlyStopping
+from calfseg.train.stopping import (
+    CONVERGENCE_WINDOW,
+    DIVERGED_LOSS,
+    EarlyStopping,
+    TrainingDivergedError,
+    divergence,
+)
 
 
 def _script(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
@@ -69,27 +77,37 @@ def test_a_budget_that_ends_while_improving_is_not_converged(
 def test_without_patience_a_plateau_of_the_window_converges_and_trains_on(
     tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    plateau = [0.5] + [0.5005] * CONVERGENCE_WINDOW  # gains below min_delta 0.001
+    plateau = [0.3, 0.5] + [0.5005] * CONVERGENCE_WINDOW  # a rise, then gains below 0.001
     _script(monkeypatch, plateau)
     config = replace(tiny_config, epochs=len(plateau), max_steps=1, patience=None)
     result = fit(config, tmp_path, progress=False)
     assert (result.epochs_run, result.stop_reason, result.converged) == (
         len(plateau), "budget", True,
     )  # fmt: skip
-    assert result.best_epoch == 2  # the first of the equal best scores
+    assert result.best_epoch == 3  # the first of the equal best scores
 
 
 def test_done_json_records_how_the_run_ended(
     tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    _script(monkeypatch, [0.4, 0.4, 0.4, 0.9])
-    config = replace(tiny_config, epochs=4, max_steps=1, patience=2)
+    _script(monkeypatch, [0.3, 0.4, 0.4, 0.4, 0.9])
+    config = replace(tiny_config, epochs=5, max_steps=1, patience=2)
     outcome = train_run(config, tmp_path, progress=False)
     done = json.loads((tmp_path / "done.json").read_text())
-    assert done["epochs"] == 4 and done["epochs_run"] == 3
+    assert done["epochs"] == 5 and done["epochs_run"] == 4
     assert (done["stop_reason"], done["converged"]) == ("patience", True)
-    assert (done["best_epoch"], done["best_val_case_dice"]) == (1, 0.4)
-    assert outcome["epochs_run"] == 3 and outcome["converged"] is True
+    assert (done["best_epoch"], done["best_val_case_dice"]) == (2, 0.4)
+    assert outcome["epochs_run"] == 4 and outcome["converged"] is True
+
+
+def test_a_run_that_learned_nothing_after_its_first_validation_is_not_converged(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # the issue's small cache: 0.038 at epoch 1, then nothing; patience ends it, unconverged
+    _script(monkeypatch, [0.038, 0.030, 0.035, 0.038, 0.9])
+    config = replace(tiny_config, epochs=5, max_steps=1, patience=3)
+    result = fit(config, tmp_path, progress=False)
+    assert (result.epochs_run, result.stop_reason, result.converged) == (4, "patience", False)
 
 
 def test_a_run_without_validation_trains_its_budget_and_is_not_converged(
@@ -124,13 +142,13 @@ def test_validations_before_the_first_lesion_found_do_not_count(
     tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     # nothing found for 4 validations (case Dice 0): not a plateau. Counting starts at the
-    # first score above 0 (epoch 5); epochs 6, 7, 8 bring no rise: patience 3 stops at 8.
-    script = [0.0, 0.0, 0.0, 0.0, 0.2, 0.2, 0.2, 0.2, 0.9, 0.9]
+    # first score above 0 (epoch 5); epoch 6 rises; 7, 8, 9 do not: patience 3 stops at 9.
+    script = [0.0, 0.0, 0.0, 0.0, 0.2, 0.3, 0.3, 0.3, 0.3, 0.9, 0.9]
     _script(monkeypatch, script)
-    config = replace(tiny_config, epochs=10, max_steps=1, patience=3)
+    config = replace(tiny_config, epochs=11, max_steps=1, patience=3)
     result = fit(config, tmp_path, progress=False)
-    assert (result.epochs_run, result.stop_reason, result.converged) == (8, "patience", True)
-    assert result.best_epoch == 5
+    assert (result.epochs_run, result.stop_reason, result.converged) == (9, "patience", True)
+    assert result.best_epoch == 6
 
 
 def test_a_run_that_never_finds_a_lesion_trains_its_budget_unconverged():
@@ -162,7 +180,7 @@ def test_min_epochs_keeps_a_slow_starter_training_until_it_takes_off(
 def test_min_epochs_beyond_the_budget_trains_the_budget(
     tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    _script(monkeypatch, [0.4, 0.4, 0.4, 0.4])
+    _script(monkeypatch, [0.3, 0.4, 0.4, 0.4])
     config = replace(tiny_config, epochs=4, max_steps=1, patience=1, min_epochs=10)
     result = fit(config, tmp_path, progress=False)
     assert result.epochs_run == 4 and result.converged
@@ -204,3 +222,36 @@ def test_ends_run_waits_for_min_epochs():
     assert stopping.should_stop
     assert not stopping.ends_run(3, min_epochs=4)
     assert stopping.ends_run(4, min_epochs=4) and stopping.ends_run(3)
+
+
+def test_an_exploding_loss_stops_the_run_as_diverged_with_exit_3(
+    tiny_config: TrainConfig, tmp_path: Path
+):
+    # Adam moves every weight by about lr per step: at 1e10 the logits explode at once
+    config = replace(tiny_config, epochs=4, max_steps=2, lr=1e10, warmup_steps=0)
+    with pytest.raises(
+        TrainingDivergedError, match=r"diverged at epoch \d: mean training loss"
+    ) as err:
+        fit(config, tmp_path, progress=False)
+    assert exit_code(err.value) == EXIT_DIVERGED == 3
+    rows = _log(tmp_path)
+    last = rows[-1]
+    assert not (math.isfinite(last["train_loss"]) and last["train_loss"] <= DIVERGED_LOSS)
+    assert len(rows) < 4  # stopped there, not trained on
+    if (tmp_path / "last.pt").exists():  # the last sound epoch, never the diverged one
+        assert load_checkpoint(tmp_path / "last.pt")["epoch"] == len(rows) - 1
+
+
+@pytest.mark.parametrize(
+    ("loss", "diverged"),
+    [
+        (0.69, False),
+        (DIVERGED_LOSS, False),
+        (DIVERGED_LOSS * 1.01, True),
+        (math.nan, True),
+        (math.inf, True),
+        (None, False),
+    ],
+)
+def test_divergence_is_a_non_finite_or_exploded_mean_loss(loss, diverged) -> None:
+    assert (divergence(3, loss) is not None) == diverged

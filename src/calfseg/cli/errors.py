@@ -9,6 +9,7 @@ The contract (docs/cli.md), the same for every subcommand:
   (a bug: one line, the traceback with ``CALF_DEBUG=1``), output cut off by a closed pipe;
 - 2: usage error: the command line is wrong by itself, whatever the files hold: an unknown
   command, option or name, a bad option value, options that cannot go together;
+- 3: training diverged (its loss became non-finite or exploded; ``TrainingDivergedError``);
 - 130: interrupted (Ctrl-C).
 
 The library says which kind an error is by its class (:mod:`calfseg.errors`): an
@@ -23,12 +24,13 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from calfseg.errors import DataError, OptionError
+from calfseg.errors import DataError, OptionError, TrainingDivergedError
 from calfseg.extras import MissingExtraError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
 DEBUG_VARIABLE = "CALF_DEBUG"
@@ -52,6 +54,7 @@ class OutputPathError(DataError):
 # (1, quietly) are handled before it, in calfseg.cli.run_guarded.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OptionError, EXIT_USAGE),  # UsageError, an unknown name, a bad option of the library
+    (TrainingDivergedError, EXIT_DIVERGED),  # before DataError, of which it is one
     (DataError, EXIT_FAILURE),  # cache, checkpoint, mask and case errors, missing inputs
     (MissingExtraError, EXIT_FAILURE),  # an optional package, named with its pip command
     (OSError, EXIT_FAILURE),  # a file that cannot be read or written, named

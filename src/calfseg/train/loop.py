@@ -15,7 +15,9 @@ Order at the end of each epoch: the log row, then ``best.pt`` (if validation imp
 ``last.pt`` (and ``epoch_N.pt``). A run killed anywhere resumes from ``last.pt``: the logs
 are cut back to its epoch and the next epoch runs exactly as it would have (same batch
 order, learning rates, RNG states, optimizer and early-stopping state). A run that stopped
-early stays stopped when resumed.
+early stays stopped when resumed. An epoch whose mean training loss is not finite or
+explodes ends the run with :class:`~calfseg.train.stopping.TrainingDivergedError` after its
+log row (no checkpoint of it).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from calfseg.train.config import TrainConfig
 from calfseg.train.logs import EpochLog, TensorBoardLog
 from calfseg.train.schedule import set_learning_rate
 from calfseg.train.state import RunInputs, TrainingState, start_training
+from calfseg.train.stopping import TrainingDivergedError, divergence
 from calfseg.writer_lock import writing
 
 
@@ -135,6 +138,11 @@ def _fit(
     ):
         # (a run stopped early and resumed has nothing more to train)
         row, improved = _run_epoch(state, net, inputs, config, ctx, progress)
+        diverged = divergence(state.epoch, row["train_loss"])
+        if diverged is not None:  # every rank sees the same mean loss: all stop here
+            if outputs is not None:
+                outputs.record_divergence(row)
+            raise TrainingDivergedError(f"{run}: {diverged}")
         if outputs is not None:
             outputs.record(row, improved, state, inputs, config)
         D.barrier(ctx)
@@ -215,6 +223,14 @@ class _Outputs:
         checkpoint.save(self.run / LAST_CHECKPOINT)
         if config.checkpoint_every and state.epoch % config.checkpoint_every == 0:
             checkpoint.save(self.run / f"epoch_{state.epoch}.pt")
+
+    def record_divergence(self, row: dict[str, Any]) -> None:
+        """The log row of the epoch that diverged, and no checkpoint: ``last.pt`` stays at
+        the last sound epoch."""
+        self.log.append(row)
+        if self.on_epoch is not None:
+            self.on_epoch(self.log.rows[-1])
+        self.close()
 
     def close(self) -> None:
         self.tensorboard.close()

@@ -13,11 +13,19 @@ no lesion pixel in any validation case, which is a run that has not started lear
 one that has plateaued (a BCE model often predicts nothing for the first epochs under heavy
 imbalance); such validations neither stop the run nor make it converged.
 
-The run stops when ``stale`` reaches ``patience``. It has **converged** when the last
-``window`` validations brought no improvement by more than ``min_delta`` (``stale >=
-window``), ``window`` being ``patience``, or :data:`CONVERGENCE_WINDOW` when the run has no
-patience; so a run stopped by patience has converged, and a run whose budget ended while it
-still improved has not. A run without validation cannot be judged: not converged.
+The run stops when ``stale`` reaches ``patience``. It has **converged** when it improved
+by more than ``min_delta`` at least once after its first counted score (``improvements >=
+1``: it learned something) and then the last ``window`` validations brought no such
+improvement (``stale >= window``), ``window`` being ``patience``, or
+:data:`CONVERGENCE_WINDOW` when the run has no patience. A run whose budget ended while it
+still improved has not converged; nor has a run that never improved on its first score (a
+run that learned nothing after epoch 1 sits on a plateau it never climbed), whether or not
+patience stopped it. A run without validation cannot be judged: not converged.
+
+A run **diverged** when its mean training loss over an epoch is not finite or above
+:data:`DIVERGED_LOSS`: :func:`divergence` says so, and the loop stops the run with a
+:class:`TrainingDivergedError` (``calf``: exit 3), instead of training on and reporting a
+model that predicts nothing.
 """
 
 from __future__ import annotations
@@ -26,11 +34,32 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from calfseg.errors import TrainingDivergedError as TrainingDivergedError  # its home here
+
 CONVERGENCE_WINDOW = 4
 """Validations without improvement that make a run without ``patience`` converged: the last
 fifth or so of the CPU preset's 22-epoch annealed schedule, where the learning rate is below
 a tenth of its peak (docs/train.md, *The CPU recipe*)."""
 STOP_REASONS: tuple[str, ...] = ("patience", "budget")
+DIVERGED_LOSS = 1e3
+"""A mean training loss per pixel above which a run has diverged. Every loss of the registry
+is at most a weighted BCE per pixel: a constant prediction at the foreground prior scores
+below ln 2 = 0.69, class weights of 1/prior put it in the tens; a mean of 1,000 means logits
+wrong by about 1,000 on average, a model thrown off any path that learns (``--lr 1e10``:
+2e18 after one epoch)."""
+
+
+def divergence(epoch: int, loss: float | None) -> str | None:
+    """Why the run diverged at ``epoch`` with mean training loss ``loss``, or None."""
+    if loss is None:
+        return None
+    if math.isfinite(loss) and loss <= DIVERGED_LOSS:
+        return None
+    return (
+        f"training diverged at epoch {epoch}: mean training loss {loss:.3g} (not finite or "
+        f"above {DIVERGED_LOSS:g}); lower --lr, or set --grad-clip or --warmup-steps, then "
+        "start again with --overwrite"
+    )
 
 
 @dataclass
@@ -44,6 +73,7 @@ class EarlyStopping:
     reference: float | None = None
     stale: int = 0
     validations: int = 0
+    improvements: int = 0  # significant improvements after the first counted score
 
     def observe(self, score: float | None) -> bool:
         """Record a validation score (None or NaN: undefined, never an improvement).
@@ -59,6 +89,7 @@ class EarlyStopping:
             return new_best
         if value is not None and value > self.reference + self.min_delta:
             self.reference, self.stale = value, 0
+            self.improvements += 1
         else:
             self.stale += 1
         return new_best
@@ -75,10 +106,10 @@ class EarlyStopping:
 
     @property
     def converged(self) -> bool:
-        """Whether the last ``patience`` (or :data:`CONVERGENCE_WINDOW`) validations brought
-        no improvement by more than ``min_delta`` (after a first score above 0)."""
+        """Whether the run improved by more than ``min_delta`` after its first score above 0
+        and then the last ``patience`` (or :data:`CONVERGENCE_WINDOW`) validations did not."""
         window = self.patience if self.patience is not None else CONVERGENCE_WINDOW
-        return self.validations > 0 and self.stale >= window
+        return self.improvements >= 1 and self.stale >= window
 
     @property
     def stop_reason(self) -> str:
@@ -105,4 +136,7 @@ class EarlyStopping:
             reference = best if best is not None and best > 0 else None
             return cls(patience, min_delta, best=best, reference=reference)
         kept = {k: state[k] for k in ("best", "reference", "stale", "validations")}
-        return cls(patience, min_delta, **kept)
+        # a checkpoint of an earlier version counted no improvements: one is assumed when
+        # its run had moved past its first score, as its converged verdict then assumed
+        improvements = state.get("improvements", 1 if kept["validations"] > 1 else 0)
+        return cls(patience, min_delta, **kept, improvements=int(improvements))
