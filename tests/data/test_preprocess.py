@@ -244,6 +244,8 @@ def test_paper_modalities_take_t1c_for_brats_and_t1_elsewhere():
     assert choose_modalities(("flair", "t1c"), "paper", "brats2015") == ("flair", "t1c")
     assert choose_modalities(("t1c", "t2"), "paper", "upenn-gbm") == ("t1c", "t2")
     assert choose_modalities(("t2",), "paper", "lgg-kaggle") == ("t2",)
+    # none of the paper's sequences (a CT, an nnU-Net channel "MRI"): every channel
+    assert choose_modalities(("mri", "ct"), "paper", "nnunet") == ("ct", "mri")
     assert choose_modalities(have, "all") == have
     assert choose_modalities(have, ("t2", "flair")) == ("t2", "flair")
     with pytest.raises(ValueError, match="no t2 image"):

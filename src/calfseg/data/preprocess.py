@@ -301,17 +301,20 @@ def choose_modalities(
     """The modalities a case contributes, in the order of ``MODALITIES``.
 
     ``"paper"``: FLAIR, T2 and one T1 (T1c for BraTS datasets, as the authors did, else T1;
-    whichever of the two exists otherwise); ``"all"``: every available one; a list: exactly
-    those, in the given order. Raises ValueError when a listed modality is missing or the
-    choice is empty."""
+    whichever of the two exists otherwise); a case with none of them (a CT scan, an nnU-Net
+    channel named ``MRI``) contributes every channel: the paper's choice is about brain MRI
+    and says nothing of other images. ``"all"``: every available one; a list: exactly those,
+    in the given order. Raises ValueError when a listed modality is missing or the choice is
+    empty."""
     have = set(available)
     if isinstance(request, str):
+        every = [m for m in MODALITIES if m in have] + sorted(have - set(MODALITIES))
         if request == "all":
-            chosen = [m for m in MODALITIES if m in have] + sorted(have - set(MODALITIES))
+            chosen = every
         elif request == "paper":
             t1_order = ("t1c", "t1") if "brats" in dataset.lower() else ("t1", "t1c")
             t1 = next((m for m in t1_order if m in have), None)
-            chosen = [m for m in MODALITIES if m in have and m in ("flair", "t2", t1)]
+            chosen = [m for m in MODALITIES if m in have and m in ("flair", "t2", t1)] or every
         else:
             raise ValueError(f"modalities must be one of {MODALITY_PRESETS} or a list")
         if not chosen:

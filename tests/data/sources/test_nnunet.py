@@ -159,3 +159,18 @@ def test_dataset_json_without_channels_is_named(tmp_path: Path) -> None:
     (root / "dataset.json").write_text(json.dumps(data))
     with pytest.raises(DatasetJsonError, match="neither 'channel_names'"):
         NnUNetSource().find_cases(root)
+
+
+def test_channels_outside_the_papers_modalities_are_all_prepared_by_default(
+    tmp_path: Path,
+) -> None:
+    from calfseg.data.cache import SliceCache
+    from calfseg.data.preparation.entry import prepare
+
+    root = write_v2_nifti(tmp_path / "Dataset003_Ct", cases=3)
+    data = json.loads((root / "dataset.json").read_text())
+    data["channel_names"] = {"0": "CT", "1": "MRI"}  # not brain-tumour MRI sequences
+    (root / "dataset.json").write_text(json.dumps(data))
+    prepare(root, tmp_path / "cache", size=16, progress=False)
+    cache = SliceCache.open(tmp_path / "cache")
+    assert sorted(set(cache.index["modality"].tolist())) == ["ct", "mri"]
