@@ -94,6 +94,20 @@ def test_the_cli_reports_a_bad_option_as_a_usage_error_and_trains_nothing(tmp_pa
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("calf:numerics=bogus", "unknown numerics 'bogus'"), ("tversky:fp_weight=-3", "must be >= 0")],
+)
+def test_a_bad_option_value_is_a_usage_error_before_any_run_trains(
+    tmp_path, capsys, option, message
+):
+    argv = ["benchmark", "--losses", "calf", "tversky", "--out", str(tmp_path)]
+    code = main([*argv, "--loss-option", option])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and message in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_benchmark_help_shows_loss_option(capsys):
     try:
         code = main(["benchmark", "--help"])
@@ -148,3 +162,13 @@ def test_each_runs_config_json_holds_its_options_and_the_report_shows_them(tmp_p
     assert stored["calf"]["loss_options"] == want_calf
     summary = (tmp_path / "summary.md").read_text()
     assert "Loss options:" in summary and "validate=true" in summary
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [(["--losses", "cal"], "unknown loss 'cal' (did you mean 'calf'?)"),
+     (["--models", "unte"], "unknown model 'unte' (did you mean 'unet'?)")],
+)  # fmt: skip
+def test_unknown_grid_names_get_did_you_mean(tmp_path, capsys, names, message):
+    code = main(["benchmark", *names, "--out", str(tmp_path)])
+    assert code == EXIT_USAGE and message in capsys.readouterr().err

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 import calfseg.run_files as files
-from calfseg.errors import did_you_mean
+from calfseg.errors import OptionError, check_choice, did_you_mean
 from calfseg.shards import shard_items
 from calfseg.train.config import PAPER_LOSSES
 
@@ -231,21 +231,16 @@ def pending(config: BenchmarkConfig) -> list[RunSpec]:
 
 
 def check_names(models: Sequence[str], losses: Sequence[str]) -> None:
-    """Raise ValueError naming the valid choices if a model or loss name is unknown."""
+    """Raise :class:`~calfseg.errors.UnknownChoiceError` (a ValueError) for the first
+    unknown model or loss name, with "did you mean" and the valid choices."""
     from calfseg.losses.registry import list_losses
     from calfseg.models import MODELS
 
-    bad_models = [m for m in models if m not in MODELS]
-    if bad_models:
-        raise ValueError(
-            f"unknown model(s) {', '.join(bad_models)}; valid models: {', '.join(MODELS)}"
-        )
+    for model in models:
+        check_choice("model", model, MODELS, valid="valid models")
     valid = list_losses()
-    bad_losses = [loss for loss in losses if loss not in valid]
-    if bad_losses:
-        raise ValueError(
-            f"unknown loss(es) {', '.join(bad_losses)}; valid losses: {', '.join(valid)}"
-        )
+    for loss in losses:
+        check_choice("loss", loss, valid, valid="valid losses")
 
 
 def resolve_loss_options(
@@ -295,6 +290,26 @@ def resolve_loss_options(
             )
         out.setdefault(loss, {})[key] = value
     return out
+
+
+def check_loss_options(options: dict[str, dict[str, Any]]) -> None:
+    """Build each loss of the grid that got options once, on the CPU, so that a bad value
+    (``--loss-option calf:numerics=bogus``) is a usage error before any run trains, not a
+    failed run after the baseline's runs have trained. A loss that needs the cache's
+    fingerprint (``calf-dataset``) is built by its runs only.
+
+    Raises:
+        OptionError: the loss refuses a value; the message names the loss.
+    """
+    from calfseg.losses.registry import LOSSES, build_loss
+
+    for loss, given in options.items():
+        if LOSSES[loss].needs_fingerprint:
+            continue
+        try:
+            build_loss(loss, **given)
+        except (TypeError, ValueError) as err:
+            raise OptionError(f"--loss-option for {loss!r}: {err}") from None
 
 
 def _did_you_mean(name: str, choices: Sequence[str]) -> str:

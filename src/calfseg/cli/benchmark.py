@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     import calfseg.run_files as files
     from calfseg.bench import BENCHMARK_PRESETS, BenchmarkError, check_names, run_benchmark
     from calfseg.bench.folds import check_folds
-    from calfseg.bench.grid import RUNS_FOLDER, resolve_loss_options, runs
+    from calfseg.bench.grid import RUNS_FOLDER, check_loss_options, resolve_loss_options, runs
     from calfseg.extras import MissingExtraError
 
     base = BENCHMARK_PRESETS[args.preset]
@@ -220,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
         check_names(config.models, config.losses)
         check_folds(config)
         options = resolve_loss_options(config.losses, args.loss_option)
+        check_loss_options(options)
     except ValueError as err:
         return error(PROG, str(err), EXIT_USAGE)
     config = config.with_overrides(loss_options=options or None)
