@@ -72,6 +72,11 @@ def test_usage_errors(capsys, brats: Path, tmp_path: Path):
     assert code == EXIT_USAGE and "1 <= K <= N" in stderr
     code, _, stderr = _prepare(capsys, tmp_path / "nope", "--out", out)
     assert code == EXIT_FAILURE and f"{tmp_path / 'nope'}: no such folder" in stderr  # input
+    unknown = tmp_path / "notes"
+    unknown.mkdir()
+    (unknown / "readme.txt").write_text("no scans here")
+    code, _, stderr = _prepare(capsys, unknown, "--out", out)  # the files decide: exit 1
+    assert code == EXIT_FAILURE and "cannot tell the layout" in stderr
     assert not out.exists()
 
 

@@ -20,6 +20,7 @@ from calfseg.data.splits.filters import (
     ratio_counts,
     tumour_ratio,
 )
+from calfseg.errors import OptionError
 
 # The paper pooled 589,838 image-mask pairs, 41 % with tumour (docs/method.md section 5), and
 # sent about 10 % of every patient's slices to test. It does not publish the sizes of its
@@ -175,6 +176,6 @@ def test_parse_filter_passes_the_seed_to_the_ratio_filter():
         ("balance=0.3", "unknown filter 'balance=0.3'; expected one of"),
     ],
 )
-def test_parse_filter_errors_are_clear(text, message):
-    with pytest.raises(ValueError, match=message):
+def test_parse_filter_errors_are_clear_usage_errors(text, message):
+    with pytest.raises(OptionError, match=message):  # calf: exit 2, whatever the data
         parse_filter(text)

@@ -35,6 +35,7 @@ from calfseg.data.preparation.source import (
 )
 from calfseg.data.preprocess import PreprocessOptions
 from calfseg.data.splits.options import SplitOptions
+from calfseg.errors import OptionError
 
 PathLike = str | os.PathLike[str]
 DEFAULT_SIZE = 256  # the paper's slice side
@@ -43,8 +44,13 @@ PREPROCESS_NAMES = tuple(f.name for f in dataclasses.fields(PreprocessOptions) i
 
 
 class PrepareSettingsError(PrepareError, ValueError):
-    """The source cannot be opened, or an option is not valid; the message names it (the
-    CLI's usage errors)."""
+    """An option is not valid, whatever the files hold; the message names it (the CLI's
+    usage errors, exit 2)."""
+
+
+class SourceError(PrepareError, ValueError):
+    """The source folder is missing, or no reader can read it (no layout matches, several
+    do, a reader refuses it); the message names the folder (exit 1: the files decide)."""
 
 
 def prepare(
@@ -180,7 +186,8 @@ def open_prepare_source(
 
     Raises:
         PrepareSettingsError: both or neither of ``source`` and ``synthetic``, an unknown
-            preset, a missing folder, or a reader that refuses the folder.
+            preset or layout.
+        SourceError: a missing folder, or a folder no reader can read.
     """
     if isinstance(source, PrepareSource):
         if synthetic is not None:
@@ -198,7 +205,7 @@ def open_prepare_source(
             raise PrepareSettingsError(f"{flag} applies to synthetic sources only")
     missing = [str(root) for root in roots if not root.is_dir()]
     if missing:
-        raise PrepareSettingsError(f"no such folder: {', '.join(missing)}")
+        raise SourceError(f"no such folder: {', '.join(missing)}")
     reader_options: dict[str, Any] = {}
     if manifest is not None:
         reader_options["manifest"] = Path(manifest)
@@ -208,8 +215,10 @@ def open_prepare_source(
         if len(roots) > 1:
             return pooled_source(roots, layout, **reader_options)
         return folder_source(roots[0], layout, **reader_options)
-    except (ValueError, TypeError, OSError) as err:
+    except OptionError as err:  # a bad option (an unknown --layout): the call is wrong
         raise PrepareSettingsError(f"{' '.join(map(str, roots))}: {err}") from err
+    except (ValueError, TypeError, OSError) as err:  # the folder's files decide
+        raise SourceError(f"{' '.join(map(str, roots))}: {err}") from err
 
 
 def _roots(source: PathLike | Sequence[PathLike] | None) -> list[Path]:

@@ -230,13 +230,17 @@ FILTER_SYNTAX = ("ratio=R (0 < R < 1)", "drop-empty", "min-area=PIXELS", "every-
 
 def parse_filter(text: str, *, seed: int = 0) -> Filter:
     """Read a filter from CLI text: ``ratio=0.25``, ``drop-empty``, ``min-area=20``,
-    ``every-kth-empty=4``. ``seed`` seeds the ratio filter's random choice."""
+    ``every-kth-empty=4``. ``seed`` seeds the ratio filter's random choice.
+
+    Raises:
+        OptionError: the text is not a filter or its value is bad (``calf``: exit 2).
+    """
     name, sep, value = text.strip().partition("=")
     name = name.strip().lower().replace("_", "-")
     value = value.strip()
     if name == "drop-empty":
         if sep:
-            raise ValueError(f"filter 'drop-empty' takes no value, got {text!r}")
+            raise OptionError(f"filter 'drop-empty' takes no value, got {text!r}")
         return DropEmpty()
     makers = {
         "ratio": lambda v: TumourSliceRatio(float(v), seed),
@@ -249,11 +253,11 @@ def parse_filter(text: str, *, seed: int = 0) -> Filter:
             f"{', '.join(FILTER_SYNTAX)}"
         )
     if not value:
-        raise ValueError(f"filter {name!r} needs a value, e.g. {name}=... (got {text!r})")
+        raise OptionError(f"filter {name!r} needs a value, e.g. {name}=... (got {text!r})")
     try:
         return makers[name](value)
     except ValueError as err:
-        raise ValueError(f"bad filter {text!r}: {err}") from None
+        raise OptionError(f"bad filter {text!r}: {err}") from None
 
 
 def _text(x: float) -> str:
