@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shutil
 from pathlib import Path
@@ -190,3 +191,15 @@ def test_the_cases_cover_every_subcommand() -> None:
     for name in commands:
         codes = {c[2] for c in CASES if c[0] == name}
         assert codes == {USAGE, FAILURE}, name
+
+
+@pytest.mark.slow
+def test_evaluate_json_into_missing_folders_makes_them(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], tmp_path: Path
+) -> None:
+    # the output's parents were checked before the work, then not made: the evaluation
+    # ran and its result was lost to "no such file or folder"
+    target = tmp_path / "new" / "deeper" / "eval.json"
+    argv = ["evaluate", str(files["best"]), "--data", str(files["cache"]), "--device", "cpu"]
+    assert main([*argv, "--json", str(target), "--no-progress"]) == 0, capsys.readouterr().err
+    assert json.loads(target.read_text())["split"] == "test"

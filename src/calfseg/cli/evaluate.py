@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import calfseg.run_files as files
+from calfseg.atomic import atomic_write_text
 from calfseg.cli.common import (
     EXIT_OK,
     check_input,
@@ -110,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_results(results))
     if args.json is not None:
         payload = {k: report[k] for k in ("split", "checkpoint", "cache", "results")}
-        args.json.write_text(json.dumps(payload, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(payload, indent=2) + "\n")  # makes parents
     return EXIT_OK
