@@ -61,10 +61,28 @@ def test_train_finds_the_trainer_through_ext_trainer(monkeypatch, tmp_path) -> N
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
     monkeypatch.setenv("nnUNet_results", str(tmp_path))
     monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    (tmp_path / "Dataset990_Tiny").mkdir()
+    (tmp_path / "Dataset990_Tiny" / "nnUNetPlans.json").write_text("{}")
     training.train("990", "2d", "0", trainer="nnUNetTrainerCALF_1epoch", device="cpu")
     assert found["class"] is nnUNetTrainerCALF_1epoch
     assert found["args"] == ("990", "2d", "0", "cpu")
     assert "nnUNet_extTrainer" not in os.environ  # restored
+    training.train("Dataset990_Tiny", "2d", "0")  # the default device is the one present
+    import torch
+
+    assert found["args"][3] == ("cuda" if torch.cuda.is_available() else "cpu")  # Linux: no MPS
+
+
+def test_an_unplanned_dataset_is_named_with_the_command_to_plan_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path))
+    monkeypatch.setenv("nnUNet_results", str(tmp_path))
+    assert main(["nnunet", "train", "991", "2d", "0", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "dataset 991 is not in nnUNet_preprocessed" in err
+    assert "nnUNetv2_plan_and_preprocess -d 991" in err
+    (tmp_path / "Dataset991_Other").mkdir()  # a folder without plans (another -p, or none)
+    assert main(["nnunet", "train", "Dataset991_Other", "2d", "0", "--device", "cpu"]) == 1
+    assert "has no nnUNetPlans.json" in capsys.readouterr().err
 
 
 def test_train_names_unset_folders_and_bad_choices(monkeypatch, capsys) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,10 @@ def add_parser(commands: Any) -> None:
     )
     tr.add_argument("-p", "--plans", dest="plans", default="nnUNetPlans", help="plans identifier")
     tr.add_argument(
-        "--device", default="cuda", help="cuda (default), cpu or mps, as nnUNetv2_train -device"
+        "--device",
+        default="auto",
+        help="auto (default: CUDA when torch finds a GPU, else MPS, else the CPU), cuda, cpu "
+        "or mps, as nnUNetv2_train -device",
     )
     tr.add_argument(
         "--c",
@@ -124,8 +128,12 @@ def run_unregister(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from calfseg.nnunet.training import train
+    from calfseg.nnunet.training import resolve_device, train
 
+    if args.device == "auto":
+        print(
+            f"calf nnunet train: device {resolve_device('auto')} (--device auto)", file=sys.stderr
+        )
     train(
         args.dataset,
         args.configuration,

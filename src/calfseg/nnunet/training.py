@@ -17,13 +17,62 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from calfseg.errors import check_choice
+from calfseg.errors import DataError, check_choice
 from calfseg.nnunet.registration import MODULE_TEXT, TRAINER_NAMES
 from calfseg.nnunet.requirement import require_nnunet
 
 EXT_TRAINER = "nnUNet_extTrainer"
 REQUIRED_PATHS: tuple[str, ...] = ("nnUNet_preprocessed", "nnUNet_results")
-DEVICES: tuple[str, ...] = ("cuda", "cpu", "mps")
+DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu", "mps")
+
+
+class NotPlannedError(DataError):
+    """The dataset has no plans in ``nnUNet_preprocessed``: nnU-Net's planning and
+    preprocessing must run first (the message gives the command)."""
+
+
+def planned_dataset(dataset: str, plans: str = "nnUNetPlans") -> Path:
+    """The dataset's folder in ``nnUNet_preprocessed`` (``dataset``: an id such as ``990``
+    or a name such as ``Dataset990_Tiny``), checked to hold ``PLANS.json``.
+
+    Raises:
+        NotPlannedError: no such folder, or no plans file in it.
+    """
+    root = Path(os.environ["nnUNet_preprocessed"])
+    text = str(dataset)
+    if text.isdigit():
+        found = sorted(root.glob(f"Dataset{int(text):03d}_*"))
+        folder = found[0] if found else None
+        number = int(text)
+    else:
+        folder = root / text if (root / text).is_dir() else None
+        digits = "".join(c for c in text.split("_")[0] if c.isdigit())
+        number = int(digits) if digits else None
+    command = f"nnUNetv2_plan_and_preprocess -d {number if number is not None else 'ID'}"
+    if folder is None:
+        raise NotPlannedError(
+            f"dataset {text} is not in nnUNet_preprocessed ({root}): plan and preprocess it "
+            f"first ({command} --verify_dataset_integrity)"
+        )
+    if not (folder / f"{plans}.json").is_file():
+        raise NotPlannedError(
+            f"{folder} has no {plans}.json: plan and preprocess the dataset first ({command}), "
+            "or name the plans it has with -p"
+        )
+    return folder
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"``: CUDA when torch finds a GPU, else MPS when present, else the CPU (the
+    rule of ``calf train``); any other name as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
 def check_paths(names: tuple[str, ...] = REQUIRED_PATHS) -> None:
@@ -60,7 +109,7 @@ def train(
     *,
     trainer: str = "nnUNetTrainerCALF",
     plans: str = "nnUNetPlans",
-    device: str = "cuda",
+    device: str = "auto",
     continue_training: bool = False,
     validation_only: bool = False,
     save_probabilities: bool = False,
@@ -71,11 +120,14 @@ def train(
     Raises:
         MissingExtraError / NnUNetVersionError: nnunetv2 missing or too old.
         ValueError: an unknown trainer or device, or nnU-Net's folders not set.
+        NotPlannedError: the dataset is not planned and preprocessed (``device`` ``"auto"``:
+            :func:`resolve_device`).
     """
     require_nnunet("calf nnunet train")
     check_choice("trainer", trainer, TRAINER_NAMES, valid="the CALF trainers")
     check_choice("device", device, DEVICES, valid="devices")
     check_paths()
+    planned_dataset(dataset, plans)
 
     import torch
     from nnunetv2.run.run_training import run_training
@@ -90,5 +142,5 @@ def train(
             export_validation_probabilities=save_probabilities,
             continue_training=continue_training,
             only_run_validation=validation_only,
-            device=torch.device(device),
+            device=torch.device(resolve_device(device)),
         )
