@@ -40,6 +40,7 @@ def planned_dataset(dataset: str, plans: str = "nnUNetPlans") -> Path:
     """
     root = Path(os.environ["nnUNet_preprocessed"])
     text = str(dataset)
+    number: int | None
     if text.isdigit():
         found = sorted(root.glob(f"Dataset{int(text):03d}_*"))
         folder = found[0] if found else None
