@@ -117,3 +117,24 @@ def test_calf_train_refuses_a_run_folder_being_trained(holder, synthetic_cache, 
     err = capsys.readouterr().err
     assert code == 1 and f"{run} is being written by a training run" in err
     assert sorted(p.name for p in run.iterdir()) == [".calf-writer.lock"]
+
+
+def test_calf_prepare_refuses_a_cache_being_prepared_and_takes_a_free_one(holder, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    argv = ["prepare", "--synthetic", "paper-like", "--cases", "3", "--slices", "4"]
+    argv += ["--size", "16", "--out", str(cache), "--no-progress"]
+    first = holder(cache, "calf prepare")
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 1 and f"{cache} is being written by calf prepare" in err
+    assert sorted(p.name for p in cache.iterdir()) == [".calf-writer.lock"]  # nothing else
+    first.kill()
+    first.wait()
+    holder(cache, "calf prepare", "1/2")  # a shard's lock leaves the whole-cache one free
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert (
+        f"warning: {cache}: took over the writer lock of calf prepare (process {first.pid}" in err
+    )
+    assert (cache / "meta.json").is_file()

@@ -28,6 +28,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import socket
 import warnings
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from pathlib import Path
 from calfseg.errors import DataError
 
 LOCK_NAME = ".calf-writer.lock"
+_SHARD_LOCK = re.compile(r"\.calf-writer\.shard-\d+-of-\d+\.lock")
 
 _HELD: dict[str, int] = {}  # lock file (resolved) -> depth, in this process
 
@@ -46,6 +48,13 @@ class FolderBusyError(DataError):
 
 class TakenOverWarning(UserWarning):
     """The lock of a writer that ended without releasing it was taken over."""
+
+
+def is_lock_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a writer lock file (of the folder or of a shard): a folder that
+    holds only these holds nothing of its own."""
+    name = Path(path).name
+    return name == LOCK_NAME or bool(_SHARD_LOCK.fullmatch(name))
 
 
 def lock_file(folder: str | os.PathLike[str], shard: tuple[int, int] | None = None) -> Path:

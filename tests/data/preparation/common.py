@@ -13,6 +13,7 @@ from calfseg.data.cache import SliceCache
 from calfseg.data.preparation.pipeline import PrepareReport, prepare_cache
 from calfseg.data.preparation.source import PrepareSource, reader_source
 from calfseg.data.preprocess import PreprocessOptions
+from calfseg.writer_lock import is_lock_file
 
 from ..tiny_source import TinySource, write_case
 
@@ -49,10 +50,11 @@ def assert_same_cache(a: Path, b: Path) -> None:
 
 
 def cache_files(cache: Path) -> dict[str, bytes]:
-    """Every file under ``cache`` (relative name -> bytes); meta.json without its creation
-    time, the one field that differs between two runs over the same data."""
+    """Every file under ``cache`` (relative name -> bytes) but the writer locks' files (not
+    the cache); meta.json without its creation time, the one field that differs between
+    two runs over the same data."""
     files = {}
-    for path in sorted(p for p in cache.rglob("*") if p.is_file()):
+    for path in sorted(p for p in cache.rglob("*") if p.is_file() and not is_lock_file(p)):
         name = path.relative_to(cache).as_posix()
         data = path.read_bytes()
         if name == "meta.json":
@@ -62,4 +64,10 @@ def cache_files(cache: Path) -> dict[str, bytes]:
 
 
 def mtimes(cache: Path) -> dict[str, int]:
-    return {p.relative_to(cache).as_posix(): p.stat().st_mtime_ns for p in cache.rglob("*")}
+    """Modification times of the cache's files; the writer lock's file aside (each run
+    takes the lock and so writes its owner record there: that is not the cache)."""
+    return {
+        p.relative_to(cache).as_posix(): p.stat().st_mtime_ns
+        for p in cache.rglob("*")
+        if not is_lock_file(p)
+    }

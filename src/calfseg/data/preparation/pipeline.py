@@ -56,6 +56,7 @@ from calfseg.data.sources.base import CaseFiles
 from calfseg.data.splits.options import SplitOptions
 from calfseg.errors import DataError, check_choice
 from calfseg.shards import check_shard, shard_items
+from calfseg.writer_lock import is_lock_file, writing
 
 OnError = Literal["stop", "skip"]
 _ARRAY_FILES = (IMAGES_FILE, MASKS_FILE, INDEX_FILE)
@@ -156,15 +157,20 @@ def prepare_cache(
         CaseFailedError: a case failed under ``on_error="stop"`` (finished parts stay).
         CacheReplaceError: a cache of other settings is there and ``overwrite`` is False.
         PrepareError: no cases, a target folder that is not a cache, every case skipped.
+        FolderBusyError: another process is preparing into ``cache`` (the same shard).
     """
     start = time.perf_counter()
-    plan = plan_run(
-        source, Path(cache), options, splits or SplitOptions(), shard, on_error, overwrite
-    )
-    if plan.up_to_date:
-        return _up_to_date_report(plan, start)
-    processed, failed = execute(plan, workers=workers, progress=progress)
-    return finish(plan, processed, failed, start)
+    if shard is not None:
+        check_shard(shard)  # before the lock file: a bad shard makes no folder
+    check_target(Path(cache))  # and a foreign folder gets nothing
+    with writing(cache, "calf prepare", shard=shard):
+        plan = plan_run(
+            source, Path(cache), options, splits or SplitOptions(), shard, on_error, overwrite
+        )
+        if plan.up_to_date:
+            return _up_to_date_report(plan, start)
+        processed, failed = execute(plan, workers=workers, progress=progress)
+        return finish(plan, processed, failed, start)
 
 
 @dataclass
@@ -320,9 +326,17 @@ def merge_cache(cache: str | os.PathLike[str]) -> PrepareReport:
         MissingPartsError: a shard has not finished (its marker is missing) or a part of a
             finished shard has gone.
         PrepareError: no shard was prepared, or shards disagree on options.
+        FolderBusyError: another process is merging into ``cache``.
     """
-    start = time.perf_counter()
     out = Path(cache)
+    if not out.is_dir():
+        return _merge_cache(out)  # nothing to merge: said there, no folder made for a lock
+    with writing(out, "calf prepare --merge"):
+        return _merge_cache(out)
+
+
+def _merge_cache(out: Path) -> PrepareReport:
+    start = time.perf_counter()
     markers = list(read_shard_markers(out))
     if not markers:
         raise PrepareError(
@@ -374,7 +388,7 @@ def check_target(out: Path) -> None:
     """Refuse to write into a file, or into a folder holding anything but a calfseg cache."""
     if out.exists() and not out.is_dir():
         raise PrepareError(f"{out} is a file; --out must be a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(not is_lock_file(p) for p in out.iterdir()):
         if not is_cache(out):
             raise PrepareError(
                 f"{out} is a folder that holds other files, not a calfseg cache; "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
-from calfseg.errors import unknown_choice
+from calfseg.errors import OptionError, unknown_choice
 
 SEPARATOR = "/"  # between the dataset and the case id of a pooled case
 
@@ -107,7 +107,7 @@ def open_pooled(
         raise ValueError(f"pooling needs at least two dataset folders, got {len(roots)}")
     names = list(layouts) if layouts is not None else [AUTO] * len(roots)
     if len(names) != len(roots):
-        raise ValueError(
+        raise OptionError(
             f"--layout lists {len(names)} layout(s) for {len(roots)} folders: give one per "
             "folder (comma-separated, in the same order) or auto"
         )
@@ -127,7 +127,7 @@ def open_pooled(
         lines.append(f"{root} -> {name} ({how})")
     unused = sorted(set(options) - used)
     if unused:
-        raise ValueError(
+        raise OptionError(
             f"no pooled layout takes the option(s) {', '.join(unused)} "
             f"(layouts: {', '.join(reader.name for reader, _ in members)})"
         )
