@@ -42,7 +42,17 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data", "losses", "metrics", "models"),  # 4: caches and loaders, losses, metrics, networks
     ("fingerprint",),  # 5: the area fingerprint, its one file format and its plots
     ("stats", "rule"),  # 6: areas, moments, skewness/kurtosis; the decision rule
-    ("atomic", "shards", "progress", "extras", "errors", "threads", "run_files", "writer_lock"),
+    (
+        "atomic",
+        "shards",
+        "progress",
+        "extras",
+        "errors",
+        "threads",
+        "run_files",
+        "writer_lock",
+        "orphans",
+    ),  # fmt: skip
 )
 FRONT_DOOR = "calfseg"  # the root package: lazy re-exports of the public API
 ROOT_NAMES_FOR_THE_LIBRARY = {"__version__"}

@@ -66,8 +66,9 @@ def run_in_processes(
         inbox = context.Queue()
         chosen = plan if set_threads else None
         process = context.Process(  # not a daemon: its DataLoader may start workers
-            target=worker_loop, args=(inbox, events, chosen), name=f"calf-run-{slot}"
-        )
+            target=worker_loop, args=(inbox, events, chosen, os.getpid()),
+            name=f"calf-run-{slot}",
+        )  # fmt: skip
         with _environment(env):  # inherited by the spawned interpreter from its start
             process.start()
         return _Worker(process, inbox)
@@ -105,11 +106,14 @@ def run_in_processes(
     return results
 
 
-def worker_loop(inbox: Any, events: Any, plan: ThreadPlan | None) -> None:
+def worker_loop(inbox: Any, events: Any, plan: ThreadPlan | None, parent: int) -> None:
     """A worker process: set the threads (unless ``plan`` is None), then train tasks from
-    ``inbox`` until None."""
+    ``inbox`` until None; ends with the process ``parent`` (:mod:`calfseg.orphans`: a kill
+    -9 of the benchmark takes its workers along instead of leaving them training)."""
+    from calfseg.orphans import end_with
     from calfseg.threads import apply_threads
 
+    end_with(parent)
     if plan is not None:
         apply_threads(plan)
     while True:

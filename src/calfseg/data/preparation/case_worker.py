@@ -29,6 +29,7 @@ from calfseg.data.preparation.parts import CaseRecord, write_part
 from calfseg.data.preparation.source import label_source, source_files
 from calfseg.data.preprocess import PreprocessOptions, slice_case
 from calfseg.data.sources.base import CaseError, CaseFiles, SourceReader
+from calfseg.orphans import end_with
 from calfseg.progress import progress_bar
 
 
@@ -150,7 +151,7 @@ def _outcomes(task: CaseTask, jobs: Sequence[CaseJob], workers: int) -> Iterator
             max_workers=workers,
             mp_context=_pool_context(),
             initializer=_init_worker,
-            initargs=(threads,),
+            initargs=(threads, os.getpid()),
         )
         futures: list[Future[CaseOutcome]] = [pool.submit(prepare_case, task, j) for j in jobs]
     try:
@@ -202,8 +203,10 @@ def _start_forkserver_deaf_to_ctrl_c() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent: int) -> None:
     import torch
+
+    end_with(parent)  # a kill -9 of calf prepare takes its workers along (calfseg.orphans)
 
     # Ctrl-C reaches the whole process group: the parent stops the run (cancels the cases
     # not started, waits for the running ones) and prints one line; a worker interrupted
