@@ -52,7 +52,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "run_files",
         "writer_lock",
         "orphans",
-    ),  # fmt: skip
+    ),
 )
 FRONT_DOOR = "calfseg"  # the root package: lazy re-exports of the public API
 ROOT_NAMES_FOR_THE_LIBRARY = {"__version__"}

@@ -64,11 +64,23 @@ def test_unregister_leaves_a_foreign_file_alone(package: Path) -> None:
     assert path.read_text() == "class Mine: pass\n"
 
 
-def test_read_only_install_names_the_path_and_the_alternative(package: Path, monkeypatch) -> None:
-    def refuse(self: Path, *args: object, **kwargs: object) -> int:
-        raise PermissionError(13, "Permission denied", str(self))
+def test_register_leaves_a_foreign_file_of_that_name_alone(package: Path) -> None:
+    path = package / "training" / "nnUNetTrainer" / "variants" / MODULE_NAME
+    path.write_text("class Mine: pass\n")
+    with pytest.raises(RegistrationError, match="was not written by calf-seg"):
+        register(package)
+    assert path.read_text() == "class Mine: pass\n"
+    path.unlink()
+    register(package)
+    register(package)  # its own file: rewritten, harmless
+    assert is_registered(package)
 
-    monkeypatch.setattr(Path, "write_text", refuse)
+
+def test_read_only_install_names_the_path_and_the_alternative(package: Path, monkeypatch) -> None:
+    def refuse(path: Path, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(registration, "atomic_write_text", refuse)
     with pytest.raises(RegistrationError) as caught:
         register(package)
     message = str(caught.value)

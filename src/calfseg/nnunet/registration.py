@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from calfseg.atomic import atomic_write_text
 from calfseg.nnunet.requirement import require_nnunet
 
 MODULE_NAME = "calfseg_trainers.py"
@@ -60,10 +61,26 @@ def _alternative() -> str:
 
 
 def register(package: Path | None = None) -> Path:
-    """Write the trainer module; returns its path. Writing it again is harmless."""
+    """Write the trainer module; returns its path. Writing it again is harmless.
+
+    Raises:
+        RegistrationError: a file of that name that calf-seg did not write (no marker line)
+            is in the way: it is left alone, as :func:`unregister` leaves it; or the folder
+            is read-only.
+    """
     path = module_path(package)
+    if path.exists():
+        try:
+            ours = MARKER in path.read_text(errors="replace")
+        except OSError as err:
+            raise RegistrationError(f"cannot read {path} ({err.strerror or err})") from err
+        if not ours:
+            raise RegistrationError(
+                f"{path} exists and was not written by calf-seg (no marker line); it is left "
+                f"in place: move it away if it is not needed. {_alternative()}"
+            )
     try:
-        path.write_text(MODULE_TEXT)
+        atomic_write_text(path, MODULE_TEXT)
     except OSError as err:
         raise RegistrationError(
             f"cannot write {path} ({err.strerror or err}): nnunetv2's folder is read-only "
