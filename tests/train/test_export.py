@@ -180,7 +180,23 @@ def _weights_of_another_network(folder: Path) -> str:
     return "its weights do not fit a unet"
 
 
+def _json_size_edited(folder: Path) -> str:
+    record = json.loads((folder / "model.json").read_text())
+    record["architecture"]["size"] = [64, 64]
+    (folder / "model.json").write_text(json.dumps(record))
+    return "model.json was edited after export: architecture: "
+
+
+def _json_dtype_edited(folder: Path) -> str:
+    record = json.loads((folder / "model.json").read_text())
+    record["preprocessing"]["image_dtype"] = "float16"
+    (folder / "model.json").write_text(json.dumps(record))
+    return "model.json was edited after export: preprocessing: "
+
+
 MALFORMED = {
+    "json-size-edited": _json_size_edited,
+    "json-dtype-edited": _json_dtype_edited,
     "json-not-json": _json_not_json,
     "json-without-architecture": _json_without_architecture,
     "weights-truncated": _weights_truncated,
@@ -218,6 +234,9 @@ def test_predict_warns_when_the_model_has_no_preprocessing_record(
     record = json.loads((folder / "model.json").read_text())
     record["preprocessing"] = {"options": None, "image_dtype": None}
     (folder / "model.json").write_text(json.dumps(record))
+    # an export of a calf-seg that recorded no preprocessing bound nothing in its weights
+    save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")
+    _reseal(folder)
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "in.png")
     code, _, err = _cli(capsys, "predict", folder, tmp_path / "in.png", tmp_path / "m.png")
     assert code == EXIT_OK

@@ -32,9 +32,11 @@ from calfseg.train.checkpoint import (
     require_model_keys,
 )
 from calfseg.train.export_format import (
+    BOUND_KEY,
     EXPORT_FORMAT,
     RECORD_FILE,
     WEIGHTS_FILE,
+    bound_entries,
     is_export,
     read_export,
     read_record,
@@ -102,10 +104,13 @@ def write_export(
     first, so a record always describes the weights beside it."""
     st = require("safetensors.torch", "exporting a model as safetensors")
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in state["model"].items()}
-    blob: bytes = st.save(tensors, metadata={"format": EXPORT_FORMAT})
+    record = export_record(state, source=source, sha256="")
+    # the entries predict reads the image with go into the hashed weights file too
+    metadata = {"format": EXPORT_FORMAT, BOUND_KEY: bound_entries(record)}
+    blob: bytes = st.save(tensors, metadata=metadata)
     weights, record_path = Path(out) / WEIGHTS_FILE, Path(out) / RECORD_FILE
     atomic_write(weights, lambda handle: handle.write(blob))
-    record = export_record(state, source=source, sha256=hashlib.sha256(blob).hexdigest())
+    record["weights"]["sha256"] = hashlib.sha256(blob).hexdigest()
     atomic_write_text(record_path, json.dumps(record, indent=2) + "\n")
     return weights, record_path
 

@@ -80,7 +80,49 @@ def read_export(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], 
         tensors: dict[str, torch.Tensor] = st.load(blob)
     except Exception as err:  # safetensors raises its own error type on a malformed header
         raise CheckpointFileError(f"{weights} is not a readable safetensors file ({err})") from None
+    _check_bound(record, _header_metadata(blob), record_path, weights)
     return tensors, record
+
+
+BOUND_KEY = "calfseg.predicts_with"
+BOUND_ENTRIES = ("architecture", "preprocessing")
+"""The entries of ``model.json`` that decide how ``calf predict`` reads an image (the input
+size and channels, the intensity options, the image dtype). A copy goes into the weights
+file's own header, which the recorded SHA-256 covers, so an edited ``model.json`` cannot
+change a prediction without a word."""
+
+
+def bound_entries(record: dict[str, Any]) -> str:
+    """The text of :data:`BOUND_ENTRIES` of ``record`` stored in the weights' header."""
+    return json.dumps({k: record.get(k) for k in BOUND_ENTRIES}, sort_keys=True)
+
+
+def _header_metadata(blob: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors blob (an 8-byte little-endian header length,
+    then the JSON header); empty when there is none."""
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    metadata = header.get("__metadata__") or {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def _check_bound(
+    record: dict[str, Any], metadata: dict[str, str], record_path: Path, weights: Path
+) -> None:
+    """Refuse a ``model.json`` whose :data:`BOUND_ENTRIES` differ from the copy in the
+    weights' header (exports written before the copy existed carry none: not checked)."""
+    stored = metadata.get(BOUND_KEY)
+    if stored is None:
+        return
+    written = json.loads(stored)
+    changed = [k for k in BOUND_ENTRIES if json.loads(json.dumps(record.get(k))) != written.get(k)]
+    if changed:
+        details = "; ".join(f"{k}: {written.get(k)} -> {record.get(k)}" for k in changed)
+        raise CheckpointFileError(
+            f"{record_path} was edited after export: {details} (the weights in {weights.name} "
+            "were exported with the first); a prediction with the edited entries would not be "
+            "the model's. Export the checkpoint again (calf export)"
+        )
 
 
 def read_record(path: Path) -> dict[str, Any]:
