@@ -11,7 +11,7 @@ for a cache's train split (``fingerprint.json``), ``calf analyze --json`` and
 
 The JSON document (strict JSON, NaN written as ``null``)::
 
-    {"format": "calfseg.fingerprint/1", "calfseg_version": "0.1.0",
+    {"format": "calfseg.fingerprint/1", "calfseg_version": "0.2.0",
      "count": 930, "mean": 825.2, "mean_lo": 0.0, "m2": ..., "m3": ..., "m4": ...,
      "skewness": 1.479, "kurtosis": 1.49, "branch": "log10", "condition": "S >= 1",
      "thresholds": {"fisher": -1.0, ...},
