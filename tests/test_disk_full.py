@@ -102,3 +102,19 @@ def test_without_fallocate_the_free_space_decides(
         reserve_blocks(path, "the cache's masks")
     _free(monkeypatch, 10**12)
     reserve_blocks(path, "the cache's masks")  # room enough: nothing to say
+
+
+def test_atomic_text_writes_on_success_only(tmp_path: Path) -> None:
+    import csv
+
+    from calfseg.atomic import atomic_text
+
+    target = tmp_path / "verdicts.csv"
+    with atomic_text(target) as handle:
+        csv.writer(handle).writerows([["a", "b"], [1, 2]])
+        assert not target.exists()  # nothing on disk until the block ends
+    assert target.read_bytes() == b"a,b\r\n1,2\r\n"  # the csv module's own line ends
+    with pytest.raises(RuntimeError), atomic_text(target) as handle:
+        handle.write("half")
+        raise RuntimeError("killed mid-report")
+    assert target.read_bytes() == b"a,b\r\n1,2\r\n" and os.listdir(tmp_path) == ["verdicts.csv"]

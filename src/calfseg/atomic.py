@@ -20,12 +20,14 @@ This module is the bottom layer: it imports only :mod:`calfseg.errors` from calf
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,6 +35,7 @@ from calfseg.errors import DataError
 
 __all__ = [
     "DiskFullError",
+    "atomic_text",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -131,6 +134,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` as UTF-8 to ``path`` atomically (no newline translation)."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_text(path: str | os.PathLike[str]) -> Iterator[io.StringIO]:
+    """``with atomic_text(path) as handle:`` a text handle (no newline translation, as
+    ``open(path, "w", newline="")`` for the csv module) whose text is written to ``path``
+    atomically when the block ends without an error; nothing is written otherwise."""
+    buffer = io.StringIO(newline="")
+    yield buffer
+    atomic_write_text(path, buffer.getvalue())
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:

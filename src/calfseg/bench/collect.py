@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import calfseg.run_files as files
+from calfseg.atomic import atomic_text
 from calfseg.bench.errors import BenchmarkError
 from calfseg.bench.grid import RUNS_FOLDER
 
@@ -276,7 +277,7 @@ def _number(value: Any) -> float | None:
 
 
 def _write_results(path: Path, table: ResultsTable) -> None:
-    with path.open("w", newline="") as handle:
+    with atomic_text(path) as handle:
         writer = csv.writer(handle)
         writer.writerow(RESULT_COLUMNS)
         for r in table.rows:
@@ -290,7 +291,7 @@ def _write_per_image(path: Path, table: ResultsTable) -> None:
         for key in rows[0] if rows else ():
             if key not in columns:
                 columns.append(key)
-    with path.open("w", newline="") as handle:
+    with atomic_text(path) as handle:
         writer = csv.writer(handle)
         writer.writerow([*RUN_COLUMNS, *columns])
         for info in table.runs:
@@ -302,7 +303,7 @@ def _write_per_image(path: Path, table: ResultsTable) -> None:
 def _write_per_case(path: Path, table: ResultsTable) -> None:
     from calfseg.train.evaluate import PER_CASE_COLUMNS
 
-    with path.open("w", newline="") as handle:
+    with atomic_text(path) as handle:
         writer = csv.writer(handle)
         writer.writerow([*PER_CASE_RUN_COLUMNS, *PER_CASE_COLUMNS])
         for info in table.runs:

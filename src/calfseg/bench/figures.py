@@ -7,6 +7,7 @@ logs, no qualitative samples)."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import calfseg.run_files as files
+from calfseg.atomic import atomic_write_bytes
 from calfseg.bench.collect import ResultsTable
 from calfseg.bench.stats import Verdict
 from calfseg.extras import require
@@ -32,8 +34,10 @@ def _save(fig: Any, path: Path, *, tight: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if tight:
         fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=90)
     _pyplot().close(fig)
+    atomic_write_bytes(path, buffer.getvalue())  # a killed report leaves no torn figure
     return path
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import calfseg.run_files as files
+from calfseg.atomic import atomic_text, atomic_write_text
 from calfseg.bench import figures
 from calfseg.bench.collect import ResultsTable, collect_results
 from calfseg.bench.convergence import Convergence, convergence
@@ -147,15 +148,15 @@ def build_benchmark_report(
         Section(DETAIL_TITLES[4], qualitative or [Paragraph("No data in the run folders.")], 3),
     ]
     summary = out / SUMMARY_MD
-    summary.write_text(to_markdown(TITLE, sections, out))
+    atomic_write_text(summary, to_markdown(TITLE, sections, out))
     report = out / REPORT_HTML
-    report.write_text(to_html(TITLE, sections))
+    atomic_write_text(report, to_html(TITLE, sections))
     return ReportFiles(summary, report, tuple(drawn), table, verdicts_csv, tuple(rows))
 
 
 def write_verdicts(path: Path, rows: list[Verdict]) -> Path:
     """``verdicts.csv``: :data:`calfseg.bench.stats.VERDICT_COLUMNS`, one row per verdict."""
-    with path.open("w", newline="") as handle:
+    with atomic_text(path) as handle:
         writer = csv.writer(handle)
         writer.writerow(VERDICT_COLUMNS)
         writer.writerows(v.csv_cells() for v in rows)

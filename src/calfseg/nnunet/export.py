@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from calfseg.atomic import atomic_write_text
 from calfseg.data.cache import SliceCache
 from calfseg.errors import DataError, OptionError
 from calfseg.extras import require
@@ -142,9 +143,11 @@ def export_cache(
         "file_ending": ".png",
         "calfseg_cache_digest": cache.digest,
     }
-    (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    atomic_write_text(folder / "dataset.json", json.dumps(dataset, indent=2))
     if val:  # without val rows there is no split to keep; nnU-Net then makes its own
-        (folder / SPLITS_FILE).write_text(json.dumps([{"train": train, "val": val}], indent=1))
+        atomic_write_text(
+            folder / SPLITS_FILE, json.dumps([{"train": train, "val": val}], indent=1)
+        )
     return ExportSummary(
         folder=folder,
         train=len(train),
