@@ -6,6 +6,7 @@ extra losses, from their papers), in float64, independently of MONAI and smp.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from calfseg.errors import OptionError
 from calfseg.fingerprint import Fingerprint, load_fingerprint
 from calfseg.losses import LOSSES, PAPER_LOSSES, CALFLoss, build_loss, list_losses
 from calfseg.losses.registry import markdown_table
@@ -167,6 +169,23 @@ def test_unknown_name_lists_the_valid_ones():
 def test_unknown_option_names_the_options():
     with pytest.raises(ValueError, match=r"does not take the option\(s\) alpha.*per_image"):
         build_loss("dice", alpha=0.3)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"per_image": "maybe"}, "option per_image takes true or false, got 'maybe'"),
+        ({"smooth": "abc"}, "option smooth takes a number, got 'abc'"),
+        ({"fp_weight": True}, "option fp_weight takes a number, got True"),
+        ({"fp_weight": -1.0}, "loss 'tversky': fp_weight and fn_weight must be >= 0"),
+    ],
+)
+def test_option_values_of_the_wrong_kind_or_range_are_option_errors(options, message):
+    # an OptionError is what calf turns into exit 2 (a usage error), before any training
+    with pytest.raises(OptionError, match=re.escape(message)):
+        build_loss("tversky", **options)
+    assert isinstance(build_loss("tversky", per_image=True, smooth=1), torch.nn.Module)
+    assert isinstance(build_loss("focal", eps=None), torch.nn.Module)  # None where taken
 
 
 def test_calf_dataset_without_fingerprint_says_it_needs_one():

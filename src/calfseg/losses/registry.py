@@ -317,12 +317,41 @@ def build_loss(
             f"{did_you_mean(unknown[0], spec.options)}; "
             f"its options: {', '.join(spec.options) or 'none'}"
         )
-    if spec.needs_fingerprint:
-        if fingerprint is None:
-            raise ValueError(
-                f"loss {name!r} needs the cache's fingerprint.json (pass fingerprint=PATH, a "
-                "dict or an AreaMoments): it fixes CALF's branch from the training split's "
-                "area statistics; use 'calf' to re-pick per batch instead"
-            )
-        return spec.factory(fingerprint=fingerprint, **options)
-    return spec.factory(**options)
+    _check_option_types(spec, options)
+    if spec.needs_fingerprint and fingerprint is None:
+        raise ValueError(
+            f"loss {name!r} needs the cache's fingerprint.json (pass fingerprint=PATH, a "
+            "dict or an AreaMoments): it fixes CALF's branch from the training split's "
+            "area statistics; use 'calf' to re-pick per batch instead"
+        )
+    extra = {"fingerprint": fingerprint} if spec.needs_fingerprint else {}
+    try:
+        return spec.factory(**extra, **options)
+    except OptionError:
+        raise
+    except (TypeError, ValueError) as err:  # a value the loss refuses: the call is wrong
+        if spec.needs_fingerprint and not options:
+            raise  # nothing of the caller's to blame but the fingerprint
+        raise OptionError(f"loss {name!r}: {err}") from None
+
+
+def _check_option_types(spec: LossSpec, options: dict[str, Any]) -> None:
+    """Each option's value of the type of the factory's default (a flag takes true or false,
+    a number a number, a name a string; options whose default is None take anything the
+    loss accepts): ``per_image="maybe"`` would otherwise be taken as true."""
+    parameters = inspect.signature(spec.factory).parameters
+    for key, value in options.items():
+        default = parameters[key].default
+        if value is None or default is None or default is inspect.Parameter.empty:
+            continue  # None: the loss says whether it takes it (focal's eps=None does)
+        if isinstance(default, bool):
+            ok, wanted = isinstance(value, bool), "true or false"
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            wanted = "a number"
+        elif isinstance(default, str):
+            ok, wanted = isinstance(value, str), "a name"
+        else:
+            continue
+        if not ok:
+            raise OptionError(f"loss {spec.name!r}: option {key} takes {wanted}, got {value!r}")
