@@ -120,3 +120,35 @@ def test_kill_9_of_calf_prepare_leaves_no_worker_behind(tmp_path: Path) -> None:
         for pid in [main.pid, *below]:
             if _running(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+def test_kill_9_of_calf_benchmark_leaves_no_worker_training(
+    synthetic_cache: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench"
+    argv = [sys.executable, "-m", "calfseg.cli", "benchmark", "--data", str(synthetic_cache)]
+    argv += ["--losses", "bce", "dice", "--seeds", "1", "--no-control", "--epochs", "200"]
+    main = subprocess.Popen(
+        [*argv, "--jobs", "2", "--out", str(out), "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    below: set[int] = set()
+    try:
+        logs = lambda: list((out / "runs").glob("*/log.csv"))  # noqa: E731
+        assert _wait(lambda: len(logs()) >= 2, 240), "the two runs never started training"
+        below = _descendants(main.pid)
+        assert len(below) >= 2  # the two workers (and their helpers)
+        os.kill(main.pid, signal.SIGKILL)
+        main.wait()
+        assert _wait(lambda: not any(_running(p) for p in below), 15), [
+            p for p in below if _running(p)
+        ]
+        sizes = {p: p.stat().st_size for p in logs()}
+        time.sleep(2)  # nothing trains on into the run folders
+        assert {p: p.stat().st_size for p in logs()} == sizes
+    finally:  # whatever happened, leave nothing running
+        for pid in [main.pid, *below]:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
