@@ -463,3 +463,22 @@ def test_an_empty_split_of_a_cache_is_an_error_with_counts(
     code, out, err = _run(capsys, cache, "--split", "val")
     assert code == EXIT_FAILURE and out == ""
     assert "split val has no rows" in err and "val 0" in err and "train " in err
+
+
+def test_an_output_that_would_replace_an_input_mask_is_refused(capsys, tmp_path: Path) -> None:
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for i in range(3):
+        np.save(masks / f"m{i}.npy", np.eye(8, dtype=np.uint8) * (i + 1))
+    before = (masks / "m1.npy").read_bytes()
+    for argv in ([masks / "m1.npy", "--json", masks / "m1.npy"],  # the input itself
+                 [masks, "--json", masks / "m1.npy"],  # a file of the input folder
+                 [masks, "--plot", masks / "m1.npy.png"]):  # fmt: skip
+        if argv[-1].suffix == ".png":
+            argv[-1].write_bytes(b"not ours to replace")
+        code, _, err = _run(capsys, *argv)
+        assert code == 2 and "writing it would replace it" in err, err
+    assert (masks / "m1.npy").read_bytes() == before
+    (masks / "m1.npy.png").unlink()
+    code, _, err = _run(capsys, masks, "--json", masks / "new.json")  # a new file there: fine
+    assert code == 0, err

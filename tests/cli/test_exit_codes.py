@@ -203,3 +203,16 @@ def test_evaluate_json_into_missing_folders_makes_them(
     argv = ["evaluate", str(files["best"]), "--data", str(files["cache"]), "--device", "cpu"]
     assert main([*argv, "--json", str(target), "--no-progress"]) == 0, capsys.readouterr().err
     assert json.loads(target.read_text())["split"] == "test"
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_a_json_that_would_replace_the_checkpoint(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(files["run"], run)
+    before = (run / "best.pt").read_bytes()
+    for model in (run, run / "best.pt"):
+        code = main(["evaluate", str(model), "--json", str(run / "best.pt"), "--device", "cpu"])
+        assert code == USAGE and "writing it would replace it" in capsys.readouterr().err
+    assert (run / "best.pt").read_bytes() == before

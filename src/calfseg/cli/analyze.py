@@ -321,10 +321,11 @@ def _write_outputs(args: argparse.Namespace, fingerprint: Fingerprint) -> int | 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse a --json or --plot that cannot be written (suffix, a folder or a file in the
     way), before the analysis (calfseg.cli.common.require_output_file)."""
+    inputs = [(args.path, "PATH")]
     if args.json is not None:
-        require_output_file(args.json, "--json")
+        require_output_file(args.json, "--json", inputs=inputs)
     if args.plot is not None:
-        require_output_file(args.plot, "--plot", PLOT_SUFFIXES)
+        require_output_file(args.plot, "--plot", PLOT_SUFFIXES, inputs=inputs)
 
 
 def _options_needing_areas(args: argparse.Namespace) -> list[str]:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from calfseg.atomic import same_file
 from calfseg.cli.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -69,13 +70,28 @@ def check_output_file(path: Path, option: str, suffixes: Sequence[str] | None = 
     return None if problem is None else f"{option} {path}: {problem}"
 
 
-def require_output_file(path: Path, option: str, suffixes: Sequence[str] | None = None) -> None:
-    """Refuse an output file before the work: an unsupported suffix is a usage error
-    (exit 2); a folder in its place or a parent that is a file or not writable is an
-    :class:`OutputPathError` (exit 1)."""
+def require_output_file(
+    path: Path,
+    option: str,
+    suffixes: Sequence[str] | None = None,
+    *,
+    inputs: Sequence[tuple[Path, str]] = (),
+) -> None:
+    """Refuse an output file before the work: an unsupported suffix, or an output that would
+    replace an input (``inputs``: (path, name) pairs; the same file, by path or link, or a
+    file already inside an input folder) is a usage error (exit 2); a folder in its place
+    or a parent that is a file or not writable is an :class:`OutputPathError` (exit 1)."""
     if suffixes is not None and not any(path.name.lower().endswith(s) for s in suffixes):
         listed = ", ".join(suffixes)
         raise UsageError(f"{option} {path}: unsupported file type; use one of {listed}")
+    for given, name in inputs:
+        inside = given.is_dir() and path.is_file() and given.resolve() in path.resolve().parents
+        if same_file(path, given) or inside:
+            what = f"the {name} file" if not inside else f"a file of the {name} folder"
+            raise UsageError(
+                f"{option} {path} is {what} {given}: writing it would replace it; choose "
+                f"another {option}"
+            )
     problem = check_output_file(path, option)
     if problem is not None:
         raise OutputPathError(problem)

@@ -91,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None:
         check_input(args.data, "--data", "folder")
     if args.json is not None:
-        require_output_file(args.json, "--json")
+        inputs = [(args.checkpoint, "MODEL")] + ([(args.data, "--data")] if args.data else [])
+        require_output_file(args.json, "--json", inputs=inputs)
     if args.out is not None:
         require_output_folder(args.out, "--out")
     with loud_warnings(PROG, CacheChangedWarning):

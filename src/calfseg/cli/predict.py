@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     # reaches calfseg.cli.run_guarded, whose table gives its exit code.
     check_input(args.checkpoint, "MODEL")
     check_input(args.input, "INPUT", "file")
-    require_output_file(args.output, "OUT")
+    require_output_file(
+        args.output, "OUT", inputs=[(args.input, "INPUT"), (args.checkpoint, "MODEL")]
+    )
     with loud_warnings(PROG, NoPreprocessingWarning):
         out = predict_file(args.checkpoint, args.input, args.output, device=args.device)
     print(f"wrote {out}")
