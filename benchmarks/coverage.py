@@ -16,7 +16,9 @@ Two sets of designs:
   was never looked at on while it was written: the held-out check.
 
 Intervals compared: ``paired`` (:func:`calfseg.bench.stats.paired_interval`, the one the
-verdicts use), ``satterthwaite`` (the same mean squares with Satterthwaite's degrees of
+verdicts use: the hull of the generalized pivot and a studentized bootstrap of the case
+means), ``pivot`` (the generalized pivot alone, the verdicts' interval before the hull),
+``satterthwaite`` (the same mean squares with Satterthwaite's degrees of
 freedom instead of the generalized pivot), ``pigeonhole`` (the percentile bootstrap over
 cases and seeds used before, written out here for comparison) and ``seed-t`` (a t-interval
 over the seeds' mean differences, k - 1 df, which ignores the cases).
@@ -25,12 +27,14 @@ over the seeds' mean differences, k - 1 df, which ignores the cases).
     python -m benchmarks.coverage --random 200    # plus 200 random designs (500 each)
     python -m benchmarks.coverage --quick         # 400 benchmarks each, no bootstrap
     python -m benchmarks.coverage --only-random --random 200 --csv designs.csv
+    python -m benchmarks.coverage --methods paired pivot   # only these intervals
+    python -m benchmarks.coverage --only-random --random 200 --random-seed 7   # a fresh set
 
 The random designs are summarised over those that keep two or more seeds in every benchmark;
 a design that a missing run leaves with one seed is listed apart (its verdicts say they
 cannot see training variance).
 
-The random designs compare ``paired`` and ``satterthwaite`` only (the bootstrap over 200
+The random designs compare ``paired``, ``pivot`` and ``satterthwaite`` only (the bootstrap over 200
 designs would take hours on two cores; the named designs show where it fails).
 """
 
@@ -48,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from calfseg.bench.interval import mean_squares
+from calfseg.bench.interval import generalized_half_width, mean_squares
 from calfseg.bench.stats import paired_estimate
 
 CONFIDENCE = 0.95
@@ -157,6 +161,14 @@ def interval_pigeonhole(
     return float(low), float(high)
 
 
+def interval_pivot(table: np.ndarray, folds: np.ndarray) -> tuple[float, float]:
+    """The generalized pivot alone, without the studentized bootstrap's skew guard (the
+    verdicts' interval before the hull)."""
+    squares = mean_squares(table, folds=folds.tolist())
+    half = generalized_half_width(squares, CONFIDENCE)
+    return squares.mean - half, squares.mean + half
+
+
 def interval_satterthwaite(table: np.ndarray, folds: np.ndarray) -> tuple[float, float]:
     """The same mean squares as ``paired``, with a t whose degrees of freedom are
     Satterthwaite's (1946) for ``S2 / n + g MS_seeds / m`` (both terms positive)."""
@@ -193,6 +205,7 @@ def _quiet() -> Iterator[None]:
 
 METHODS = {
     "paired": interval_paired,
+    "pivot": interval_pivot,
     "satterthwaite": interval_satterthwaite,
     "pigeonhole": interval_pigeonhole,
     "seed-t": interval_seed_t,
@@ -231,7 +244,10 @@ def run_design(design: Design, reps: int, methods: list[str], seed: int) -> Outc
     )
 
 
-def random_designs(count: int, seed: int = 20261207) -> list[Design]:
+RANDOM_SEED = 20261207
+
+
+def random_designs(count: int, seed: int = RANDOM_SEED) -> list[Design]:
     """Designs drawn over the ranges users run: 6-500 cases (log-uniform), 2-10 seeds, no
     CV / 3 / 5 folds / leave-one-out (small n), variance shares from a Dirichlet(1, 1, 1)
     with a total SD of 0.02-0.15, the three case shapes, runs normal or t3, and missing
@@ -268,7 +284,7 @@ def _random_summary(designs: list[Design], reps: int, methods: list[str], csv: s
     """Coverage over the random designs, split by what the verdict claims: designs whose
     benchmarks keep two or more seeds (the interval sees the runs) and designs a missing run
     leaves with one seed, where the verdict says it cannot see training variance."""
-    random_methods = [m for m in methods if m in ("paired", "satterthwaite")]
+    random_methods = [m for m in methods if m in ("paired", "pivot", "satterthwaite")]
     outcomes = []
     for i, design in enumerate(designs):
         outcomes.append(run_design(design, reps, random_methods, seed=5000 + i))
@@ -326,9 +342,19 @@ def main() -> None:
     parser.add_argument("--only-random", action="store_true")
     parser.add_argument("--named", metavar="TEXT", help="only the named designs containing TEXT")
     parser.add_argument("--csv", metavar="FILE", help="write each random design's row here")
+    parser.add_argument(
+        "--random-seed", type=int, default=RANDOM_SEED,
+        help=f"the random designs' generator (default {RANDOM_SEED}; another draws a fresh, "
+        "held-out set)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--methods", nargs="+", choices=list(METHODS), help="only these intervals (default: all)"
+    )
     args = parser.parse_args()
     reps = 400 if args.quick else args.reps
     methods = ["paired", "satterthwaite", "seed-t"] if args.quick else list(METHODS)
+    if args.methods:
+        methods = [m for m in methods if m in args.methods]
     start = time.perf_counter()
     header = "| design | " + " | ".join(f"{m} cover | {m} width" for m in methods) + " |"
     if not args.only_random:
@@ -347,7 +373,8 @@ def main() -> None:
             )
             print(f"| {design.name} | {cells} |", flush=True)
     if args.random:
-        _random_summary(random_designs(args.random), max(200, reps // 4), methods, args.csv)
+        designs = random_designs(args.random, args.random_seed)
+        _random_summary(designs, max(200, reps // 4), methods, args.csv)
     print(f"\n({time.perf_counter() - start:.0f} s)")
 
 
