@@ -105,7 +105,8 @@ def test_a_run_stopped_early_resumes_identically_and_trains_no_further(
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     _scripted_validation(monkeypatch, [0.5] * 3)
     done = fit(config, straight, progress=False)
-    assert (done.epochs_run, done.stop_reason, done.converged) == (3, "patience", True)
+    # flat from the first validation on: stopped by patience, not converged (nothing learned)
+    assert (done.epochs_run, done.stop_reason, done.converged) == (3, "patience", False)
     _scripted_validation(monkeypatch, [0.5] * 2)
     fit(config, resumed, progress=False, stop_after=2)
     _scripted_validation(monkeypatch, [0.5])
@@ -120,7 +121,7 @@ def test_a_run_stopped_early_resumes_identically_and_trains_no_further(
     later = fit(replace(config, epochs=8), resumed, progress=False)  # more budget: no effect
     assert (resumed / "last.pt").stat().st_mtime_ns == stamp
     assert [r["epoch"] for r in _log(resumed)] == [1, 2, 3]
-    assert (later.epochs_run, later.stop_reason, later.converged) == (3, "patience", True)
+    assert (later.epochs_run, later.stop_reason, later.converged) == (3, "patience", False)
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(tiny_config: TrainConfig, tmp_path: Path):
