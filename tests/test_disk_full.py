@@ -72,16 +72,24 @@ def test_reserve_blocks_allocates_a_sparse_file(tmp_path: Path) -> None:
     assert stat.st_blocks * 512 >= stat.st_size
 
 
+def _sparse(path: Path, shape: tuple[int, ...]) -> Path:
+    """A memory-mapped .npy file of ``shape`` bytes, sparse as the assembly makes them."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    return path
+
+
+def _fallocate_fails(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    def fail(_fd: int, _offset: int, _length: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(atomic.os, "posix_fallocate", fail, raising=False)
+
+
 def test_reserve_blocks_on_a_full_disk_says_what_it_needs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "images.npy"
-    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(1000, 1000, 300))
-
-    def full(_fd: int, _offset: int, _length: int) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(atomic.os, "posix_fallocate", full, raising=False)
+    path = _sparse(tmp_path / "images.npy", (1000, 1000, 300))
+    _fallocate_fails(monkeypatch, errno.ENOSPC)
     _free(monkeypatch, 50_000_000)
     with pytest.raises(DiskFullError, match=r"the cache's images needs 0\.30 GB, 50\.0 MB free"):
         reserve_blocks(path, "the cache's images")
@@ -90,13 +98,8 @@ def test_reserve_blocks_on_a_full_disk_says_what_it_needs(
 def test_without_fallocate_the_free_space_decides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "masks.npy"
-    np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(100, 1000, 1000))
-
-    def unsupported(_fd: int, _offset: int, _length: int) -> None:
-        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
-
-    monkeypatch.setattr(atomic.os, "posix_fallocate", unsupported, raising=False)
+    path = _sparse(tmp_path / "masks.npy", (100, 1000, 1000))
+    _fallocate_fails(monkeypatch, errno.EOPNOTSUPP)
     _free(monkeypatch, 10**6)
     with pytest.raises(DiskFullError, match=r"the cache.s masks needs 0\.10 GB"):
         reserve_blocks(path, "the cache's masks")

@@ -133,7 +133,7 @@ def test_an_undefined_score_is_never_an_improvement():
     stopping = EarlyStopping(patience=1, min_delta=0.0)
     assert stopping.observe(0.3) is True
     assert stopping.observe(float("nan")) is False
-    assert stopping.should_stop and stopping.stop_reason == "patience"
+    assert stopping.should_stop and stopping.ended(2, 10) == "patience"
     restored = EarlyStopping.from_state(stopping.state(), patience=1, min_delta=0.0, best=None)
     assert restored == stopping
 
@@ -156,7 +156,7 @@ def test_a_run_that_never_finds_a_lesion_trains_its_budget_unconverged():
     for _ in range(6):
         stopping.observe(0.0)
     assert not stopping.should_stop and not stopping.converged
-    assert (stopping.stop_reason, stopping.best) == ("budget", 0.0)
+    assert (stopping.ended(6, 6), stopping.best) == ("budget", 0.0)
 
 
 @pytest.mark.slow

@@ -227,10 +227,11 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     with path.open(newline="") as handle:
-        return [
-            {k: v if k in TEXT_COLUMNS else _cell(v) for k, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]
+        return [_converted(row) for row in csv.DictReader(handle)]
+
+
+def _converted(row: dict[str, str]) -> dict[str, Any]:
+    return {k: v if k in TEXT_COLUMNS else _cell(v) for k, v in row.items()}
 
 
 def _read_per_case(path: Path) -> list[dict[str, Any]]:
@@ -243,18 +244,16 @@ def _read_per_case(path: Path) -> list[dict[str, Any]]:
         )
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), [])
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            counts = {"tp", "fp", "fn"} <= set(header)
+            if "case_id" not in header or not (counts or "dice" in header):
+                raise BenchmarkError(
+                    f"{path}: not a per-case table (columns {', '.join(header) or 'none'}; "
+                    "expected case_id and tp, fp, fn or dice)"
+                )
+            return [_converted(row) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise BenchmarkError(f"{path}: not a readable CSV ({err})") from err
-    counts = {"tp", "fp", "fn"} <= set(header)
-    if "case_id" not in header or not (counts or "dice" in header):
-        raise BenchmarkError(
-            f"{path}: not a per-case table (columns {', '.join(header) or 'none'}; expected "
-            "case_id and tp, fp, fn or dice)"
-        )
-    try:
-        return _read_csv(path)
-    except (UnicodeDecodeError, csv.Error) as err:
         raise BenchmarkError(f"{path}: not a readable CSV ({err})") from err
 
 

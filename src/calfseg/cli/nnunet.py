@@ -61,8 +61,8 @@ def add_parser(commands: Any) -> None:
     tr.add_argument(
         "--device",
         default="auto",
-        help="auto (default: CUDA when torch finds a GPU, else MPS, else the CPU), cuda, cpu "
-        "or mps, as nnUNetv2_train -device",
+        help="auto (default: CUDA when torch finds a GPU, else the CPU, as calf train), cuda, "
+        "cpu or mps, as nnUNetv2_train -device",
     )
     tr.add_argument(
         "--c",

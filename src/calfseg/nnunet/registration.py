@@ -70,11 +70,7 @@ def register(package: Path | None = None) -> Path:
     """
     path = module_path(package)
     if path.exists():
-        try:
-            ours = MARKER in path.read_text(errors="replace")
-        except OSError as err:
-            raise RegistrationError(f"cannot read {path} ({err.strerror or err})") from err
-        if not ours:
+        if not _written_by_us(path):
             raise RegistrationError(
                 f"{path} exists and was not written by calf-seg (no marker line); it is left "
                 f"in place: move it away if it is not needed. {_alternative()}"
@@ -89,6 +85,14 @@ def register(package: Path | None = None) -> Path:
     return path
 
 
+def _written_by_us(path: Path) -> bool:
+    """Whether the module file at ``path`` holds calf-seg's marker line."""
+    try:
+        return MARKER in path.read_text(errors="replace")
+    except OSError as err:
+        raise RegistrationError(f"cannot read {path} ({err.strerror or err})") from err
+
+
 def unregister(package: Path | None = None) -> Path | None:
     """Remove the trainer module; returns its path, or None when it was not there.
 
@@ -99,11 +103,7 @@ def unregister(package: Path | None = None) -> Path | None:
     path = module_path(package)
     if not path.exists():
         return None
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise RegistrationError(f"cannot read {path} ({err.strerror or err})") from err
-    if MARKER not in text:
+    if not _written_by_us(path):
         raise RegistrationError(
             f"{path} was not written by calf nnunet register (no calf-seg marker line); "
             "it is left in place: remove it yourself if it is yours to remove"

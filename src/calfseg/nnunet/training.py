@@ -64,16 +64,13 @@ def planned_dataset(dataset: str, plans: str = "nnUNetPlans") -> Path:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"``: CUDA when torch finds a GPU, else MPS when present, else the CPU (the
-    rule of ``calf train``); any other name as given."""
+    """``"auto"``: the rule of ``calf train`` (:func:`calfseg.train.distributed.resolve_device`:
+    CUDA when torch finds a GPU, else the CPU); any other name as given."""
     if device != "auto":
         return device
-    import torch
+    from calfseg.train.distributed import resolve_device as train_device
 
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
+    return train_device("auto").type
 
 
 def check_paths(names: tuple[str, ...] = REQUIRED_PATHS) -> None:

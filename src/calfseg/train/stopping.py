@@ -111,11 +111,6 @@ class EarlyStopping:
         window = self.patience if self.patience is not None else CONVERGENCE_WINDOW
         return self.improvements >= 1 and self.stale >= window
 
-    @property
-    def stop_reason(self) -> str:
-        """``"patience"`` when patience ended the run, else ``"budget"`` (its epochs ran)."""
-        return "patience" if self.should_stop else "budget"
-
     def ended(self, epochs_run: int, planned: int) -> str:
         """Why a run of ``planned`` epochs ended after ``epochs_run``: ``"patience"`` only
         when patience ran out before the budget did; a run that trained every planned epoch
