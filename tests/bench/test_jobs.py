@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from calfseg.bench import BenchmarkConfig, run_benchmark
 from calfseg.bench.executors.dispatch import Execution
+from calfseg.bench.executors.local import run_in_processes
+from calfseg.bench.executors.task import RunEvent, RunTask
 from calfseg.bench.grid import RunSpec
 from calfseg.bench.runner import train_options
+from calfseg.threads import ThreadPlan
 from calfseg.train.provenance import run_provenance, write_provenance
 
-from .parallel_fakes import ParallelTrainer
+from .parallel_fakes import DiesMidMessage, ParallelTrainer
 from .test_runner import write_cache
 
 pytestmark = pytest.mark.slow  # trains real runs: the full tier only
@@ -61,3 +66,38 @@ def test_two_workers_train_every_run_and_a_failure_stops_nothing(
     )  # fmt: skip
     assert sorted(again.skipped) == ["unet-bce-s0", "unet-calf-s1"]
     assert sorted(again.finished) == ["unet-bce-s1", "unet-calf-s0"] and again.ok
+
+
+def test_a_worker_that_dies_mid_message_fails_its_run_and_blocks_no_other(
+    tmp_path: Path,
+) -> None:
+    # Before, the workers shared one queue, whose writers hold a lock while writing. A
+    # worker that died mid-message left the lock held and half a message to read: the
+    # supervisor and the other workers waited for ever (a CI run hung here 90 minutes).
+    # The supervisor is kept from reading (its progress hook waits) until the worker has
+    # died in the middle of its event.
+    fake = DiesMidMessage(die=("dies",))
+    tasks = [RunTask(name, str(tmp_path / name), {}, train_fn=fake)
+             for name in ("dies", "fine", "next")]  # fmt: skip
+    plan = ThreadPlan(threads=1, interop=1, workers=0, jobs=2, cpus=2, source="--threads")
+
+    def hold_the_reader(event: RunEvent) -> None:
+        if event.kind == "start" and event.name == "fine":
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "dies" / "sending").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(2.5)  # the timer ends the worker 1 s after it began sending
+
+    results: list[dict[str, str | None]] = []
+    thread = threading.Thread(  # a hang fails this test instead of stalling the suite
+        target=lambda: results.append(
+            run_in_processes(tasks, plan, on_event=hold_the_reader, set_threads=False)
+        ),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the supervisor hung after a worker died mid-message"
+    (result,) = results
+    assert result["dies"] is not None and "died (exit code 3)" in result["dies"]
+    assert result["fine"] is None and result["next"] is None
