@@ -239,7 +239,7 @@ def test_analyze_a_fingerprint_file_reads_it_back(tmp_path: Path) -> None:
     saved = fingerprint_of_areas(RIGHT_SKEWED, bootstrap=0).save(tmp_path / "fp.json")
     again = analyze(saved)
     assert again == load_fingerprint(saved) and again.branch == "log10"
-    with pytest.raises(ValueError, match="labels cannot apply to"):
+    with pytest.raises(ValueError, match="--label cannot apply to"):
         analyze(saved, labels=[1])
 
 
@@ -261,6 +261,6 @@ def test_analyze_a_cache_split_and_refuse_an_empty_one(tmp_path: Path) -> None:
     fp = analyze(cache, split="train", bootstrap=0)
     assert fp.count == train.size and fp.measured["source"] == "cache"
     assert fp.skewness == pytest.approx(sps.skew(train), rel=1e-9)
-    with pytest.raises(ValueError, match="mask_glob cannot apply to a cache"):
+    with pytest.raises(ValueError, match="--mask-glob cannot apply to a cache"):
         analyze(cache, mask_glob="*")
     assert issubclass(EmptySplitError, NoAreasError)

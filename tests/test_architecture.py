@@ -52,6 +52,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "run_files",
         "writer_lock",
         "orphans",
+        "options",
     ),
 )
 FRONT_DOOR = "calfseg"  # the root package: lazy re-exports of the public API

@@ -18,6 +18,7 @@ Layer: above the data layer (which reads the files) and the fingerprint layer.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,11 +29,13 @@ import numpy as np
 
 from calfseg.data.cache import SPLIT_NAMES, SliceCache, is_cache
 from calfseg.data.files.masks import DEFAULT_MAX_LABELS
-from calfseg.data.scan.labels import LAYOUT_AUTO
+from calfseg.data.scan.labels import LAYOUT_AUTO, LAYOUT_NONE
 from calfseg.data.scan.masks import NoMaskFilesError, OnError, SkippedFile, scan_masks
+from calfseg.errors import OptionError, check_choice
 from calfseg.fingerprint import Fingerprint, NoAreasError, fingerprint_of_areas, load_fingerprint
+from calfseg.options import flag, integer, label_list, non_negative_int, option, positive_int
 from calfseg.rule import Thresholds
-from calfseg.stats.areas import AreaMethod
+from calfseg.stats.areas import AREA_METHODS, AreaMethod
 
 
 class NoReadableMasksError(NoMaskFilesError):
@@ -48,25 +51,160 @@ class EmptySplitError(NoAreasError):
     """The chosen split of a cache has no rows; the message gives the rows per split."""
 
 
+MEASURE, RESAMPLE, ERRORS = "what to measure", "resampling", "output and errors"
+# The options that change which areas are measured from mask files (a cache or a
+# fingerprint file cannot take them); and the options recorded in a fingerprint's measured.
+_MEASURING = ("mask_glob", "labels", "per_volume", "slice_axis", "area")
+_RECORDED = (*_MEASURING[:4], "exclude_empty", "area", "max_labels", "batch_size", "batches",
+             "bootstrap", "seed", "on_error", "split")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """The options of :func:`analyze` and of ``calf analyze``, declared once: the command
+    line is generated from these fields (:mod:`calfseg.options`). A bad value or a
+    combination that cannot work is an :class:`~calfseg.errors.OptionError` when the
+    object is made; :meth:`check_for` refuses what cannot apply to a given path."""
+
+    split: str | None = option(
+        None, "a cache PATH: only the rows of this split (default: every row)",
+        choices=SPLIT_NAMES, group=MEASURE,
+    )  # fmt: skip
+    layout: str = option(
+        LAYOUT_AUTO,
+        "a dataset FOLDER: auto (default) detects its layout as calf prepare does and reads "
+        "only its label files (e.g. BraTS *seg*/OTMultiClass, never brainmask); a layout "
+        "name (brats2015, brats2021, ...) forces one; none reads every mask-like file",
+        metavar="NAME", group=MEASURE,
+    )  # fmt: skip
+    mask_glob: str | None = option(
+        None,
+        "keep only files whose name matches GLOB (e.g. '*seg*.nii.gz'); a GLOB with '/' is "
+        "matched against the path below PATH (searches every mask-like file instead of a "
+        "layout's label files)",
+        metavar="GLOB", group=MEASURE,
+    )  # fmt: skip
+    labels: Sequence[int] | None = option(
+        None,
+        "label values that count as foreground (repeat or comma-separate; default: every "
+        "value > 0); integer label maps may have any number of labels",
+        parse=label_list, metavar="L[,L...]", name="label", repeat=True, group=MEASURE,
+    )  # fmt: skip
+    per_volume: bool = option(
+        False, "one area per 3D volume instead of one per slice", group=MEASURE
+    )
+    slice_axis: int = option(
+        -1,
+        "axis of a 3D volume that indexes its slices (default -1: the last axis as stored; "
+        "multi-page TIFF pages are moved last)",
+        parse=integer, metavar="AXIS", group=MEASURE,
+    )  # fmt: skip
+    exclude_empty: bool = option(
+        False, "leave out masks without foreground (default: they count, area 0)",
+        group=MEASURE,
+    )  # fmt: skip
+    area: AreaMethod = option(
+        "pixels",
+        "pixels: count of foreground pixels (default); contour: the authors' OpenCV polygon "
+        "area (2D slices only)",
+        choices=AREA_METHODS, group=MEASURE,
+    )  # fmt: skip
+    max_labels: int = option(
+        DEFAULT_MAX_LABELS,
+        f"a float file (or a grey PNG/TIFF) with more than N distinct values is refused as "
+        f"an image (default {DEFAULT_MAX_LABELS}); integer label maps are never refused for "
+        "their count",
+        parse=positive_int, metavar="N", group=MEASURE,
+    )  # fmt: skip
+    batch_size: int | None = option(
+        None,
+        "also report how often each branch is picked over random mini-batches of N masks "
+        "(the paper's per-batch CALF; it used 32)",
+        parse=positive_int, metavar="N", group=RESAMPLE,
+    )  # fmt: skip
+    batches: int = option(
+        1000, "number of mini-batches drawn (default 1000)",
+        parse=positive_int, metavar="M", group=RESAMPLE,
+    )  # fmt: skip
+    bootstrap: int = option(
+        200, "bootstrap resamples for the stability of the pick (default 200; 0: none)",
+        parse=non_negative_int, metavar="B", group=RESAMPLE,
+    )  # fmt: skip
+    seed: int = option(
+        0, "random seed (default 0)", parse=non_negative_int, metavar="N", group=RESAMPLE
+    )
+    on_error: OnError = option(
+        "stop",
+        "stop at the first bad file (default) or skip it and list it at the end; either way "
+        "the exit code is 1",
+        choices=("stop", "skip"), group=ERRORS,
+    )  # fmt: skip
+    thresholds: Thresholds | dict[str, float] | None = None  # the rule's; Python only
+
+    def __post_init__(self) -> None:
+        if not -3 <= self.slice_axis <= 2:
+            raise OptionError(f"--slice-axis must be in -3..2, got {self.slice_axis}")
+        if self.area == "contour" and self.per_volume:
+            raise OptionError("--area contour measures 2D slices; drop --per-volume")
+        if self.layout != LAYOUT_AUTO and self.mask_glob is not None:
+            raise OptionError(
+                "--mask-glob searches every mask-like file; it cannot be combined with "
+                f"--layout {self.layout} (which reads the layout's label files)"
+            )
+        from calfseg.data.sources import SOURCES
+
+        check_choice("--layout", self.layout, (LAYOUT_AUTO, LAYOUT_NONE, *SOURCES))
+        if self.split is not None:
+            check_choice("--split", self.split, SPLIT_NAMES)
+        check_choice("--area", self.area, AREA_METHODS)
+        check_choice("--on-error", self.on_error, ("stop", "skip"))
+
+    def measuring(self) -> list[str]:
+        """The options given that choose which areas are measured from mask files."""
+        given = {
+            "mask_glob": self.mask_glob is not None,
+            "labels": self.labels is not None,
+            "per_volume": self.per_volume,
+            "slice_axis": self.slice_axis != -1,
+            "area": self.area != "pixels",
+        }
+        return [name for name, on in given.items() if on]
+
+    def check_for(self, root: Path) -> None:
+        """Refuse the options that cannot apply to ``root`` (an existing path): measuring
+        options for a cache or a fingerprint file, ``exclude_empty`` for a fingerprint
+        file, ``split`` for anything but a cache."""
+        if root.is_dir() and is_cache(root):
+            _refuse(
+                self.measuring(),
+                f"a cache ({root}: its index holds the pixel counts of the prepared masks; "
+                "choose labels and sizes in calf prepare)",
+            )
+        elif self.split is not None:
+            raise OptionError(f"--split applies to a cache folder; {root} is not one")
+        elif is_fingerprint_file(root):
+            _refuse(
+                [*self.measuring(), *(["exclude_empty"] if self.exclude_empty else [])],
+                f"a fingerprint ({root} holds only the moments of the areas, not the areas)",
+            )
+
+    def record(self) -> dict[str, Any]:
+        """The options a fingerprint's ``measured`` records."""
+        values = {name: getattr(self, name) for name in _RECORDED}
+        return {**values, "labels": None if self.labels is None else list(self.labels)}
+
+
+def is_fingerprint_file(path: Path) -> bool:
+    """A JSON file: what :func:`analyze` reads as a fingerprint."""
+    return path.is_file() and path.name.lower().endswith(".json")
+
+
 def analyze(
     path: str | os.PathLike[str],
+    options: AnalyzeOptions | None = None,
     *,
-    layout: str = LAYOUT_AUTO,
-    mask_glob: str | None = None,
-    labels: Sequence[int] | None = None,
-    per_volume: bool = False,
-    slice_axis: int = -1,
-    area: AreaMethod = "pixels",
-    max_labels: int = DEFAULT_MAX_LABELS,
-    split: str | None = None,
-    exclude_empty: bool = False,
-    batch_size: int | None = None,
-    batches: int = 1000,
-    bootstrap: int = 200,
-    seed: int = 0,
-    thresholds: Thresholds | dict[str, float] | None = None,
-    on_error: OnError = "stop",
     progress: bool = False,
+    **given: Any,
 ) -> Fingerprint:
     """The fingerprint of the masks at ``path``.
 
@@ -76,7 +214,8 @@ def analyze(
     index; ``split`` picks train, val or test rows), or a fingerprint JSON file (read with
     :func:`~calfseg.fingerprint.load_fingerprint`). ``exclude_empty``, ``batch_size``,
     ``batches``, ``bootstrap``, ``seed`` and ``thresholds`` are those of
-    :func:`~calfseg.fingerprint.fingerprint_of_areas`.
+    :func:`~calfseg.fingerprint.fingerprint_of_areas`. The options are an
+    :class:`AnalyzeOptions`, or its fields as keywords (``analyze(path, batch_size=32)``).
 
     The result's ``measured`` records the path, the source (``masks`` or ``cache``), the
     unit of one area, the files read and skipped (or the cache rows) and the options; its
@@ -84,64 +223,50 @@ def analyze(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: an option that cannot apply to this kind of ``path`` (named), or a bad
-            value; :class:`~calfseg.fingerprint.NoAreasError` when nothing is left to
+        OptionError: a bad value, or an option that cannot apply to this kind of ``path``
+            (named); :class:`~calfseg.fingerprint.NoAreasError` when nothing is left to
             analyse; :class:`~calfseg.fingerprint.FingerprintError` for a bad JSON file.
         MaskFileError: a bad mask file (``on_error="stop"``), none found
             (:class:`NoMaskFilesError`) or none readable (:class:`NoReadableMasksError`).
         CacheError: a cache folder that is not finished.
     """
+    if options is None:
+        options = AnalyzeOptions(**given)
+    elif given:
+        options = dataclasses.replace(options, **given)
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"no such file or folder: {root}")
-    measuring = _measuring_options(mask_glob, labels, per_volume, slice_axis, area)
-    options: dict[str, Any] = {
-        "mask_glob": mask_glob,
-        "labels": None if labels is None else list(labels),
-        "per_volume": per_volume,
-        "slice_axis": slice_axis,
-        "exclude_empty": exclude_empty,
-        "area": area,
-        "max_labels": max_labels,
-        "batch_size": batch_size,
-        "batches": batches,
-        "bootstrap": bootstrap,
-        "seed": seed,
-        "on_error": on_error,
-        "split": split,
-    }
+    options.check_for(root)
+    o = options
     resampling: dict[str, Any] = {
-        "exclude_empty": exclude_empty,
-        "batch_size": batch_size,
-        "batches": batches,
-        "bootstrap": bootstrap,
-        "seed": seed,
-        "thresholds": thresholds,
+        "exclude_empty": o.exclude_empty,
+        "batch_size": o.batch_size,
+        "batches": o.batches,
+        "bootstrap": o.bootstrap,
+        "seed": o.seed,
+        "thresholds": o.thresholds,
     }
     if root.is_dir() and is_cache(root):
-        _refuse(measuring, f"a cache ({root}: choose labels and sizes in calf prepare)")
-        return _analyze_cache(root, split, options, resampling)
-    if split is not None:
-        raise ValueError(f"split applies to a cache folder; {root} is not one")
-    if root.is_file() and root.name.lower().endswith(".json"):
-        _refuse([*measuring, *(["exclude_empty"] if exclude_empty else [])], f"{root}")
+        return _analyze_cache(root, o.split, o.record(), resampling)
+    if is_fingerprint_file(root):
         return load_fingerprint(root)
     scan = scan_masks(
         root,
-        mask_glob=mask_glob,
-        layout=layout,
-        labels=labels,
-        per_volume=per_volume,
-        area=area,
-        slice_axis=slice_axis,
-        max_labels=max_labels,
-        on_error=on_error,
+        mask_glob=o.mask_glob,
+        layout=o.layout,
+        labels=o.labels,
+        per_volume=o.per_volume,
+        area=o.area,
+        slice_axis=o.slice_axis,
+        max_labels=o.max_labels,
+        on_error=o.on_error,
         progress=progress,
     )
     if not scan.files:
         raise NoReadableMasksError(root, scan.skipped)
     measured: dict[str, Any] = {"path": str(root), "source": "masks", "unit": scan.unit}
-    measured |= {"files": scan.to_dict(), "options": options}
+    measured |= {"files": scan.to_dict(), "options": o.record()}
     return fingerprint_of_areas(scan.areas, empty=scan.empty, measured=measured, **resampling)
 
 
@@ -161,27 +286,10 @@ def _analyze_cache(
     return fingerprint_of_areas(cache.areas, empty=cache.empty, measured=measured, **resampling)
 
 
-def _measuring_options(
-    mask_glob: str | None,
-    labels: Sequence[int] | None,
-    per_volume: bool,
-    slice_axis: int,
-    area: str,
-) -> list[str]:
-    """The options given that choose which areas are measured from mask files."""
-    given = {
-        "mask_glob": mask_glob is not None,
-        "labels": labels is not None,
-        "per_volume": per_volume,
-        "slice_axis": slice_axis != -1,
-        "area='contour'": area != "pixels",
-    }
-    return [name for name, on in given.items() if on]
-
-
-def _refuse(options: list[str], what: str) -> None:
-    if options:
-        raise ValueError(f"{', '.join(options)} cannot apply to {what}")
+def _refuse(names: list[str], what: str) -> None:
+    if names:
+        given = ", ".join(flag(AnalyzeOptions, name) for name in names)
+        raise OptionError(f"{given} cannot apply to {what}")
 
 
 @dataclass(frozen=True)

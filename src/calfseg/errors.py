@@ -7,11 +7,13 @@ valid choices (with a "did you mean" suggestion).
 - :class:`DataError`: a file or the data cannot be used: missing, unreadable, damaged,
   unsafe to load, degenerate (no lesion), not fit for the request (a split the cache lacks),
   or in the way of an output. The ``calf`` command exits 1 on it; on one kind of it, a
-  training that diverged (:class:`TrainingDivergedError`), 3.
+  training that diverged (:class:`TrainingDivergedError`), 3. Its kind
+  :class:`DataValueError` is a ValueError too.
 
-The library's own error classes derive from one of the two (e.g. ``CacheError`` and
-``CheckpointError`` are DataErrors), so the command line maps them to an exit code by kind,
-never by reading messages (docs/cli.md). This module imports nothing from calfseg.
+The library raises no bare ValueError: its own error classes derive from one of the two
+(e.g. ``CacheError`` and ``CheckpointError`` are DataErrors), so the command line maps them
+to an exit code by kind, never by reading messages (docs/cli.md). This module imports
+nothing from calfseg.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _T = TypeVar("_T")
 __all__ = [
     "CalfSegError",
     "DataError",
+    "DataValueError",
     "OptionError",
     "TrainingDivergedError",
     "UnknownChoiceError",
@@ -55,6 +58,12 @@ class UnknownChoiceError(OptionError):
 class DataError(CalfSegError):
     """A file or data that cannot be used: missing, unreadable, damaged, unsafe, degenerate,
     or in the way of an output (``calf``: exit 1)."""
+
+
+class DataValueError(DataError, ValueError):
+    """Data whose values cannot be used: a count, a shape or a column that the data lacks,
+    non-finite numbers, a record of the wrong format (``calf``: exit 1). A ValueError too,
+    so that callers catching ValueError keep working."""
 
 
 class TrainingDivergedError(DataError):

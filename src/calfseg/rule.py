@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from calfseg.errors import OptionError
+
 Branch = Literal["fisher", "logit", "arcsine", "log10", "ln", "bce_dice"]
 BRANCHES: tuple[str, ...] = ("fisher", "logit", "arcsine", "log10", "ln", "bce_dice")
 
@@ -53,11 +55,11 @@ class Thresholds:
                 or not isinstance(value, numbers.Real)
                 or not math.isfinite(value)
             ):
-                raise ValueError(f"threshold {f.name!r} must be a finite number, got {value!r}")
+                raise OptionError(f"threshold {f.name!r} must be a finite number, got {value!r}")
             object.__setattr__(self, f.name, float(value))  # numpy scalars, ints -> float
         order = [self.fisher, self.logit, self.centre, self.ln, self.log10]
         if order != sorted(order):
-            raise ValueError(
+            raise OptionError(
                 "thresholds must satisfy fisher <= logit <= centre <= ln <= log10, got "
                 f"{self.fisher}, {self.logit}, {self.centre}, {self.ln}, {self.log10}"
             )
@@ -70,13 +72,13 @@ class Thresholds:
         if isinstance(value, Thresholds):
             return value
         if not isinstance(value, Mapping):
-            raise ValueError(
+            raise OptionError(
                 f"thresholds must be a Thresholds, a dict of overrides or None, got {value!r}"
             )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(value) - known)
         if unknown:
-            raise ValueError(f"unknown threshold(s) {unknown}; known: {sorted(known)}")
+            raise OptionError(f"unknown threshold(s) {unknown}; known: {sorted(known)}")
         return cls(**value)
 
 

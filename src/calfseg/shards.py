@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
+from calfseg.errors import OptionError
+
 __all__ = ["Shard", "check_shard", "parse_shard", "shard_items"]
 
 Shard = tuple[int, int]  # (K, N), 1 <= K <= N
@@ -23,7 +25,7 @@ def parse_shard(text: str) -> Shard:
     try:
         k, n = (int(part) for part in str(text).split("/"))
     except ValueError:
-        raise ValueError(f"shard must be K/N like 1/4, got {text!r}") from None
+        raise OptionError(f"shard must be K/N like 1/4, got {text!r}") from None
     return check_shard((k, n))
 
 
@@ -31,7 +33,7 @@ def check_shard(shard: Shard) -> Shard:
     """``shard`` itself when it is ``(K, N)`` with ``1 <= K <= N``; ValueError otherwise."""
     k, n = shard
     if not 1 <= k <= n:
-        raise ValueError(f"shard K/N needs 1 <= K <= N, got {k}/{n}")
+        raise OptionError(f"shard K/N needs 1 <= K <= N, got {k}/{n}")
     return k, n
 
 

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from calfseg.errors import OptionError
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
 # Variables read by OpenMP, MKL and OpenBLAS when a process starts.
@@ -152,11 +154,11 @@ def plan_threads(
     """
     env = os.environ if environ is None else environ
     if jobs is not None and (isinstance(jobs, bool) or jobs < 1):
-        raise ValueError(f"--jobs must be a positive number of runs or auto, got {jobs}")
+        raise OptionError(f"--jobs must be a positive number of runs or auto, got {jobs}")
     if threads is not None and (isinstance(threads, bool) or threads < 1):
-        raise ValueError(f"--threads must be a positive number of threads, got {threads}")
+        raise OptionError(f"--threads must be a positive number of threads, got {threads}")
     if workers < 0 or gpus < 0:
-        raise ValueError(f"workers and gpus must be >= 0, got {workers} and {gpus}")
+        raise OptionError(f"workers and gpus must be >= 0, got {workers} and {gpus}")
     source = "--threads"
     if threads is None:
         threads, source = _from_environment(env)
@@ -200,7 +202,7 @@ def _from_environment(env: Mapping[str, str]) -> tuple[int | None, str]:
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(
+        raise OptionError(
             f"OMP_NUM_THREADS={text!r} is not a positive integer; unset it or set it to the "
             "threads per run (or pass --threads)"
         )

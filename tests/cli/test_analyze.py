@@ -450,7 +450,7 @@ def test_all_empty_masks_warn_that_the_pick_is_a_fallback(
     np.save(tmp_path / "m.npy", np.zeros((4, 4, 5), dtype=np.uint8))
     code, out, err = _run(capsys, tmp_path / "m.npy", "--label", "3")
     assert code == EXIT_OK and "bce_dice" in out
-    assert "WARNING" in err and "all 5 masks are empty" in err and "fallback" in err
+    assert "calf analyze: warning:" in err and "all 5 masks are empty" in err and "fallback" in err
 
 
 def test_an_empty_split_of_a_cache_is_an_error_with_counts(

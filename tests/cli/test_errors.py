@@ -128,6 +128,40 @@ def test_a_usage_error_raised_by_a_subcommand_exits_2(
     assert capsys.readouterr().err == "calf analyze: error: --seed must be >= 0, got -1\n"
 
 
+def test_the_library_raises_no_bare_value_error() -> None:
+    # The command line tells a usage error (2) from data it cannot use (1) by the class
+    # alone: every ValueError of the library is an OptionError or a DataValueError.
+    import ast
+
+    import calfseg
+
+    bare = []
+    for path in sorted(Path(calfseg.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                called = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+                if isinstance(called, ast.Name) and called.id == "ValueError":
+                    bare.append(f"{path.name}:{node.lineno}")
+    assert bare == []
+
+
+def test_an_option_error_exits_2_and_a_data_value_error_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from calfseg.data.splits.assign import check_fractions
+    from calfseg.stats import AreaMoments
+
+    # real raises of the library, one of each kind, both still ValueErrors for callers
+    with pytest.raises(ValueError) as option:
+        check_fractions({"train": 0.5, "test": 0.6})
+    with pytest.raises(ValueError) as data:
+        AreaMoments.from_dict({"format": "something else"})
+    for err, code in ((option.value, EXIT_USAGE), (data.value, EXIT_FAILURE)):
+        _replace_run(monkeypatch, "analyze", err)
+        assert main(["analyze", "."]) == code
+        assert capsys.readouterr().err == f"calf analyze: error: {err}\n"
+
+
 def test_an_os_error_names_its_file(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -124,7 +124,7 @@ def test_allow_changed_cache_evaluates_warns_and_records_it(trained_on_copy, cap
                  "--out", str(out)])  # fmt: skip
     err = capsys.readouterr().err
     assert code == EXIT_OK
-    assert "calf evaluate: WARNING:" in err and "prepared again" in err
+    assert "calf evaluate: warning:" in err and "prepared again" in err
     recorded = json.loads((out / "eval_test.json").read_text())["cache"]
     assert recorded["allow_changed_cache"] is True and recorded["changed_since_training"]
     assert recorded["training_digest"] == before and recorded["digest"] == cache_digest(copy)

@@ -64,7 +64,7 @@ def test_export_then_predict_gives_exactly_the_checkpoints_masks(
     assert code == EXIT_OK, err
     code, _, err = _cli(capsys, "predict", exported, source, tmp_path / "b.nii.gz")
     assert code == EXIT_OK, err
-    assert "WARNING" not in err
+    assert "warning:" not in err
     a = np.asarray(nib.load(tmp_path / "a.nii.gz").dataobj)
     b = np.asarray(nib.load(tmp_path / "b.nii.gz").dataobj)
     assert np.array_equal(a, b)
@@ -240,4 +240,4 @@ def test_predict_warns_when_the_model_has_no_preprocessing_record(
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "in.png")
     code, _, err = _cli(capsys, "predict", folder, tmp_path / "in.png", tmp_path / "m.png")
     assert code == EXIT_OK
-    assert "calf predict: WARNING:" in err and "no record of its training cache's" in err
+    assert "calf predict: warning:" in err and "no record of its training cache's" in err

@@ -26,6 +26,7 @@ import calfseg.run_files as files
 from calfseg.atomic import atomic_text
 from calfseg.bench.errors import BenchmarkError
 from calfseg.bench.grid import RUNS_FOLDER
+from calfseg.errors import DataValueError
 
 RESULTS_CSV = "results.csv"
 PER_IMAGE_CSV = "per_image.csv"
@@ -211,7 +212,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except ValueError as err:
-        raise ValueError(f"{path}: not readable JSON ({err})") from err
+        raise DataValueError(f"{path}: not readable JSON ({err})") from err
     return data if isinstance(data, dict) else {}
 
 

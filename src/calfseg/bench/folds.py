@@ -16,6 +16,7 @@ import numpy as np
 
 from calfseg.atomic import atomic_write_text
 from calfseg.bench.grid import BenchmarkConfig, fold_numbers
+from calfseg.errors import DataValueError, OptionError
 
 FOLDS_CSV = "folds.csv"
 CV_PRESETS_REFUSED = ("paper",)
@@ -29,16 +30,16 @@ def check_folds(config: BenchmarkConfig) -> None:
     try:
         folds = fold_numbers(config.folds)
     except ValueError as err:
-        raise ValueError(f"--folds: {err}") from None
+        raise OptionError(f"--folds: {err}") from None
     if folds and config.train_preset in CV_PRESETS_REFUSED:
-        raise ValueError(
+        raise OptionError(
             f"--folds {config.folds}: the {config.train_preset!r} protocol uses the authors' "
             "slice-level split, not patient-level cross-validation; use --preset project or "
             "default for --folds, or leave --folds out"
         )
     seed = config.cv_seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"--cv-seed must be an integer >= 0, got {seed!r}")
+        raise OptionError(f"--cv-seed must be an integer >= 0, got {seed!r}")
 
 
 def fold_table(config: BenchmarkConfig) -> dict[str, np.ndarray] | None:
@@ -63,7 +64,7 @@ def fold_table(config: BenchmarkConfig) -> dict[str, np.ndarray] | None:
             cv_splits(index, config.folds, fold, seed=config.cv_seed)
         return cv_case_folds(index, config.folds, seed=config.cv_seed)
     except ValueError as err:
-        raise ValueError(f"--folds {config.folds} on {config.cache}: {err}") from err
+        raise DataValueError(f"--folds {config.folds} on {config.cache}: {err}") from err
 
 
 def write_folds(out: Path, table: dict[str, np.ndarray]) -> Path:

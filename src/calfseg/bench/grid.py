@@ -218,7 +218,7 @@ def fold_numbers(folds: int) -> range:
         ValueError: ``folds`` is not an integer >= 1 (the message names the choices).
     """
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 1:
-        raise ValueError(
+        raise OptionError(
             f"folds must be 1 (no cross-validation: the cache's split) or K >= 2 (K-fold "
             f"patient-level cross-validation), got {folds!r}"
         )
@@ -265,7 +265,7 @@ def resolve_loss_options(
         takers = [loss for loss in losses if key in LOSSES[loss].options]
         if not takers:
             known = sorted({o for loss in losses for o in LOSSES[loss].options})
-            raise ValueError(
+            raise OptionError(
                 f"--loss-option {key}: no loss of the grid ({', '.join(losses)}) takes "
                 f"{key!r}{_did_you_mean(key, known)}; their options: {', '.join(known)}"
             )
@@ -273,18 +273,18 @@ def resolve_loss_options(
             out.setdefault(loss, {})[key] = value
     for loss, key, value in for_one:
         if loss not in LOSSES:
-            raise ValueError(
+            raise OptionError(
                 f"--loss-option {loss}:{key}: unknown loss {loss!r}"
                 f"{_did_you_mean(loss, list(LOSSES))}; valid losses: {', '.join(LOSSES)}"
             )
         if loss not in losses:
-            raise ValueError(
+            raise OptionError(
                 f"--loss-option {loss}:{key}: {loss!r} is not a loss of this benchmark "
                 f"({', '.join(losses)}); add it with --losses"
             )
         takes = LOSSES[loss].options
         if key not in takes:
-            raise ValueError(
+            raise OptionError(
                 f"--loss-option {loss}:{key}: loss {loss!r} has no option {key!r}"
                 f"{_did_you_mean(key, list(takes))}; its options: {', '.join(takes) or 'none'}"
             )

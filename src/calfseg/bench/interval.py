@@ -67,6 +67,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calfseg.errors import DataValueError, OptionError
+
 CONFIDENCE = 0.95
 MIN_CASES = 2
 _IMPUTE_ITERATIONS = 200
@@ -265,7 +267,7 @@ def generalized_half_width(squares: MeanSquares, confidence: float = CONFIDENCE)
     interval.
     """
     if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+        raise OptionError(f"confidence must be in (0, 1), got {confidence!r}")
     from scipy import optimize, special
 
     rng = np.random.default_rng(PIVOT_SEED)
@@ -380,17 +382,17 @@ def _checked(
     """The table without its all-NaN rows, and the fold label of each remaining row."""
     data = np.asarray(table, dtype=np.float64)
     if data.ndim != 2:
-        raise ValueError(f"the table must be cases x seeds (2-D), got shape {data.shape}")
+        raise OptionError(f"the table must be cases x seeds (2-D), got shape {data.shape}")
     if np.isinf(data).any():
-        raise ValueError("the differences must be finite (NaN marks a missing value)")
+        raise DataValueError("the differences must be finite (NaN marks a missing value)")
     labels = np.zeros(data.shape[0], dtype=np.int64)
     if folds is not None:
         if len(folds) != data.shape[0]:
-            raise ValueError(f"folds has {len(folds)} labels for a table of {data.shape[0]} rows")
+            raise OptionError(f"folds has {len(folds)} labels for a table of {data.shape[0]} rows")
         _, labels = np.unique(np.asarray([str(f) for f in folds]), return_inverse=True)
     present = ~np.all(np.isnan(data), axis=1)
     if present.sum() < MIN_CASES:
-        raise ValueError(
+        raise DataValueError(
             f"an interval needs at least {MIN_CASES} cases with a value, got {int(present.sum())}"
         )
     return data[present], labels[present]

@@ -49,6 +49,7 @@ from calfseg.bench.interval import (
     paired_estimate,
 )
 from calfseg.bench.interval import paired_interval as paired_interval  # the public path
+from calfseg.errors import DataValueError, OptionError
 
 BASELINE = "bce"
 METRIC = "dice"  # per-case Dice: verdicts.csv's metric with unit "case"
@@ -170,7 +171,7 @@ def case_scores(table: ResultsTable) -> CaseScores:
             case = str(row.get("case_id"))
             key = (info.model, info.loss, case, info.seed)
             if key in seen:
-                raise ValueError(
+                raise DataValueError(
                     f"case {case} is tested by two runs of {info.model}/{info.loss} seed "
                     f"{info.seed}: {seen[key]} and {info.name}; report them from separate "
                     "folders (calf report reads every run under DIR/runs)"
@@ -191,7 +192,7 @@ def case_dice_of(row: Mapping[str, object]) -> float:
         return 1.0 if denominator == 0 else 2 * tp / denominator
     dice = row.get("dice")
     if not isinstance(dice, (int, float)):
-        raise ValueError(f"per-case row of case {row.get('case_id')} has no counts and no dice")
+        raise DataValueError(f"per-case row of case {row.get('case_id')} has no counts and no dice")
     return float(dice)
 
 
@@ -253,7 +254,7 @@ def verdicts(
     """One :class:`Verdict` per model and loss other than ``baseline``, for the models
     with baseline runs; Wilcoxon p-values Holm-corrected over the losses of each model."""
     if not math.isfinite(margin) or margin < 0:
-        raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+        raise OptionError(f"margin must be a finite number >= 0, got {margin}")
     scores = case_scores(table)
     n_folds = max(1, len([f for f in table.folds if f is not None]))
     rows: list[Verdict] = []

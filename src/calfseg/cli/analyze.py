@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, Any
 from calfseg.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
-    EXIT_USAGE,
+    UsageError,
     check_input,
     error,
-    label_list,
-    non_negative_int,
-    positive_int,
     require_output_file,
     warn,
 )
-from calfseg.cli.options import add_json, add_no_progress, add_seed
+from calfseg.cli.errors import fail
+from calfseg.cli.options import add_json, add_no_progress
+from calfseg.options import add_options, options_from
 
 if TYPE_CHECKING:
+    from calfseg.analysis import AnalyzeOptions
     from calfseg.fingerprint import Fingerprint
 
 PROG = "calf analyze"
@@ -55,91 +55,14 @@ def add_parser(commands: Any) -> None:
         type=Path,
         help="mask file, folder of masks, JSON fingerprint, or cache folder",
     )
-    what = p.add_argument_group("what to measure")
-    what.add_argument(
-        "--split",
-        choices=("train", "val", "test"),
-        help="a cache PATH: only the rows of this split (default: every row)",
-    )
-    what.add_argument(
-        "--layout",
-        default="auto",
-        metavar="NAME",
-        help="a dataset FOLDER: auto (default) detects its layout as calf prepare does and "
-        "reads only its label files (e.g. BraTS *seg*/OTMultiClass, never brainmask); a "
-        "layout name (brats2015, brats2021, ...) forces one; none reads every mask-like file",
-    )
-    what.add_argument(
-        "--mask-glob",
-        metavar="GLOB",
-        help="keep only files whose name matches GLOB (e.g. '*seg*.nii.gz'); "
-        "a GLOB with '/' is matched against the path below PATH (searches every "
-        "mask-like file instead of a layout's label files)",
-    )
-    what.add_argument(
-        "--label",
-        dest="labels",
-        metavar="L[,L...]",
-        type=label_list,
-        action="extend",
-        help="label values that count as foreground (repeat or comma-separate; "
-        "default: every value > 0); integer label maps may have any number of labels",
-    )
-    what.add_argument(
-        "--per-volume", action="store_true", help="one area per 3D volume instead of one per slice"
-    )
-    what.add_argument(
-        "--slice-axis",
-        type=int,
-        default=-1,
-        metavar="AXIS",
-        help="axis of a 3D volume that indexes its slices (default -1: the last "
-        "axis as stored; multi-page TIFF pages are moved last)",
-    )
-    what.add_argument(
-        "--exclude-empty",
-        action="store_true",
-        help="leave out masks without foreground (default: they count, area 0)",
-    )
-    what.add_argument(
-        "--area",
-        choices=("pixels", "contour"),
-        default="pixels",
-        help="pixels: count of foreground pixels (default); contour: the "
-        "authors' OpenCV polygon area (2D slices only)",
-    )
-    what.add_argument(
-        "--max-labels",
-        type=positive_int,
-        default=16,
-        metavar="N",
-        help="a float file (or a grey PNG/TIFF) with more than N distinct values is refused "
-        "as an image (default 16); integer label maps are never refused for their count",
-    )
-    stats = p.add_argument_group("resampling")
-    stats.add_argument(
-        "--batch-size",
-        type=positive_int,
-        metavar="N",
-        help="also report how often each branch is picked over random "
-        "mini-batches of N masks (the paper's per-batch CALF; it used 32)",
-    )
-    stats.add_argument(
-        "--batches",
-        type=positive_int,
-        default=1000,
-        metavar="M",
-        help="number of mini-batches drawn (default 1000)",
-    )
-    stats.add_argument(
-        "--bootstrap",
-        type=non_negative_int,
-        default=200,
-        metavar="B",
-        help="bootstrap resamples for the stability of the pick (default 200; 0: none)",
-    )
-    add_seed(stats, default=0, help="random seed (default 0)")
-    out = p.add_argument_group("output and errors")
+    p.defer(_add_options)  # calfseg.analysis imports torch: only when the command is used
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    from calfseg.analysis import ERRORS, AnalyzeOptions
+
+    add_options(p, AnalyzeOptions)  # declared once, in calfseg.analysis
+    out = next(g for g in p._action_groups if g.title == ERRORS)
     add_json(out, "everything (usable later as a fingerprint PATH)")
     out.add_argument(
         "--plot",
@@ -147,13 +70,6 @@ def add_parser(commands: Any) -> None:
         metavar="OUT.png",
         help="draw the area histogram with S, K and the branch "
         f"(suffix {', '.join(PLOT_SUFFIXES)})",
-    )
-    out.add_argument(
-        "--on-error",
-        choices=("stop", "skip"),
-        default="stop",
-        help="stop at the first bad file (default) or skip it and list it at "
-        "the end; either way the exit code is 1",
     )
     out.add_argument(
         "--list-files",
@@ -164,10 +80,20 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    problem = _usage_problem(args)
-    if problem is not None:  # before the analysis, so that no work is lost
-        return error(PROG, problem, EXIT_USAGE)
-    outcome = _analyze(args)
+    from calfseg.analysis import AnalyzeOptions, is_fingerprint_file
+
+    # Every check before the analysis, so that no work is lost: the options (OptionError,
+    # exit 2), the outputs, the input (exit 1), the options against the input (exit 2).
+    options = options_from(AnalyzeOptions, args)
+    _check_outputs(args)
+    check_input(args.path, "PATH")
+    options.check_for(args.path)
+    if args.plot is not None and is_fingerprint_file(args.path):
+        raise UsageError(
+            f"--plot cannot apply to a fingerprint ({args.path} holds only the moments of "
+            "the areas, not the areas)"
+        )
+    outcome = _analyze(args, options)
     if isinstance(outcome, int):
         return outcome
     fingerprint = outcome
@@ -192,107 +118,33 @@ def run(args: argparse.Namespace) -> int:
 # -- steps --------------------------------------------------------------------------------
 
 
-def _usage_problem(args: argparse.Namespace) -> str | None:
-    """Why the options cannot work together or with PATH (exit 2), or None."""
-    _check_outputs(args)  # raises: an unsupported suffix exit 2, an output in the way exit 1
-    if not -3 <= args.slice_axis <= 2:
-        return f"--slice-axis must be in -3..2, got {args.slice_axis}"
-    if args.area == "contour" and args.per_volume:
-        return "--area contour measures 2D slices; drop --per-volume"
-    check_input(args.path, "PATH")  # raises: a missing input is exit 1
-    from calfseg.data.cache import is_cache
-
-    if args.path.is_dir() and is_cache(args.path):
-        ignored = [
-            o for o in _options_needing_areas(args) if o not in ("--exclude-empty", "--plot")
-        ]
-        if ignored:
-            return (
-                f"{', '.join(ignored)} cannot apply to a cache ({args.path}: its index holds the "
-                "pixel counts of the prepared masks; choose labels and sizes in calf prepare)"
-            )
-        return None
-    if args.split is not None:
-        return f"--split applies to a cache folder; {args.path} is not one"
-    if _is_fingerprint_file(args.path):
-        ignored = _options_needing_areas(args)
-        if ignored:
-            return (
-                f"{', '.join(ignored)} cannot apply to a fingerprint ({args.path} holds only "
-                "the moments of the areas, not the areas)"
-            )
-        return None
-    return _layout_problem(args)
-
-
-def _layout_problem(args: argparse.Namespace) -> str | None:
-    if args.layout != "auto" and args.mask_glob is not None:
-        return (
-            "--mask-glob searches every mask-like file; it cannot be combined with --layout "
-            f"{args.layout} (which reads the layout's label files)"
-        )
-    if args.layout not in ("auto", "none"):
-        from calfseg.data.sources import SOURCES
-
-        if args.layout not in SOURCES:
-            known = ", ".join(["auto", "none", *SOURCES])
-            return f"unknown --layout {args.layout!r}; choose one of {known}"
-    return None
-
-
-def _is_fingerprint_file(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(".json")
-
-
-def _analyze(args: argparse.Namespace) -> Fingerprint | int:
+def _analyze(args: argparse.Namespace, options: AnalyzeOptions) -> Fingerprint | int:
     """:func:`calfseg.analyze` with the options; a failure becomes its message and exit code."""
     # Imported here so that `calf --version` and `calf --help` do not pay for torch.
     from calfseg.analysis import EmptySplitError, NoReadableMasksError, analyze
-    from calfseg.data.cache import CacheError
     from calfseg.data.files.masks import MaskFileError
-    from calfseg.data.scan.masks import NoMaskFilesError
-    from calfseg.extras import MissingExtraError
-    from calfseg.fingerprint import FingerprintError, NoAreasError
+    from calfseg.fingerprint import NoAreasError
 
     try:
-        return analyze(
-            args.path,
-            layout=args.layout,
-            mask_glob=args.mask_glob,
-            labels=args.labels,
-            per_volume=args.per_volume,
-            slice_axis=args.slice_axis,
-            area=args.area,
-            max_labels=args.max_labels,
-            split=args.split,
-            exclude_empty=args.exclude_empty,
-            batch_size=args.batch_size,
-            batches=args.batches,
-            bootstrap=args.bootstrap,
-            seed=args.seed,
-            on_error=args.on_error,
-            progress=not args.no_progress,
-        )
+        return analyze(args.path, options, progress=not args.no_progress)
+    # Anything else reaches calfseg.cli.run_guarded, whose table gives its exit code; these
+    # add what the command line knows: the files skipped, the path, a hint.
     except NoReadableMasksError as err:
         _print_skipped(err.skipped)
-        return error(PROG, str(err), EXIT_FAILURE)
-    except (MissingExtraError, NoMaskFilesError, CacheError, FingerprintError) as err:
-        return error(PROG, str(err), EXIT_FAILURE)
-    except EmptySplitError as err:
-        return error(PROG, str(err), EXIT_FAILURE)
+        raise
     except NoAreasError as err:
-        return error(PROG, f"{args.path}: {err}", EXIT_FAILURE)
+        if isinstance(err, EmptySplitError):  # names the cache and its splits already
+            raise
+        raise NoAreasError(f"{args.path}: {err}") from err
     except MaskFileError as err:
-        return error(PROG, f"{err}{_mask_file_hint(args)}", EXIT_FAILURE)
-    except ValueError as err:  # a --layout that cannot read PATH, a batch size too large
-        return error(PROG, f"{args.path}: {err}", EXIT_USAGE)
+        return fail(PROG, err, _mask_file_hint(args))
 
 
-def _mask_file_hint(args: argparse.Namespace) -> str:
+def _mask_file_hint(args: argparse.Namespace) -> str | None:
     if not args.path.is_dir():
-        return ""
+        return None
     return (
-        "\nhint: pick the masks among other files with --mask-glob "
+        "pick the masks among other files with --mask-glob "
         "(e.g. --mask-glob '*seg*') or --layout NAME, or leave bad files out with "
         "--on-error skip (the files read are listed)"
     )
@@ -326,20 +178,6 @@ def _check_outputs(args: argparse.Namespace) -> None:
         require_output_file(args.json, "--json", inputs=inputs)
     if args.plot is not None:
         require_output_file(args.plot, "--plot", PLOT_SUFFIXES, inputs=inputs)
-
-
-def _options_needing_areas(args: argparse.Namespace) -> list[str]:
-    """Options that change which areas are measured, or need them one by one."""
-    given = {
-        "--mask-glob": args.mask_glob is not None,
-        "--label": args.labels is not None,
-        "--per-volume": args.per_volume,
-        "--slice-axis": args.slice_axis != -1,
-        "--exclude-empty": args.exclude_empty,
-        "--area contour": args.area != "pixels",
-        "--plot": args.plot is not None,
-    }
-    return [name for name, on in given.items() if on]
 
 
 def _skipped(fingerprint: Fingerprint) -> list[dict[str, str]]:

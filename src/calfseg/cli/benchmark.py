@@ -195,10 +195,9 @@ def _jobs(text: str) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     import calfseg.run_files as files
-    from calfseg.bench import BENCHMARK_PRESETS, BenchmarkError, check_names, run_benchmark
+    from calfseg.bench import BENCHMARK_PRESETS, check_names, run_benchmark
     from calfseg.bench.folds import check_folds
     from calfseg.bench.grid import RUNS_FOLDER, check_loss_options, resolve_loss_options, runs
-    from calfseg.extras import MissingExtraError
 
     base = BENCHMARK_PRESETS[args.preset]
     config = base.with_overrides(
@@ -216,13 +215,11 @@ def run(args: argparse.Namespace) -> int:
         margin=args.margin,
         control=False if args.no_control else None,
     )
-    try:
-        check_names(config.models, config.losses)
-        check_folds(config)
-        options = resolve_loss_options(config.losses, args.loss_option)
-        check_loss_options(options)
-    except ValueError as err:
-        return error(PROG, str(err), EXIT_USAGE)
+    # what these raise reaches calfseg.cli.run_guarded, whose table gives the exit code
+    check_names(config.models, config.losses)
+    check_folds(config)
+    options = resolve_loss_options(config.losses, args.loss_option)
+    check_loss_options(options)
     config = config.with_overrides(loss_options=options or None)
     if config.data is not None:
         check_input(config.data, "--data", "folder")  # raises: a missing cache is exit 1
@@ -239,12 +236,9 @@ def run(args: argparse.Namespace) -> int:
     problem = _check_execution(execution, len(runs(config)))
     if problem is not None:
         return error(PROG, *problem)
-    try:
-        outcome = run_benchmark(
-            config, progress=not args.no_progress, overwrite=args.overwrite, execution=execution
-        )
-    except (BenchmarkError, MissingExtraError) as err:
-        return error(PROG, str(err), EXIT_FAILURE)
+    outcome = run_benchmark(
+        config, progress=not args.no_progress, overwrite=args.overwrite, execution=execution
+    )
     print(
         f"{PROG}: {len(outcome.finished)} trained, {len(outcome.skipped)} already done, "
         f"{len(outcome.failed)} failed of {outcome.planned} runs in {outcome.seconds:.0f} s"

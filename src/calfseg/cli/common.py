@@ -23,6 +23,13 @@ from calfseg.cli.errors import (
     describe_os_error,
     error,
 )
+from calfseg.options import (  # the text -> value parsers, shared with options objects
+    integer,
+    label_list,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 __all__ = [  # the exit codes and error helpers live in calfseg.cli.errors; kept here too
     "EXIT_FAILURE",
@@ -35,6 +42,11 @@ __all__ = [  # the exit codes and error helpers live in calfseg.cli.errors; kept
     "check_output_folder",
     "describe_os_error",
     "error",
+    "integer",
+    "label_list",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
     "require_output_file",
     "require_output_folder",
     "warn",
@@ -42,8 +54,9 @@ __all__ = [  # the exit codes and error helpers live in calfseg.cli.errors; kept
 
 
 def warn(prog: str, message: str) -> None:
-    """A loud warning on stderr: the command goes on, but the user must see this."""
-    print(f"{prog}: WARNING: {message}", file=sys.stderr)
+    """The one warning line of ``calf`` on stderr, ``PROG: warning: MESSAGE`` (as its
+    ``PROG: error: ...``): the command goes on, but the user must see this."""
+    print(f"{prog}: warning: {message}", file=sys.stderr)
 
 
 def check_input(path: Path, what: str, kind: str = "file or folder") -> Path:
@@ -128,48 +141,6 @@ def _parent_problem(parent: Path) -> str | None:
 
 
 # -- argument types -----------------------------------------------------------------------
-
-
-def label_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"labels must be integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("--label needs at least one integer")
-    return values
-
-
-def positive_float(text: str) -> float:
-    """A number > 0 (``--lr``, ``--grad-clip``), else an argparse error naming it."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
 def loss_option(text: str) -> tuple[str, object]:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from calfseg.errors import DataError, OptionError, TrainingDivergedError
 from calfseg.extras import MissingExtraError
@@ -50,15 +48,16 @@ class OutputPathError(DataError):
 
 
 # The table: the first class that matches decides. Specific kinds first, then the broad
-# classes the library's remaining checks raise. KeyboardInterrupt (130) and a closed pipe
-# (1, quietly) are handled before it, in calfseg.cli.run_guarded.
+# classes that the libraries calf-seg uses raise (calf-seg itself raises only its own).
+# KeyboardInterrupt (130) and a closed pipe (1, quietly) are handled before it, in
+# calfseg.cli.run_guarded.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (OptionError, EXIT_USAGE),  # UsageError, an unknown name, a bad option of the library
     (TrainingDivergedError, EXIT_DIVERGED),  # before DataError, of which it is one
     (DataError, EXIT_FAILURE),  # cache, checkpoint, mask and case errors, missing inputs
     (MissingExtraError, EXIT_FAILURE),  # an optional package, named with its pip command
     (OSError, EXIT_FAILURE),  # a file that cannot be read or written, named
-    (ValueError, EXIT_FAILURE),  # the library's other checks of the data it was given
+    (ValueError, EXIT_FAILURE),  # raised by a library calf uses (numpy, nibabel) on the data
 )
 
 
@@ -102,19 +101,6 @@ def fail(prog: str, err: BaseException, hint: str | None = None) -> int:
     if hint:
         message = f"{message}\nhint: {hint}"
     return error(prog, message, exit_code(err))
-
-
-@contextmanager
-def checking_options() -> Iterator[None]:
-    """A ValueError raised in the block comes from checking the command's options (e.g. a
-    TrainConfig built from them) and is a usage error: it is raised again as UsageError.
-    DataErrors and OSErrors (a file the options name) pass unchanged."""
-    try:
-        yield
-    except (DataError, OSError, OptionError):
-        raise
-    except ValueError as err:
-        raise UsageError(str(err)) from err
 
 
 def describe_os_error(err: OSError) -> str:

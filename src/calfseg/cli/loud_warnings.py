@@ -1,4 +1,4 @@
-"""Warnings the user must see, printed as ``calf NAME: WARNING: ...`` lines on stderr.
+"""Warnings the user must see, printed as ``calf NAME: warning: ...`` lines on stderr.
 
 Python's default display (``file.py:123: CacheChangedWarning: ...`` plus a source line) reads
 like a crash report; the warnings a command raises on purpose (a changed cache, a model with
@@ -8,16 +8,18 @@ shown as Python would have shown them.
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from calfseg.cli.common import warn
+
 
 @contextmanager
 def loud_warnings(prog: str, *categories: type[Warning]) -> Iterator[None]:
-    """Within the block, warnings of ``categories`` become ``PROG: WARNING: message`` lines
-    on stderr (each printed once, when the block ends); others are shown unchanged."""
+    """Within the block, warnings of ``categories`` become ``PROG: warning: message`` lines
+    (:func:`calfseg.cli.common.warn`) on stderr, each printed once, when the block ends;
+    others are shown unchanged."""
     caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as recorded:
@@ -30,7 +32,7 @@ def loud_warnings(prog: str, *categories: type[Warning]) -> Iterator[None]:
     finally:  # outside catch_warnings, where showwarning writes to stderr again
         for item in caught:
             if issubclass(item.category, categories):
-                print(f"{prog}: WARNING: {item.message}", file=sys.stderr)
+                warn(prog, str(item.message))
             else:
                 warnings.showwarning(
                     item.message, item.category, item.filename, item.lineno, item.file, item.line

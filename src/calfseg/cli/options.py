@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,29 @@ class CalfArgumentParser(argparse.ArgumentParser):
             raise argparse.ArgumentError(
                 action, f"invalid choice: {value!r}{hint}; choose from {listed}"
             ) from None
+
+    _pending: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def defer(self, populate: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Add this parser's arguments with ``populate(parser)`` only when it is used, so
+        that ``calf --help`` and ``calf --version`` do not import what an options object
+        needs (torch): the arguments of a subcommand generated from its options object."""
+        self._pending = populate
+
+    def _populate(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending(self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._populate()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._populate()
+        return super().format_help()
 
     def parse_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None

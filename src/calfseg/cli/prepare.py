@@ -21,6 +21,7 @@ from calfseg.cli.common import (
     positive_int,
     warn,
 )
+from calfseg.cli.errors import fail
 from calfseg.cli.options import add_no_progress, add_seed, add_shard
 from calfseg.errors import check_choice
 
@@ -192,9 +193,7 @@ def add_parser(commands: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `calf --help` does not pay for torch.
-    from calfseg.data.preparation.entry import PrepareSettingsError
-    from calfseg.data.preparation.pipeline import CaseFailedError, MissingPartsError, PrepareError
-    from calfseg.extras import MissingExtraError
+    from calfseg.data.preparation.pipeline import CaseFailedError
 
     if args.merge is not None:
         given = _options_given_with_merge(args)
@@ -210,17 +209,10 @@ def run(args: argparse.Namespace) -> int:
             code = _run(args)
         for warning in caught:
             if warning.category.__name__ != "LeakageWarning":  # said before the run
-                print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
+                warn(PROG, str(warning.message))
         return code
-    except PrepareSettingsError as err:
-        return error(PROG, str(err), EXIT_USAGE)
-    except CaseFailedError as err:
-        hint = "\nhint: --on-error skip leaves such cases out and lists them at the end"
-        return error(PROG, f"{err}{hint}", EXIT_FAILURE)
-    except MissingPartsError as err:
-        return error(PROG, str(err), EXIT_FAILURE)
-    except (PrepareError, MissingExtraError) as err:
-        return error(PROG, str(err), EXIT_FAILURE)
+    except CaseFailedError as err:  # the rest reaches run_guarded's table of exit codes
+        return fail(PROG, err, "--on-error skip leaves such cases out and lists them at the end")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -240,10 +232,10 @@ def _run(args: argparse.Namespace) -> int:
         return error(PROG, problem, EXIT_USAGE)
     options, splits = _options(args)
     if splits.mode == "slice":
-        print(
-            f"{PROG}: warning: --split slice puts slices of one patient in train, val and "
-            "test (the paper's protocol); test scores are inflated",
-            file=sys.stderr,
+        warn(
+            PROG,
+            "--split slice puts slices of one patient in train, val and test (the paper's "
+            "protocol); test scores are inflated",
         )
     before = _digest(args.out)
     report = prepare(
@@ -333,17 +325,10 @@ def _options(args: argparse.Namespace) -> tuple[Any, Any]:
         drop_outside_brain=args.drop_outside_brain,
         image_dtype=args.dtype,
     )
-    try:
-        splits = SplitOptions(
-            mode=args.split,
-            val=args.val,
-            test=args.test,
-            seed=args.seed,
-            kfold=args.kfold,
-            fold=args.fold,
-        )
-    except ValueError as err:
-        raise PrepareSettingsError(str(err)) from err
+    splits = SplitOptions(  # a bad combination: SplitOptions' OptionError, exit 2
+        mode=args.split, val=args.val, test=args.test, seed=args.seed, kfold=args.kfold,
+        fold=args.fold,
+    )  # fmt: skip
     return options, splits
 
 

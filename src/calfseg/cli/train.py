@@ -25,7 +25,7 @@ from calfseg.cli.common import (
     positive_float,
     positive_int,
 )
-from calfseg.cli.errors import InputError, OutputPathError, checking_options
+from calfseg.cli.errors import InputError, OutputPathError
 from calfseg.cli.options import add_device, add_no_progress, add_preset, add_seed
 
 PROG = "calf train"
@@ -357,8 +357,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--resume continues the run in RUN_DIR, --overwrite replaces it: give one")
     check_input(args.data, "--data", "folder")  # raises: a missing cache is exit 1
     base = None if args.config is None else read_config(args.config)
-    with checking_options():
-        config = make_config(args, base)
+    config = make_config(args, base)  # a bad option value: the library's OptionError, exit 2
     existing = [f for f in (files.LAST_CHECKPOINT, files.DONE) if (args.out / f).exists()]
     if existing and not (args.resume or args.overwrite):
         raise OutputPathError(

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from calfseg.errors import DataError, check_choice
+from calfseg.errors import DataValueError, check_choice
 
 CACHE_FORMAT = "calfseg.cache/1"
 META_FILE = "meta.json"
@@ -55,7 +55,7 @@ _VOLATILE_META = ("created", "calfseg_version")
 IMAGE_DTYPES: tuple[str, ...] = ("uint8", "float16")
 
 
-class CacheError(DataError, ValueError):
+class CacheError(DataValueError):
     """A folder that is not a finished calfseg cache, or one whose files disagree."""
 
 

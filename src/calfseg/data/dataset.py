@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from calfseg.data.cache import INDEX_FILE, SliceCache, open_memmaps, read_index
 from calfseg.data.splits.filters import Filter, apply_filters
+from calfseg.errors import DataValueError, OptionError
 
 Sample = tuple[torch.Tensor, torch.Tensor]
 Batch = tuple[np.ndarray, torch.Tensor, torch.Tensor]  # (positions, images, masks)
@@ -75,13 +76,13 @@ class SliceDataset(Dataset[Sample]):
         self.meta = arrays.meta
         n_rows = len(arrays.index["split"])
         if splits is not None and len(splits) != n_rows:
-            raise ValueError(f"splits has {len(splits)} entries for the cache's {n_rows} rows")
+            raise OptionError(f"splits has {len(splits)} entries for the cache's {n_rows} rows")
         split_column = arrays.index["split"] if splits is None else np.asarray(splits)
         rows = _split_rows(split_column, split, self.path)
         self.filters = tuple(filters)
         selected = apply_filters(arrays.index, self.filters, rows)
         if selected.size == 0:
-            raise ValueError(
+            raise DataValueError(
                 f"the filters {[str(f) for f in self.filters]} left none of the {rows.size} "
                 f"rows of split {split!r} in {self.path}"
             )
@@ -206,7 +207,7 @@ class SliceDataset(Dataset[Sample]):
         device, ``pin_memory=True`` pins the float32 batches.
         """
         if self.transform is not None:
-            raise ValueError(
+            raise OptionError(
                 "batch_loader reads whole batches and cannot apply a per-sample transform; "
                 "use torch.utils.data.DataLoader(dataset, ...) or apply it to the batch"
             )
@@ -227,7 +228,7 @@ class SliceDataset(Dataset[Sample]):
         if self._arrays is None or self._pid != os.getpid():
             images, masks = open_memmaps(self.path)
             if (images.shape, masks.shape) != self._shape:
-                raise ValueError(f"{self.path}: the cache changed since the dataset was made")
+                raise DataValueError(f"{self.path}: the cache changed since the dataset was made")
             # Plain ndarray views of the maps: indexing an np.memmap costs ~10x more.
             self._arrays, self._pid = (np.asarray(images), np.asarray(masks)), os.getpid()
         return self._arrays
@@ -251,7 +252,7 @@ class SliceBatchSampler(Sampler[tuple[int, np.ndarray]]):
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, seed: int):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+            raise OptionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.n, self.batch_size = n, batch_size
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, int(seed)
         self.epoch = 0
@@ -426,7 +427,7 @@ def _split_rows(splits: np.ndarray, split: str | Sequence[str] | None, path: Pat
     )
     for name in wanted:
         if name not in names:
-            raise ValueError(
+            raise DataValueError(
                 f"split {name!r} has no rows in {path}; the cache has: {available or 'no rows'}"
             )
     return np.flatnonzero(np.isin(splits, wanted)).astype(np.int64)

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from calfseg.data.cache import IMAGE_DTYPES
 from calfseg.data.files.masks import foreground
 from calfseg.data.sources.base import MODALITIES, CaseError, CaseVolumes
-from calfseg.errors import check_choice, unknown_choice
+from calfseg.errors import DataValueError, OptionError, check_choice, unknown_choice
 from calfseg.stats import foreground_areas
 
 Normalisation = Literal["minmax-slice", "minmax-volume", "zscore-brain", "paper"]
@@ -95,16 +95,16 @@ class PreprocessOptions:
         if self.labels is not None:
             object.__setattr__(self, "labels", tuple(sorted({int(v) for v in self.labels})))
         if not isinstance(self.size, int) or self.size < 1:
-            raise ValueError(f"size must be a positive integer, got {self.size!r}")
+            raise OptionError(f"size must be a positive integer, got {self.size!r}")
         if isinstance(self.modalities, str):
             check_choice("modalities", self.modalities, MODALITY_PRESETS,
                          valid="presets (or give a list of names)")  # fmt: skip
         elif not self.modalities or len(set(self.modalities)) != len(self.modalities):
-            raise ValueError(f"modalities must be distinct names, got {self.modalities!r}")
+            raise OptionError(f"modalities must be distinct names, got {self.modalities!r}")
         if self.stack and isinstance(self.modalities, str):
-            raise ValueError("stacking needs an explicit list of modalities (the channels)")
+            raise OptionError("stacking needs an explicit list of modalities (the channels)")
         if self.labels is not None and not self.labels:
-            raise ValueError("labels must name at least one value (None: every label > 0)")
+            raise OptionError("labels must name at least one value (None: every label > 0)")
         for name, value, allowed in (
             ("normalise", self.normalise, NORMALISATIONS),
             ("mask_resize", self.mask_resize, MASK_RESIZES),
@@ -168,7 +168,7 @@ def normalise(volume: np.ndarray, method: str) -> np.ndarray:
     Raises ValueError on NaN or infinite intensities."""
     v = np.asarray(volume, dtype=np.float32)
     if not np.isfinite(v).all():
-        raise ValueError("the image holds NaN or infinite intensities")
+        raise DataValueError("the image holds NaN or infinite intensities")
     if method in ("minmax-slice", "paper"):
         return _minmax(v, axis=(0, 1))
     if method == "minmax-volume":
@@ -316,14 +316,14 @@ def choose_modalities(
             t1 = next((m for m in t1_order if m in have), None)
             chosen = [m for m in MODALITIES if m in have and m in ("flair", "t2", t1)] or every
         else:
-            raise ValueError(f"modalities must be one of {MODALITY_PRESETS} or a list")
+            raise OptionError(f"modalities must be one of {MODALITY_PRESETS} or a list")
         if not chosen:
-            raise ValueError(f"none of the modalities wanted ({request}) is available")
+            raise DataValueError(f"none of the modalities wanted ({request}) is available")
         return tuple(chosen)
     missing = [m for m in request if m not in have]
     if missing:
         has = ", ".join(sorted(have)) or "none"
-        raise ValueError(f"no {', '.join(missing)} image (the case has: {has})")
+        raise DataValueError(f"no {', '.join(missing)} image (the case has: {has})")
     return tuple(request)
 
 
@@ -350,7 +350,7 @@ def preprocess_images(
         try:
             normalised = normalise(image, options.normalise)
         except ValueError as err:
-            raise ValueError(f"{name}: {err}") from None
+            raise DataValueError(f"{name}: {err}") from None
         stack[:, c] = np.moveaxis(normalised[..., slices], -1, 0)
     if options.keep_aspect:
         stack = pad_to_square(stack)

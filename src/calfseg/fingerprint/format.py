@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from calfseg.atomic import atomic_write_json
+from calfseg.errors import DataValueError
 from calfseg.fingerprint.jsonsafe import json_safe
 from calfseg.fingerprint.summary import AreaSummary
 from calfseg.rule import Selection, Thresholds, select_branch
@@ -49,7 +50,7 @@ FINGERPRINT_FILE = "fingerprint.json"  # the name inside a cache folder
 STATE_KEYS = ("count", "mean", "mean_lo", "m2", "m3", "m4")
 
 
-class FingerprintError(ValueError):
+class FingerprintError(DataValueError):
     """A document (or a file) that cannot be read as a fingerprint; the message names it
     and says how to get a valid one."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from calfseg.errors import DataValueError, OptionError
 from calfseg.fingerprint.format import Fingerprint
 from calfseg.fingerprint.summary import AreaSummary, BatchSummary, BootstrapSummary
 from calfseg.rule import BRANCHES, Thresholds, select_branch
@@ -33,7 +34,7 @@ QUANTILES: tuple[tuple[str, float], ...] = (
 )
 
 
-class NoAreasError(ValueError):
+class NoAreasError(DataValueError):
     """Nothing is left to analyse (no area, or only empty masks with ``exclude_empty``):
     S and K would be undefined and the rule's pick meaningless. The message gives counts."""
 
@@ -75,12 +76,12 @@ def fingerprint_of_areas(
     """
     values = np.asarray(areas, dtype=np.float64).ravel()
     if not np.isfinite(values).all():
-        raise ValueError("areas must be finite")
+        raise DataValueError("areas must be finite")
     is_empty = values == 0 if empty is None else np.asarray(empty, dtype=bool).ravel()
     if is_empty.shape != values.shape:
-        raise ValueError(f"empty has {is_empty.size} entries for {values.size} areas")
+        raise OptionError(f"empty has {is_empty.size} entries for {values.size} areas")
     if batches < 1 or bootstrap < 0 or (batch_size is not None and batch_size < 1):
-        raise ValueError("batches and batch_size must be >= 1 and bootstrap >= 0")
+        raise OptionError("batches and batch_size must be >= 1 and bootstrap >= 0")
     n_measured, n_empty = int(values.size), int(is_empty.sum())
     if n_measured == 0:
         raise NoAreasError("no areas to analyse (0 masks measured)")
@@ -92,7 +93,7 @@ def fingerprint_of_areas(
                 "leaves none; S and K are undefined (check --label, or drop --exclude-empty)"
             )
     if batch_size is not None and batch_size > values.size:
-        raise ValueError(
+        raise OptionError(  # the option to change: exit 2
             f"batch size {batch_size} is larger than the number of areas ({values.size})"
         )
     table = Thresholds.coerce(thresholds)

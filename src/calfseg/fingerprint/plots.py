@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from calfseg.errors import OptionError
 from calfseg.extras import require
 from calfseg.fingerprint.format import Fingerprint
 from calfseg.fingerprint.text import signed
@@ -34,7 +35,7 @@ def plot_area_histogram(
     if areas is None:
         areas = fingerprint.areas
     if areas is None:
-        raise ValueError(
+        raise OptionError(
             "this fingerprint holds only moments (it was read from a file), not the areas a "
             "histogram needs: pass areas=..., or compute it with calfseg.analyze(MASKS)"
         )

@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from calfseg.errors import OptionError
 from calfseg.losses.adapter import BinaryLossAdapter, monai_losses, smp_losses
 
 MONAI_SMOOTH = 1e-5  # MONAI's default smooth_nr and smooth_dr
@@ -107,11 +108,11 @@ class FocalTverskyLoss(nn.Module):
     ) -> None:
         super().__init__()
         if not gamma > 0:
-            raise ValueError(f"gamma must be > 0, got {gamma}")
+            raise OptionError(f"gamma must be > 0, got {gamma}")
         if fp_weight < 0 or fn_weight < 0:
-            raise ValueError(f"fp_weight and fn_weight must be >= 0, got {fp_weight}, {fn_weight}")
+            raise OptionError(f"fp_weight and fn_weight must be >= 0, got {fp_weight}, {fn_weight}")
         if not smooth > 0:
-            raise ValueError(f"smooth must be > 0, got {smooth}")
+            raise OptionError(f"smooth must be > 0, got {smooth}")
         self.gamma = gamma
         self.floor = floor
         self.tversky = monai_losses().TverskyLoss(

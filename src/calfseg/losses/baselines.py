@@ -68,6 +68,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from calfseg.errors import OptionError
 from calfseg.losses.adapter import BinaryLossAdapter, monai_losses
 from calfseg.losses.inputs import autocast_off, compute_dtype
 
@@ -77,7 +78,7 @@ FOCAL_EPS = 1e-6  # the authors' clamp of p in their focal loss
 
 def _check_smooth(smooth: float) -> None:
     if not smooth > 0:
-        raise ValueError(f"smooth must be > 0 (it keeps the denominator non-zero), got {smooth}")
+        raise OptionError(f"smooth must be > 0 (it keeps the denominator non-zero), got {smooth}")
 
 
 def clamped_focal_loss(
@@ -156,14 +157,14 @@ def focal_baseline(
     ``FocalLoss``. ``alpha`` weights the positives, ``1 - alpha`` the negatives (None: no
     weight)."""
     if alpha is not None and not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1] or None, got {alpha}")
+        raise OptionError(f"alpha must be in [0, 1] or None, got {alpha}")
     if gamma < 0:
-        raise ValueError(f"gamma must be >= 0, got {gamma}")
+        raise OptionError(f"gamma must be >= 0, got {gamma}")
     if eps is None:
         unclamped = monai_losses().FocalLoss(alpha=alpha, gamma=gamma, use_softmax=False)
         return BinaryLossAdapter(unclamped, "focal", validate=validate)
     if not 0.0 < eps < 0.5:
-        raise ValueError(
+        raise OptionError(
             f"eps must be in (0, 0.5) (p is clamped to [eps, 1 - eps]; the authors': 1e-6) "
             f"or None (no clamp), got {eps}"
         )
@@ -185,7 +186,7 @@ def tversky_baseline(
     Authors: FP 0.7, FN 0.3. Per image, an empty truth has index 0, zero gradient."""
     _check_smooth(smooth)
     if fp_weight < 0 or fn_weight < 0:
-        raise ValueError(f"fp_weight and fn_weight must be >= 0, got {fp_weight}, {fn_weight}")
+        raise OptionError(f"fp_weight and fn_weight must be >= 0, got {fp_weight}, {fn_weight}")
     loss = monai_losses().TverskyLoss(
         sigmoid=True,
         alpha=fp_weight,  # MONAI: alpha weights the false positives

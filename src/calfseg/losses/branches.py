@@ -85,7 +85,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 from calfseg.losses.fused import BOUND, BOUNDED_MEAN
 from calfseg.losses.inputs import REDUCTIONS, Reduction, autocast_off, prepare_pair
 from calfseg.rule import BRANCHES
@@ -104,7 +104,7 @@ ElementwiseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def check_numerics(numerics: object) -> None:
     """Raise a ValueError naming the valid numerics; explain what became of ``"stable"``."""
     if numerics == "stable":
-        raise ValueError(
+        raise OptionError(
             f"numerics='stable' no longer exists; valid: {NUMERICS}. Use 'bounded' (the "
             "default): the unbounded form had no minimum for fisher and logit, so it changed "
             "the paper's objective"

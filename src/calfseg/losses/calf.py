@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from calfseg.errors import check_choice
+from calfseg.errors import DataValueError, OptionError, check_choice
 from calfseg.fingerprint import Fingerprint, load_fingerprint
 from calfseg.losses.branches import Numerics, branch_mean, branch_terms, check_numerics
 from calfseg.losses.inputs import (
@@ -70,7 +70,7 @@ def _check_fitted(moments: AreaMoments, channel: int | None, *, statistics: str)
     where = "" if channel is None else f" for channel {channel}"
     n = moments.count
     if n == 0:
-        raise ValueError(
+        raise DataValueError(
             f"fit() found 0 masks{where}: there are no areas to measure. Pass the training "
             "masks (a tensor, an array or an iterable of mask batches) or the fingerprint of a "
             "non-empty split"
@@ -177,7 +177,7 @@ class CALFLoss(nn.Module):
         check_choice("statistics", statistics, STATISTICS)
         check_choice("pick_on", pick_on, PICK_ON)
         if pick_on == "device" and (statistics != "batch" or area != "pixels"):
-            raise ValueError(
+            raise OptionError(
                 "pick_on='device' needs statistics='batch' and area='pixels' (running moments "
                 "and contour areas live on the host); use pick_on='auto' or 'host'"
             )
@@ -225,12 +225,12 @@ class CALFLoss(nn.Module):
                 back to ``bce_dice`` for the whole training.
         """
         if self.statistics == "batch":
-            raise ValueError(
+            raise OptionError(
                 "fit() sets fixed or starting statistics: use statistics='dataset' or 'running'"
             )
         moments = self._moments_from(source)
         if self.mode == "binary" and len(moments) != 1:
-            raise ValueError(f"mode='binary' takes one area summary, got {len(moments)}")
+            raise OptionError(f"mode='binary' takes one area summary, got {len(moments)}")
         for channel, m in enumerate(moments):
             _check_fitted(m, channel if len(moments) > 1 else None, statistics=self.statistics)
         self._set_moments(moments)
@@ -255,7 +255,7 @@ class CALFLoss(nn.Module):
             for batch in source:
                 moments = self._moments_of_masks(torch.as_tensor(batch), moments)
             if moments is None:
-                raise ValueError(
+                raise DataValueError(
                     "fit() found 0 masks: the iterable of mask batches was empty; pass the "
                     "training masks (or a loader over them), or a fingerprint of a non-empty "
                     "split"
@@ -271,7 +271,7 @@ class CALFLoss(nn.Module):
         areas = foreground_areas(masks, self.area, per_channel=True).cpu()
         into = into if into is not None else [AreaMoments() for _ in range(areas.shape[1])]
         if len(into) != areas.shape[1]:
-            raise ValueError(
+            raise DataValueError(
                 f"mask batches disagree on the channel count: {len(into)} vs {areas.shape[1]}"
             )
         for c, m in enumerate(into):
@@ -347,7 +347,7 @@ class CALFLoss(nn.Module):
             if self._selections is None:
                 raise RuntimeError("CALFLoss(statistics='dataset') must be fitted: call .fit()")
             if len(self._selections) != z.shape[1]:
-                raise ValueError(
+                raise OptionError(
                     f"fitted for {len(self._selections)} channel(s), got logits with {z.shape[1]}"
                 )
             selections = self._selections
@@ -388,7 +388,7 @@ class CALFLoss(nn.Module):
             return False
         if self._distributed_sync():
             if self.pick_on == "device":
-                raise ValueError(
+                raise OptionError(
                     "pick_on='device' cannot pool batch statistics over a process group "
                     "without reading them; pass the global batch's areas from the loader "
                     "(areas=...), or set sync=False or pick_on='auto'"
@@ -437,7 +437,7 @@ class CALFLoss(nn.Module):
         import torch.distributed as dist
 
         if self.area != "pixels":
-            raise ValueError(
+            raise OptionError(
                 f"areas from the loader are pixel counts, but this loss measures area="
                 f"{self.area!r}; drop areas=... (the loss then measures the target itself)"
             )
@@ -446,13 +446,13 @@ class CALFLoss(nn.Module):
         if self._distributed_sync():
             world, own = dist.get_world_size(), dist.get_rank()
             if len(parts) != world:
-                raise ValueError(
+                raise OptionError(
                     f"under a process group with sync=True, areas must hold every rank's part "
                     f"of the global batch ({world} parts, in rank order), got {len(parts)}; "
                     "see calfseg.train.distributed.global_batch_areas"
                 )
         elif len(parts) != 1:
-            raise ValueError(
+            raise OptionError(
                 f"areas holds {len(parts)} per-rank parts, but the statistics are not pooled "
                 "over ranks (no process group, or sync=False): pass this batch's areas only"
             )
@@ -461,7 +461,7 @@ class CALFLoss(nn.Module):
             measured = foreground_areas(y, self.area, per_channel=True).cpu().numpy()
             given = np.asarray(parts[own], dtype=np.float64).reshape(measured.shape)
             if not np.array_equal(measured, given):
-                raise ValueError(
+                raise OptionError(
                     "areas do not match the target's foreground pixel counts: pass the "
                     "areas of exactly the batch's slices, in the batch's order"
                 )

@@ -19,7 +19,7 @@ from typing import Literal
 
 import torch
 
-from calfseg.errors import check_choice
+from calfseg.errors import DataValueError, OptionError, check_choice
 
 Mode = Literal["binary", "multilabel"]
 MODES: tuple[str, ...] = ("binary", "multilabel")
@@ -57,7 +57,7 @@ def _raise_unless(ok: torch.Tensor, message: str) -> None:
     if torch.compiler.is_compiling() or ok.device.type in _ASSERTS_ASYNC:
         torch._assert_async(ok, message)
     elif not bool(ok):
-        raise ValueError(message)
+        raise DataValueError(message)
 
 
 def check_target_range(target: torch.Tensor) -> None:
@@ -127,27 +127,27 @@ def prepare_pair(
     if mode is not None:
         check_choice("mode", mode, MODES)
         if logits.ndim < 3:
-            raise ValueError(
+            raise OptionError(
                 f"mode={mode!r} expects logits shaped (B, C, *spatial), got {tuple(logits.shape)}"
             )
         if mode == "binary" and logits.shape[1] != 1:
-            raise ValueError(
+            raise OptionError(
                 f"mode='binary' expects one channel, logits (B, 1, *spatial); got "
                 f"{tuple(logits.shape)} (use mode='multilabel' for several channels)"
             )
         if mode == "binary" and target.ndim == logits.ndim - 1:
             target = target.unsqueeze(1)
     if target.shape != logits.shape:
-        raise ValueError(
+        raise OptionError(
             f"target shape {tuple(target.shape)} does not match logits shape {tuple(logits.shape)}"
         )
     if logits.numel() == 0:
-        raise ValueError(f"empty batch: logits of shape {tuple(logits.shape)} have no elements")
+        raise OptionError(f"empty batch: logits of shape {tuple(logits.shape)} have no elements")
     if validate:
         if not torch.isfinite(logits).all():
-            raise ValueError("logits contain NaN or inf")
+            raise DataValueError("logits contain NaN or inf")
         if not ((target == 0) | (target == 1)).all():
-            raise ValueError("target values must be 0 or 1")
+            raise DataValueError("target values must be 0 or 1")
     else:
         check_target_range(target)
     dtype = compute_dtype(logits)

@@ -15,7 +15,7 @@ import itertools
 import torch
 from torch import nn
 
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 from calfseg.losses.branches import Numerics, branch_mean, check_numerics
 from calfseg.losses.inputs import autocast_off, prepare_pair
 from calfseg.rule import Selection, Thresholds, select_branch
@@ -28,7 +28,7 @@ def tile_bounds(size: int, grid: int) -> list[tuple[int, int]]:
     """Split ``size`` pixels into ``grid`` contiguous tiles whose sizes differ by at most one:
     tile ``i`` spans ``[floor(i * size / grid), floor((i + 1) * size / grid))``."""
     if grid > size:
-        raise ValueError(f"a grid of {grid} tiles does not fit a side of {size} pixels")
+        raise OptionError(f"a grid of {grid} tiles does not fit a side of {size} pixels")
     edges = [i * size // grid for i in range(grid + 1)]
     return list(itertools.pairwise(edges))
 
@@ -69,7 +69,7 @@ class RegionCALFLoss(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(grid, int) or grid < 1:
-            raise ValueError(f"grid must be a positive integer, got {grid!r}")
+            raise OptionError(f"grid must be a positive integer, got {grid!r}")
         check_choice("area", area, AREA_METHODS)
         check_numerics(numerics)
         self.grid = grid
@@ -91,7 +91,7 @@ class RegionCALFLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         z, y = prepare_pair(logits, target, mode="binary", validate=self.validate)
         if z.ndim not in (4, 5):
-            raise ValueError(
+            raise OptionError(
                 f"RegionCALFLoss expects (B, 1, H, W) or (B, 1, D, H, W), got {tuple(z.shape)}"
             )
         tiles = [

@@ -24,7 +24,13 @@ from typing import Any
 
 from torch import nn
 
-from calfseg.errors import OptionError, did_you_mean, unknown_choice
+from calfseg.errors import (
+    DataError,
+    OptionError,
+    UnknownChoiceError,
+    did_you_mean,
+    unknown_choice,
+)
 from calfseg.fingerprint import Fingerprint
 from calfseg.losses import alternatives, baselines
 from calfseg.losses.branches import Numerics
@@ -319,7 +325,7 @@ def build_loss(
         )
     _check_option_types(spec, options)
     if spec.needs_fingerprint and fingerprint is None:
-        raise ValueError(
+        raise OptionError(
             f"loss {name!r} needs the cache's fingerprint.json (pass fingerprint=PATH, a "
             "dict or an AreaMoments): it fixes CALF's branch from the training split's "
             "area statistics; use 'calf' to re-pick per batch instead"
@@ -327,7 +333,7 @@ def build_loss(
     extra = {"fingerprint": fingerprint} if spec.needs_fingerprint else {}
     try:
         return spec.factory(**extra, **options)
-    except OptionError:
+    except (DataError, UnknownChoiceError):  # the fingerprint's fault, or named already
         raise
     except (TypeError, ValueError) as err:  # a value the loss refuses: the call is wrong
         if spec.needs_fingerprint and not options:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from calfseg.errors import OptionError
 from calfseg.rule import FALLBACK_CONDITION, Selection, Thresholds, decision_table
 from calfseg.stats.moments import ZERO_VARIANCE_EPS, AreaMoments
 
@@ -38,7 +39,7 @@ def _as_host_matrix(areas: object, channels: int, what: str) -> np.ndarray:
     """``(B, C)`` float64 numpy array of one batch's host areas, or a ValueError saying why."""
     if isinstance(areas, torch.Tensor):
         if areas.device.type != "cpu":
-            raise ValueError(
+            raise OptionError(
                 f"{what} must be on the host (numpy or a CPU tensor), got a tensor on "
                 f"{areas.device}: reading it would synchronise; pass dataset.areas[positions]"
             )
@@ -48,7 +49,7 @@ def _as_host_matrix(areas: object, channels: int, what: str) -> np.ndarray:
     if array.ndim == 1 and channels == 1:
         array = array[:, None]
     if array.ndim != 2 or array.shape[1] != channels:
-        raise ValueError(
+        raise OptionError(
             f"{what} must have shape (B,) or (B, {channels}) for {channels} channel(s), got "
             f"{array.shape}"
         )
@@ -77,7 +78,7 @@ def moments_from_host_areas(
     ]
     if matrices[own].shape[0] != batch_size:
         where = "areas" if len(parts) == 1 else f"areas[{own}] (this rank's part)"
-        raise ValueError(
+        raise OptionError(
             f"{where} holds {matrices[own].shape[0]} areas for a batch of {batch_size} "
             "targets: pass the areas of exactly the batch's slices, in the batch's order"
         )

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from calfseg.errors import OptionError
 from calfseg.metrics.confusion import ConfusionCounts, binarise, confusion_counts
 from calfseg.metrics.policy import EmptyPolicy, check_policy
 from calfseg.metrics.results import Results, evaluate_counts
@@ -96,7 +97,7 @@ class MetricAccumulator:
         self._counts.append(confusion_counts(pred, true))
         if self.surface:
             if spacing is None:
-                raise ValueError(
+                raise OptionError(
                     "spacing is needed for HD95 and ASSD in mm: pass spacing= (e.g. "
                     "dataset.spacing[rows], or 1.0 for pixel units), or make the "
                     "accumulator with surface=False"
@@ -107,14 +108,14 @@ class MetricAccumulator:
         else:
             ids = np.asarray(case_ids).reshape(-1)
             if ids.shape[0] != pred.shape[0]:
-                raise ValueError(f"case_ids has {ids.shape[0]} entries for {pred.shape[0]} images")
+                raise OptionError(f"case_ids has {ids.shape[0]} entries for {pred.shape[0]} images")
             self._case_ids.append(ids)
         return self
 
     def merge(self, other: MetricAccumulator) -> MetricAccumulator:
         """Append the images of ``other`` (same settings) after this one's; returns self."""
         if self._settings() != other._settings():
-            raise ValueError(
+            raise OptionError(
                 f"cannot merge accumulators with different settings: {self._settings()} "
                 f"and {other._settings()}"
             )
@@ -128,7 +129,7 @@ class MetricAccumulator:
         counts = ConfusionCounts.cat([c.to("cpu") for c in self._counts])
         known = [ids for ids in self._case_ids if ids is not None]
         if known and len(known) != len(self._case_ids):
-            raise ValueError("case_ids were given in some updates but not in others")
+            raise OptionError("case_ids were given in some updates but not in others")
         case_ids = np.concatenate(known) if known else None
         surface = SurfaceDistances.cat(self._surfaces) if self.surface else None
         return evaluate_counts(

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from calfseg.errors import DataValueError, OptionError
+
 _FIELDS = ("tp", "fp", "fn", "tn")
 
 
@@ -44,7 +46,7 @@ class ConfusionCounts:
         shapes = {tuple(getattr(self, f).shape) for f in _FIELDS}
         devices = {getattr(self, f).device for f in _FIELDS}
         if len(shapes) != 1 or len(next(iter(shapes))) != 1 or len(devices) != 1:
-            raise ValueError(
+            raise OptionError(
                 "tp, fp, fn and tn must be 1-D tensors of one shape on one device, got shapes "
                 f"{[tuple(getattr(self, f).shape) for f in _FIELDS]}"
             )
@@ -65,7 +67,7 @@ class ConfusionCounts:
             torch.as_tensor(np.asarray(x, dtype=np.int64)).reshape(-1) for x in (tp, fp, fn, tn)
         ]
         if any(bool((f < 0).any()) for f in fields):
-            raise ValueError("confusion counts must be non-negative")
+            raise OptionError("confusion counts must be non-negative")
         return cls(*fields)
 
     @classmethod
@@ -136,7 +138,7 @@ def binarise(
     pred = _as_batch_of_slices(torch.as_tensor(prediction), "prediction")
     true = _as_batch_of_slices(torch.as_tensor(target), "target")
     if pred.shape != true.shape:
-        raise ValueError(
+        raise OptionError(
             f"prediction and target must have the same batch and spatial shape, got "
             f"{tuple(prediction.shape)} and {tuple(target.shape)}"
         )
@@ -149,7 +151,7 @@ def binarise(
         # (+inf and -inf logits also sum to NaN but are valid).
         if pred.is_floating_point() and bool(torch.isnan(pred.sum())):
             if bool(torch.isnan(pred).any()):
-                raise ValueError("prediction contains NaN; a NaN logit has no class")
+                raise DataValueError("prediction contains NaN; a NaN logit has no class")
         pred = pred > threshold
     if true.dtype != torch.bool:
         true = _binary_target(true)
@@ -198,7 +200,7 @@ def _binary_target(true: torch.Tensor) -> torch.Tensor:
         binary = not bool((true > 1).any())
     if not binary:
         values = torch.unique(true.detach().flatten())[:6].tolist()
-        raise ValueError(
+        raise DataValueError(
             f"target must be binary (0/1 or bool), found values such as {values}; "
             "binarise multi-label masks first (e.g. target > 0 for the whole tumour)"
         )
@@ -219,10 +221,10 @@ def _as_batch_of_slices(x: torch.Tensor, name: str) -> torch.Tensor:
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim != 3:
-        raise ValueError(
+        raise OptionError(
             f"{name} must be a batch of one-channel 2D images, (B, 1, H, W) or (B, H, W), "
             f"got shape {tuple(x.shape)}"
         )
     if x.shape[1] == 0 or x.shape[2] == 0:
-        raise ValueError(f"{name} has images without pixels: shape {tuple(x.shape)}")
+        raise OptionError(f"{name} has images without pixels: shape {tuple(x.shape)}")
     return x

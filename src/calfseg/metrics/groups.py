@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from calfseg.errors import DataValueError, OptionError
 from calfseg.metrics.confusion import ConfusionCounts
 from calfseg.metrics.policy import EmptyPolicy, ImageScores, Score
 from calfseg.metrics.scores import image_scores
@@ -67,10 +68,10 @@ def size_groups(areas: Any, *, empty: Any = None) -> SizeGroups:
     """
     a = np.asarray(areas, dtype=np.float64).reshape(-1)
     if not np.isfinite(a).all() or (a < 0).any():
-        raise ValueError("areas must be finite and non-negative")
+        raise DataValueError("areas must be finite and non-negative")
     is_empty = a == 0 if empty is None else np.asarray(empty, dtype=bool).reshape(-1)
     if is_empty.shape != a.shape:
-        raise ValueError(f"empty has {is_empty.size} entries for {a.size} areas")
+        raise OptionError(f"empty has {is_empty.size} entries for {a.size} areas")
     filled = ~is_empty
     if filled.any():
         q1, q2 = (float(q) for q in np.quantile(a[filled], [1 / 3, 2 / 3]))
@@ -93,7 +94,7 @@ def per_case_counts(counts: ConfusionCounts, case_ids: Any) -> tuple[np.ndarray,
     """
     ids = np.asarray(case_ids).reshape(-1)
     if ids.shape[0] != len(counts):
-        raise ValueError(f"case_ids has {ids.shape[0]} entries for {len(counts)} images")
+        raise OptionError(f"case_ids has {ids.shape[0]} entries for {len(counts)} images")
     unique, inverse = np.unique(ids, return_inverse=True)
     summed = {}
     for name, values in counts.numpy().items():

@@ -26,7 +26,7 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 
 EmptyPolicy = Literal["one", "exclude"]
 EMPTY_POLICIES: tuple[str, ...] = get_args(EmptyPolicy)
@@ -37,7 +37,7 @@ class UndefinedMetricWarning(RuntimeWarning):
 
 
 def check_policy(policy: str) -> EmptyPolicy:
-    """Return ``policy`` if it is one of :data:`EMPTY_POLICIES`, else raise ValueError."""
+    """Return ``policy`` if it is one of :data:`EMPTY_POLICIES`, else raise UnknownChoiceError."""
     check_choice("policy", policy, EMPTY_POLICIES)
     return policy  # type: ignore[return-value]
 
@@ -82,7 +82,7 @@ class ImageScores:
 
     def __post_init__(self) -> None:
         if self.values.shape != self.undefined.shape or self.values.ndim != 1:
-            raise ValueError("values and undefined must be 1-D arrays of the same length")
+            raise OptionError("values and undefined must be 1-D arrays of the same length")
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from calfseg.errors import OptionError
 from calfseg.metrics.confusion import ConfusionCounts
 from calfseg.metrics.groups import (
     EMPTY_GROUP,
@@ -110,7 +111,7 @@ def evaluate_counts(
         _put_mean(out, "dice", "per_case", image_scores(cases, "dice"), policy, True)
 
     if areas is not None and np.asarray(areas).size != n:
-        raise ValueError(f"areas has {np.asarray(areas).size} entries for {n} images")
+        raise OptionError(f"areas has {np.asarray(areas).size} entries for {n} images")
     groups = size_groups(true_area if areas is None else areas, empty=empty_truth)
     out["area_tertile/1"], out["area_tertile/2"] = (_finite_or_none(c) for c in groups.cuts)
     for g in SIZE_GROUPS:
@@ -180,10 +181,10 @@ def _put_surface(
 
 def _check_surface(surface: SurfaceDistances, counts: ConfusionCounts) -> None:
     if len(surface) != len(counts):
-        raise ValueError(f"surface has {len(surface)} images, counts have {len(counts)}")
+        raise OptionError(f"surface has {len(surface)} images, counts have {len(counts)}")
     both_empty = (counts.true_area == 0).numpy() & (counts.predicted_area == 0).numpy()
     if not np.array_equal(both_empty, surface.both_empty):
-        raise ValueError(
+        raise OptionError(
             "surface distances and counts disagree on which images are empty: were they "
             "computed from the same predictions, in the same order, at the same threshold?"
         )

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 from calfseg.metrics.confusion import ConfusionCounts
 from calfseg.metrics.policy import EmptyPolicy, ImageScores, Score, check_policy, ratio
 
@@ -166,7 +166,7 @@ def pooled_by_batch(
     """The paper's reduction: ``metric`` pooled within each consecutive batch, then the mean
     over batches (unweighted; the last batch may be smaller). ``n`` counts batches."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        raise OptionError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     check_policy(policy)
     c = counts.numpy()
     starts = np.arange(0, len(counts), batch_size)
@@ -230,7 +230,7 @@ def paper_batch_pooled(
     (:func:`pooled_by_batch`). Report the mean of the ``shuffles`` values and their spread.
     """
     if isinstance(shuffles, bool) or not isinstance(shuffles, int) or shuffles < 1:
-        raise ValueError(f"shuffles must be an integer >= 1, got {shuffles!r}")
+        raise OptionError(f"shuffles must be an integer >= 1, got {shuffles!r}")
     check_choice("metric", metric, METRICS)
     n = len(counts)
     values = [

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 from calfseg.extras import require
 from calfseg.metrics.confusion import binarise
 from calfseg.metrics.policy import ImageScores
@@ -69,7 +69,7 @@ class SurfaceDistances:
     def __post_init__(self) -> None:
         shapes = {a.shape for a in (self.hd95, self.assd, self.both_empty, self.one_empty)}
         if len(shapes) != 1 or self.hd95.ndim != 1:
-            raise ValueError("hd95, assd, both_empty and one_empty must be 1-D, of one length")
+            raise OptionError("hd95, assd, both_empty and one_empty must be 1-D, of one length")
 
     @classmethod
     def empty(cls) -> SurfaceDistances:
@@ -167,12 +167,12 @@ def normalise_spacing(spacing: SpacingLike, n: int) -> np.ndarray:
     elif arr.shape == (2,):
         arr = np.broadcast_to(arr, (n, 2)).copy()
     if arr.shape != (n, 2):
-        raise ValueError(
+        raise OptionError(
             f"spacing must be a number, a pair (s_rows, s_cols) or an array of shape ({n}, 2) "
             f"for {n} images, got shape {arr.shape}"
         )
     if not (np.isfinite(arr).all() and (arr > 0).all()):
-        raise ValueError(
+        raise OptionError(
             f"spacing must be positive and finite mm per pixel, got {arr.tolist()[:4]}"
         )
     return arr

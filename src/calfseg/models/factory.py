@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from calfseg.errors import OptionError
 from calfseg.models import authors
 from calfseg.models.names import AUTHORS_PRESET, LABELS, SMP_PRESETS, check_name, check_preset
 from calfseg.models.sizes import SizeRule, check_size_values, size_message
@@ -18,13 +19,13 @@ def _check_authors_arguments(name: str, encoder: str | None, options: Mapping[st
     """The authors' models have fixed layers: an smp encoder or option is an error."""
     smp = ", ".join(SMP_PRESETS)
     if encoder is not None:
-        raise ValueError(
+        raise OptionError(
             f"encoder={encoder!r} does not apply to preset {AUTHORS_PRESET!r}: the authors' "
             f"{LABELS[name]} is hand-written, with no smp encoder; choose an encoder with "
             f"preset {smp}"
         )
     if options:
-        raise ValueError(
+        raise OptionError(
             f"preset {AUTHORS_PRESET!r} takes no smp options (got {', '.join(sorted(options))}):"
             f" the authors' {LABELS[name]} has fixed layers; use preset {smp} for smp options"
         )
@@ -71,7 +72,7 @@ def check_input_size(
     else:
         enc, _ = resolve_smp(name, size, encoder, options)
         model = f"{LABELS[name]} with encoder {enc} (preset {size!r})"
-    raise ValueError(size_message(model, rule, height, width))
+    raise OptionError(size_message(model, rule, height, width))
 
 
 def build_model(
@@ -109,7 +110,7 @@ def build_model(
             option, or an smp option with ``preset="authors"``.
     """
     if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
+        raise OptionError(f"in_channels must be a positive integer, got {in_channels!r}")
     check_name(name)
     check_preset(preset)
     if preset == AUTHORS_PRESET:

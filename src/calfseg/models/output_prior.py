@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from calfseg.errors import OptionError
+
 PRIOR_BOUNDS = (1e-6, 1 - 1e-6)  # a split with no (or only) foreground: a finite bias
 
 
@@ -31,7 +33,7 @@ def output_layer(model: nn.Module) -> nn.Conv2d:
         if isinstance(m, nn.Conv2d) and m.out_channels == 1 and m.bias is not None
     ]  # fmt: skip
     if not found:
-        raise ValueError(
+        raise OptionError(
             "the model has no convolution to 1 channel with a bias: cannot set its output "
             "prior (train with output_prior=False)"
         )
@@ -42,7 +44,7 @@ def set_output_prior(model: nn.Module, prior: float) -> float:
     """Set the output layer's bias to ``log(prior / (1 - prior))`` (``prior`` clipped to
     :data:`PRIOR_BOUNDS`) and return that bias."""
     if not math.isfinite(prior) or not 0 <= prior <= 1:
-        raise ValueError(f"the foreground prior must be in [0, 1], got {prior!r}")
+        raise OptionError(f"the foreground prior must be in [0, 1], got {prior!r}")
     low, high = PRIOR_BOUNDS
     clipped = min(max(prior, low), high)
     bias = math.log(clipped / (1 - clipped))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calfseg.errors import OptionError
+
 
 @dataclass(frozen=True)
 class SizeRule:
@@ -20,7 +22,7 @@ def check_size_values(height: object, width: object) -> None:
     """Raise a ValueError unless both are positive integers (bool excluded)."""
     for label, value in (("height", height), ("width", width)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+            raise OptionError(f"{label} must be a positive integer, got {value!r}")
 
 
 def _nearest(n: int, rule: SizeRule) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 
 from torch import nn
 
+from calfseg.errors import OptionError
 from calfseg.extras import require
 from calfseg.models.names import AUTHORS_PRESET, SMP_PRESETS, check_name, check_preset
 from calfseg.models.sizes import SizeRule
@@ -91,7 +92,7 @@ def get_preset(name: str, size: str = "tiny") -> ModelPreset:
     check_name(name)
     check_preset(size)
     if size == AUTHORS_PRESET:
-        raise ValueError(
+        raise OptionError(
             f"preset {AUTHORS_PRESET!r} has no smp encoder or options: it is the authors' "
             f"hand-written model (calfseg.models.authors); get_preset describes the smp "
             f"presets {', '.join(SMP_PRESETS)}"
@@ -105,9 +106,9 @@ def resolve_smp(
     """The encoder and the merged smp options, with the arguments checked."""
     chosen = get_preset(name, size)
     if "encoder_name" in options:
-        raise ValueError("pass the encoder as encoder=..., not encoder_name=...")
+        raise OptionError("pass the encoder as encoder=..., not encoder_name=...")
     if options.get("encoder_weights") is not None:
-        raise ValueError(
+        raise OptionError(
             f"encoder_weights must be None (got {options['encoder_weights']!r}): calf-seg "
             "trains from random initialisation, as the paper did, and never downloads weights"
         )
@@ -115,23 +116,23 @@ def resolve_smp(
     merged.pop("encoder_weights", None)
     depth = merged.get("encoder_depth", 5)
     if not isinstance(depth, int) or not 1 <= depth <= 5:
-        raise ValueError(f"encoder_depth must be an integer from 1 to 5, got {depth!r}")
+        raise OptionError(f"encoder_depth must be an integer from 1 to 5, got {depth!r}")
     if name == "fpn" and depth != 5:
-        raise ValueError(
+        raise OptionError(
             f"FPN needs encoder_depth=5, got {depth}: smp's FPN decoder always merges four "
             "pyramid levels and upsamples as if there were five encoder stages"
         )
     if name == "unet":
         channels = merged.get("decoder_channels", (256, 128, 64, 32, 16))
         if len(channels) != depth:
-            raise ValueError(
+            raise OptionError(
                 f"U-Net needs one decoder_channels entry per encoder stage: encoder_depth is "
                 f"{depth} but decoder_channels has {len(channels)} ({tuple(channels)})"
             )
     if name == "deeplabv3":
         stride = merged.get("encoder_output_stride", _SMP_DEFAULT_OUTPUT_STRIDE)
         if stride not in _DEEPLAB_OUTPUT_STRIDES:
-            raise ValueError(
+            raise OptionError(
                 f"encoder_output_stride must be one of {_DEEPLAB_OUTPUT_STRIDES}, got {stride!r}"
             )
     return encoder or chosen.encoder, merged

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from calfseg.atomic import atomic_write_json
+from calfseg.errors import DataValueError, OptionError
 from calfseg.rule import Selection
 
 BRANCH_LOG = "calf_branches.json"
@@ -51,7 +52,7 @@ class BranchTally:
     def add(self, picks: Sequence[Selection]) -> None:
         """Count one training step's picks, one per class."""
         if len(picks) != len(self.classes):
-            raise ValueError(f"{len(picks)} picks for {len(self.classes)} classes")
+            raise OptionError(f"{len(picks)} picks for {len(self.classes)} classes")
         self._steps += 1
         for counts, pick in zip(self._counts, picks, strict=True):
             counts[pick.branch] += 1
@@ -107,9 +108,9 @@ class BranchTally:
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise ValueError(f"{path}: cannot read the earlier branch log ({err})") from err
+            raise DataValueError(f"{path}: cannot read the earlier branch log ({err})") from err
         if data.get("classes") != self.classes:
-            raise ValueError(
+            raise DataValueError(
                 f"{path}: the earlier branch log counts the classes {data.get('classes')}, "
                 f"this training has {self.classes}; move the file away to start a new log"
             )

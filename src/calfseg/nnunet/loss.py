@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 from calfseg.losses import CALFLoss
 from calfseg.losses.inputs import autocast_off, compute_dtype
 from calfseg.rule import Selection
@@ -44,7 +44,7 @@ def one_vs_rest_logits(logits: torch.Tensor) -> torch.Tensor:
     ``(B, C - 1, *spatial)`` with channel ``c - 1`` holding ``z_c - logsumexp_{j != c} z_j``
     (so that its sigmoid is ``softmax(z)_c``). Computed in float32 at least."""
     if logits.ndim < 3 or logits.shape[1] < 2:
-        raise ValueError(
+        raise OptionError(
             "softmax logits must be (B, C, *spatial) with C >= 2 (background and at least one "
             f"class), got {tuple(logits.shape)}"
         )
@@ -62,7 +62,7 @@ def one_vs_rest_targets(target: torch.Tensor, classes: int) -> torch.Tensor:
     """Binary targets ``(B, classes - 1, *spatial)`` of the foreground classes ``1 ..
     classes - 1`` from nnU-Net's class-index target ``(B, 1, *spatial)``."""
     if target.ndim < 3 or target.shape[1] != 1:
-        raise ValueError(
+        raise OptionError(
             f"a softmax training's target must be (B, 1, *spatial), got {tuple(target.shape)}"
         )
     values = torch.arange(1, classes, device=target.device, dtype=target.dtype)

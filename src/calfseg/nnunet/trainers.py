@@ -25,11 +25,12 @@ import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from calfseg.errors import DataValueError
 from calfseg.nnunet.branch_log import BranchTally
 from calfseg.nnunet.loss import NnUNetCALFLoss, Training
 
 
-class IgnoreLabelError(ValueError):
+class IgnoreLabelError(DataValueError):
     """nnUNetTrainerCALF cannot train a dataset whose dataset.json declares an ignore label."""
 
 

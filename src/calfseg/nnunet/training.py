@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from calfseg.errors import DataError, check_choice
+from calfseg.errors import DataError, DataValueError, check_choice
 from calfseg.nnunet.registration import MODULE_TEXT, TRAINER_NAMES
 from calfseg.nnunet.requirement import require_nnunet
 
@@ -77,7 +77,7 @@ def check_paths(names: tuple[str, ...] = REQUIRED_PATHS) -> None:
     """Refuse to start when nnU-Net's folders are not set (nnU-Net would fail later)."""
     missing = [name for name in names if not os.environ.get(name)]
     if missing:
-        raise ValueError(
+        raise DataValueError(
             f"the environment variable(s) {', '.join(missing)} are not set: nnU-Net keeps its "
             "datasets and results in the folders nnUNet_raw, nnUNet_preprocessed and "
             "nnUNet_results name (export them before training; docs/nnunet.md)"

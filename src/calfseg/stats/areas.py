@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 from calfseg.extras import require
 
 AreaMethod = Literal["pixels", "contour"]
@@ -74,7 +74,7 @@ def _as_rows(masks: torch.Tensor, per_channel: bool) -> tuple[torch.Tensor, tupl
     """View the masks as ``(samples, *spatial)`` and give the shape of the result."""
     if per_channel:
         if masks.ndim < 3:
-            raise ValueError(
+            raise OptionError(
                 f"per_channel masks must be (B, C, *spatial), got shape {tuple(masks.shape)}"
             )
         b, c = masks.shape[:2]
@@ -83,7 +83,7 @@ def _as_rows(masks: torch.Tensor, per_channel: bool) -> tuple[torch.Tensor, tupl
         return masks, (masks.shape[0],)
     if masks.ndim in (4, 5) and masks.shape[1] == 1:
         return masks[:, 0], (masks.shape[0],)
-    raise ValueError(
+    raise OptionError(
         "masks must be (B, H, W), (B, 1, H, W) or (B, 1, D, H, W) "
         f"(use per_channel=True for several channels), got shape {tuple(masks.shape)}"
     )
@@ -124,7 +124,7 @@ def _count_nonzero_rows(rows: torch.Tensor) -> torch.Tensor:
 def _contour_areas(rows: torch.Tensor, shape: torch.Size, per_channel: bool) -> torch.Tensor:
     """The authors' OpenCV polygon area of each 2D mask (one Python call per mask)."""
     if rows.ndim != 3:
-        raise ValueError(
+        raise OptionError(
             f"method='contour' needs 2D masks, got shape {tuple(shape)}"
             + (" (per channel)" if per_channel else "")
         )

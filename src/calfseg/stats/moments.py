@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from calfseg.errors import DataValueError
+
 FINGERPRINT_FORMAT = "calfseg.area_moments/1"
 ZERO_VARIANCE_EPS = float(np.finfo(np.float64).eps)  # 2.2e-16, scipy's "zero variance" scale
 _STATE_KEYS = ("mean", "m2", "m3", "m4")
@@ -86,7 +88,7 @@ class AreaMoments:
         if values.size == 0:
             return self
         if not np.isfinite(values).all():
-            raise ValueError("areas must be finite; got NaN or inf")
+            raise DataValueError("areas must be finite; got NaN or inf")
         n = int(values.size)
         mean = float(values.mean())
         centred = values - mean
@@ -219,25 +221,27 @@ class AreaMoments:
     def from_dict(cls, data: dict[str, Any]) -> AreaMoments:
         """Inverse of :meth:`to_dict` (derived keys are ignored; ``mean_lo`` may be absent)."""
         if not isinstance(data, dict):
-            raise ValueError(f"a fingerprint must be a JSON object, got {type(data).__name__}")
+            raise DataValueError(f"a fingerprint must be a JSON object, got {type(data).__name__}")
         fmt = data.get("format", FINGERPRINT_FORMAT)
         if fmt != FINGERPRINT_FORMAT:
-            raise ValueError(f"unknown fingerprint format {fmt!r}; expected {FINGERPRINT_FORMAT!r}")
+            raise DataValueError(
+                f"unknown fingerprint format {fmt!r}; expected {FINGERPRINT_FORMAT!r}"
+            )
         missing = [k for k in ("count", *_STATE_KEYS) if k not in data]
         if missing:
-            raise ValueError(f"fingerprint lacks the field(s) {missing}")
+            raise DataValueError(f"fingerprint lacks the field(s) {missing}")
         raw = {k: data[k] for k in ("count", *_STATE_KEYS)}
         raw["mean_lo"] = data.get("mean_lo", 0.0)
         for key, value in raw.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"fingerprint field {key!r} must be a number, got {value!r}")
+                raise DataValueError(f"fingerprint field {key!r} must be a number, got {value!r}")
             if not math.isfinite(value):
-                raise ValueError(f"fingerprint field {key!r} must be finite, got {value!r}")
+                raise DataValueError(f"fingerprint field {key!r} must be finite, got {value!r}")
         count = raw["count"]
         if count != int(count) or count < 0:
-            raise ValueError(f"fingerprint count must be a whole number >= 0, got {count!r}")
+            raise DataValueError(f"fingerprint count must be a whole number >= 0, got {count!r}")
         if raw["m2"] < 0 or raw["m4"] < 0:
-            raise ValueError("fingerprint m2 and m4 are sums of even powers and must be >= 0")
+            raise DataValueError("fingerprint m2 and m4 are sums of even powers and must be >= 0")
         return cls(
             int(count),
             float(raw["mean"]),

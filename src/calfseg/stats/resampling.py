@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from calfseg.errors import DataValueError, OptionError
 from calfseg.stats.moments import ZERO_VARIANCE_EPS
 
 _CHUNK_ELEMENTS = 1 << 21  # values per chunk of rows (16 MiB of float64)
@@ -26,9 +27,9 @@ def row_skew_kurt(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Skewness g1 and excess kurtosis g2 of each row of a 2D array (NaN where undefined)."""
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
-        raise ValueError(f"values must be 2D (rows, size), got shape {values.shape}")
+        raise OptionError(f"values must be 2D (rows, size), got shape {values.shape}")
     if values.shape[1] == 0:
-        raise ValueError("each row needs at least one value")
+        raise OptionError("each row needs at least one value")
     mean = values.mean(axis=1, keepdims=True)
     centred = values - mean
     centred -= centred.mean(axis=1, keepdims=True)  # corrected two-pass, as AreaMoments
@@ -51,7 +52,7 @@ def batch_indices(
     """Index arrays ``(rows, batch_size)``, ``batches`` rows in all, each row drawn without
     replacement from ``range(population)`` (rows are independent of one another)."""
     if not 1 <= batch_size <= population:
-        raise ValueError(
+        raise OptionError(
             f"batch_size must be between 1 and the number of areas ({population}), got {batch_size}"
         )
     rows_per_chunk = max(1, _CHUNK_ELEMENTS // max(batch_size, population))
@@ -85,7 +86,7 @@ def bootstrap_indices(
     """Index arrays ``(rows, population)``, ``resamples`` rows in all, drawn with
     replacement (the ordinary nonparametric bootstrap)."""
     if population < 1:
-        raise ValueError("the bootstrap needs at least one area")
+        raise DataValueError("the bootstrap needs at least one area")
     rows_per_chunk = max(1, _CHUNK_ELEMENTS // population)
     for start in range(0, resamples, rows_per_chunk):
         rows = min(rows_per_chunk, resamples - start)

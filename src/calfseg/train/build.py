@@ -18,7 +18,7 @@ from torch import nn
 from calfseg.data import SliceCache, SliceDataset, parse_filter
 from calfseg.data.cache import FINGERPRINT_FILE
 from calfseg.data.splits.assign import cv_splits, paper_slice_splits
-from calfseg.errors import DataError
+from calfseg.errors import DataValueError
 from calfseg.losses import build_loss
 from calfseg.losses.registry import LOSSES
 from calfseg.models import build_model, check_input_size
@@ -27,7 +27,7 @@ from calfseg.train import distributed as D
 from calfseg.train.config import TrainConfig
 
 
-class RunSetupError(DataError, ValueError):
+class RunSetupError(DataValueError):
     """A run that cannot start: a missing split, a size the model rejects, a bad option."""
 
 
@@ -196,7 +196,7 @@ def rank_batches(
     if config.max_steps is not None:
         batches = batches[: config.max_steps]
     if not batches:
-        raise ValueError(
+        raise DataValueError(
             f"the training split has {n} slices: not one batch of at least 2 per "
             f"process (batch_size {config.batch_size}, {ctx.world_size} process(es))"
         )

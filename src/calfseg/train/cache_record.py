@@ -21,14 +21,14 @@ from typing import Any
 
 from calfseg.data import SliceCache
 from calfseg.data.cache import cache_digest
-from calfseg.errors import DataError
+from calfseg.errors import DataValueError
 from calfseg.train.provenance import cache_fingerprint
 
 # meta.json entries kept in the record and compared when the digest changed.
 META_ENTRIES = ("options", "source", "splits", "counts")
 
 
-class CacheChangedError(DataError, ValueError):
+class CacheChangedError(DataValueError):
     """The training cache was prepared again since the model was trained on it."""
 
 

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from calfseg.errors import DataValueError
+
 
 def case_dice(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     """Dice of each case from its summed counts: ``2 tp / (2 tp + fp + fn)``, and 1 where
@@ -109,7 +111,7 @@ class CaseCounts:
         counts = values[: self._counts.numel()].reshape(-1, 3)
         loss_sum, dice_sum, images, nan_logits = values[self._counts.numel() :]
         if nan_logits > 0:
-            raise ValueError(
+            raise DataValueError(
                 f"validation: the model's output holds {int(nan_logits)} NaN logits (training "
                 "diverged): lower lr, set grad_clip (--grad-clip) or a warmup (--warmup-steps)"
             )

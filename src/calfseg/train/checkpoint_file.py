@@ -22,12 +22,12 @@ import torch
 
 import calfseg.run_files as files
 from calfseg.atomic import atomic_write
-from calfseg.errors import DataError
+from calfseg.errors import DataValueError
 
 CHECKPOINT_FORMAT = "calfseg.checkpoint/2"
 
 
-class CheckpointError(DataError, ValueError):
+class CheckpointError(DataValueError):
     """A checkpoint that cannot be used: missing, of another architecture or run."""
 
 

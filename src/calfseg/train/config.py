@@ -256,7 +256,7 @@ class TrainConfig:
         _choice("model", self.model, MODELS)
         _choice("preset", self.preset, MODEL_PRESETS)
         if self.preset == "authors" and self.encoder is not None:
-            raise ValueError(
+            raise OptionError(
                 f"encoder={self.encoder!r} does not apply to preset 'authors': the authors' "
                 "models are hand-written, with no smp encoder (unset encoder, or choose an "
                 "encoder with preset 'tiny' or 'paper')"
@@ -266,7 +266,7 @@ class TrainConfig:
         _choice("amp", self.amp, AMP_MODES)
         _choice("split", self.split, SPLIT_SOURCES)
         if self.split == "paper-slices" and self.val_split is not None:
-            raise ValueError(
+            raise OptionError(
                 f"split='paper-slices' has no validation rows (the paper kept the last epoch): "
                 f"set val_split=None (--no-val), not {self.val_split!r}"
             )
@@ -279,16 +279,16 @@ class TrainConfig:
         for name in ("checkpoint_every", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+                raise OptionError(f"{name} must be an integer >= 0, got {value!r}")
         if self.max_steps is not None:
             _positive_int("max_steps", self.max_steps)
         self._validate_stopping()
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+            raise OptionError(f"lr must be > 0, got {self.lr!r}")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+            raise OptionError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+            raise OptionError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
 
     def _validate_stopping(self) -> None:
         """Early stopping and warmup: patience a positive integer or None (and then a
@@ -297,18 +297,18 @@ class TrainConfig:
         if self.patience is not None:
             _positive_int("patience", self.patience)
             if self.val_split is None:
-                raise ValueError(
+                raise OptionError(
                     f"patience={self.patience} stops on the validation case Dice, but "
                     "val_split is None (no validation): set patience=None (--patience none) "
                     "or give a validation split"
                 )
         delta = self.min_delta
         if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 <= delta < 1:
-            raise ValueError(f"min_delta must be a number in [0, 1), got {delta!r}")
+            raise OptionError(f"min_delta must be a number in [0, 1), got {delta!r}")
         for name in ("warmup_steps", "min_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+                raise OptionError(f"{name} must be an integer >= 0, got {value!r}")
 
     # -- JSON -------------------------------------------------------------------------------
 
@@ -372,18 +372,18 @@ def _check_cv(split: str, folds: Any, fold: Any, seed: Any) -> None:
     """split="cv" needs K >= 2 folds and a fold in 1..K; other splits take neither. (Whether
     the cache has K patients is checked when the split is opened.)"""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"cv_seed must be an integer >= 0, got {seed!r}")
+        raise OptionError(f"cv_seed must be an integer >= 0, got {seed!r}")
     if split != "cv":
         if folds is not None or fold is not None:
-            raise ValueError(
+            raise OptionError(
                 f"cv_folds and cv_fold apply to split='cv' only, not split={split!r} "
                 f"(got cv_folds={folds!r}, cv_fold={fold!r})"
             )
         return
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise ValueError(f"split='cv' needs cv_folds, an integer >= 2, got {folds!r}")
+        raise OptionError(f"split='cv' needs cv_folds, an integer >= 2, got {folds!r}")
     if isinstance(fold, bool) or not isinstance(fold, int) or not 1 <= fold <= folds:
-        raise ValueError(f"split='cv' needs cv_fold, an integer in 1..{folds}, got {fold!r}")
+        raise OptionError(f"split='cv' needs cv_fold, an integer in 1..{folds}, got {fold!r}")
 
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -393,4 +393,4 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise OptionError(f"{name} must be a positive integer, got {value!r}")

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from calfseg.errors import DataValueError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -48,7 +50,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but CUDA is not available")
+            raise DataValueError(f"device {name!r} asked for, but CUDA is not available")
         if device.index is None:
             device = torch.device("cuda", local_rank)
     return device

@@ -25,6 +25,7 @@ from torch import nn
 import calfseg.run_files as files
 from calfseg.atomic import atomic_write, atomic_write_text
 from calfseg.data.dataset import read_batches
+from calfseg.errors import DataValueError
 from calfseg.metrics import MetricAccumulator, confusion_counts, image_scores, surface_distances
 from calfseg.metrics.confusion import binarise
 from calfseg.train.build import cache_info, open_split
@@ -85,7 +86,7 @@ def evaluate_checkpoint(
     provenance = cache_provenance(trained, data, allow_changed_cache=allow_changed_cache)
     info = cache_info(data)
     if [info.height, info.width] != list(trained.size) or info.channels != trained.in_channels:
-        raise ValueError(
+        raise DataValueError(
             f"{data} holds {info.channels}-channel {info.height}x{info.width} slices; the "
             f"model was trained on {trained.in_channels}-channel "
             f"{trained.size[0]}x{trained.size[1]} slices"

@@ -43,7 +43,7 @@ from calfseg.data.files.images import ImageFileError, read_image
 from calfseg.data.preprocess import PreprocessOptions, preprocess_images
 from calfseg.data.sources.base import CaseError
 from calfseg.data.sources.nifti import read_nifti
-from calfseg.errors import OptionError
+from calfseg.errors import DataValueError, OptionError
 from calfseg.extras import require
 from calfseg.train.distributed import resolve_device
 from calfseg.train.trained_model import load_trained_model
@@ -73,7 +73,7 @@ class Predictor:
         self.device = resolve_device(device)
         trained = load_trained_model(checkpoint, self.device)
         if trained.in_channels != 1:
-            raise ValueError(
+            raise DataValueError(
                 f"{checkpoint}: the model takes {trained.in_channels} channels; predicting "
                 "from one image needs a one-channel model"
             )
@@ -117,7 +117,7 @@ class Predictor:
         try:  # the training reader: canonical (RAS+) float32
             canonical = read_nifti(Path(source).name, Path(source), label=False)
         except CaseError as err:
-            raise ValueError(f"{source}: cannot read the file ({err.reason})") from err
+            raise DataValueError(f"{source}: cannot read the file ({err.reason})") from err
         image = nib.load(os.fspath(source))  # its header and own orientation, for the output
         mask = self.predict_volume(canonical.array).astype(np.uint8)
         # Back from canonical to the file's own axis order and directions.
@@ -143,11 +143,11 @@ class Predictor:
         try:
             array = read_image(source)  # the training reader
         except ImageFileError as err:
-            raise ValueError(str(err)) from err
+            raise DataValueError(str(err)) from err
         if array.ndim == 3 and array.shape[-1] == 1:
             array = array[..., 0]
         if array.ndim != 2:
-            raise ValueError(f"{source}: expected a 2-D image, got shape {array.shape}")
+            raise DataValueError(f"{source}: expected a 2-D image, got shape {array.shape}")
         mask = self.predict_volume(array[:, :, np.newaxis])[..., 0]
         format_ = MASK_IMAGE_FORMATS[Path(target).suffix.lower()]  # checked by predict_file
         picture = pil.fromarray(mask.astype(np.uint8) * 255)
@@ -185,14 +185,14 @@ def predict_file(
     out_name = Path(target).name.lower()
     wanted = NIFTI_SUFFIXES if name.endswith(NIFTI_SUFFIXES) else tuple(MASK_IMAGE_FORMATS)
     if name.endswith(NIFTI_SUFFIXES + IMAGE_SUFFIXES) and not out_name.endswith(wanted):
-        raise ValueError(f"{target}: cannot write the mask as this type; use {', '.join(wanted)}")
+        raise OptionError(f"{target}: cannot write the mask as this type; use {', '.join(wanted)}")
     predictor = Predictor(checkpoint, device=device)
     if name.endswith(NIFTI_SUFFIXES):
         predictor.predict_nifti(source, target)
     elif name.endswith(IMAGE_SUFFIXES):
         predictor.predict_image(source, target)
     else:
-        raise ValueError(
+        raise OptionError(
             f"{source}: unknown image type; expected one of "
             f"{', '.join(NIFTI_SUFFIXES + IMAGE_SUFFIXES)}"
         )

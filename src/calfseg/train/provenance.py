@@ -27,6 +27,7 @@ from typing import Any
 
 import calfseg.run_files as files
 from calfseg.atomic import atomic_write_text
+from calfseg.errors import DataValueError
 
 PROVENANCE_FORMAT = "calfseg.provenance/1"
 # TrainConfig fields that do not change what a run computes. "cache" is the path only: what
@@ -37,7 +38,7 @@ NOT_RESULT_DEFINING: frozenset[str] = frozenset(
 _MISSING = object()
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(DataValueError):
     """A provenance record that cannot be read."""
 
 

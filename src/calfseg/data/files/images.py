@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from calfseg.data.files.raster import RASTER_SUFFIXES, RasterError, read_raster
+from calfseg.errors import DataValueError
 
 IMAGE_SUFFIXES: tuple[str, ...] = RASTER_SUFFIXES
 # Why true colour is refused for an image (averaging the channels would invent an intensity).
 _TRUE_COLOUR = "with differing colour channels: give one grey image per modality"
 
 
-class ImageFileError(ValueError):
+class ImageFileError(DataValueError):
     """An image file cannot be used; the message names the path and the reason."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:

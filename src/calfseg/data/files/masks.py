@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from calfseg.data.files.raster import RasterError, read_raster
-from calfseg.errors import DataError
+from calfseg.errors import DataValueError, OptionError
 from calfseg.extras import MissingExtraError, require
 
 MASK_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".npy", ".png", ".tif", ".tiff")
@@ -58,7 +58,7 @@ _TRUE_COLOUR = "with differing colour channels: not a label mask"
 _RASTER = (".png", ".tif", ".tiff")
 
 
-class MaskFileError(DataError, ValueError):
+class MaskFileError(DataValueError):
     """A mask file (or a folder of them) cannot be used; the message names the path."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
@@ -159,7 +159,7 @@ def foreground(label_array: np.ndarray, labels: Iterable[int] | None = None) -> 
         if array.size and array.dtype.kind in "if":  # signed integers and floats
             lowest = array.min()
             if lowest < 0:
-                raise ValueError(
+                raise DataValueError(
                     f"label values below 0 (lowest {lowest:g}): the foreground is every label "
                     "> 0 by default; name the foreground values (calf prepare --labels=-1,-2, "
                     "calf analyze --label=-1,-2)"
@@ -167,7 +167,7 @@ def foreground(label_array: np.ndarray, labels: Iterable[int] | None = None) -> 
         return array > 0
     wanted = sorted({int(v) for v in labels})
     if not wanted:
-        raise ValueError("labels must name at least one label value")
+        raise OptionError("labels must name at least one label value")
     if len(wanted) == 1:
         return np.asarray(label_array) == wanted[0]
     return np.isin(label_array, wanted)

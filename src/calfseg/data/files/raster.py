@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from calfseg.errors import DataValueError
 from calfseg.extras import require
 
 RASTER_SUFFIXES: tuple[str, ...] = (".npy", ".png", ".tif", ".tiff")
@@ -32,7 +33,7 @@ _GREY_PHOTOMETRIC = (0, 1)  # TIFF MINISWHITE, MINISBLACK: extra samples are not
 _GREY_WITH_ALPHA = ("LA", "La", "PA")
 
 
-class RasterError(ValueError):
+class RasterError(DataValueError):
     """A raster file's pixels cannot be reduced to one value per pixel (``reason``)."""
 
     def __init__(self, path: str | os.PathLike[str], reason: str) -> None:

@@ -35,7 +35,7 @@ from calfseg.data.preparation.source import (
 )
 from calfseg.data.preprocess import PreprocessOptions
 from calfseg.data.splits.options import SplitOptions
-from calfseg.errors import OptionError
+from calfseg.errors import DataValueError, OptionError
 
 PathLike = str | os.PathLike[str]
 DEFAULT_SIZE = 256  # the paper's slice side
@@ -43,12 +43,12 @@ DEFAULT_SIZE = 256  # the paper's slice side
 PREPROCESS_NAMES = tuple(f.name for f in dataclasses.fields(PreprocessOptions) if f.name != "size")
 
 
-class PrepareSettingsError(PrepareError, ValueError):
+class PrepareSettingsError(PrepareError, OptionError):
     """An option is not valid, whatever the files hold; the message names it (the CLI's
     usage errors, exit 2)."""
 
 
-class SourceError(PrepareError, ValueError):
+class SourceError(PrepareError, DataValueError):
     """The source folder is missing, or no reader can read it (no layout matches, several
     do, a reader refuses it); the message names the folder (exit 1: the files decide)."""
 

@@ -29,6 +29,7 @@ from calfseg.atomic import atomic_write_json
 from calfseg.data.cache import PARTS_DIR
 from calfseg.data.preparation.file_state import FileState, same_files
 from calfseg.data.preprocess import CaseSlices
+from calfseg.errors import DataValueError
 
 PART_FORMAT = "calfseg.cache-part/1"
 SKIP_FORMAT = "calfseg.cache-skip/1"
@@ -95,7 +96,7 @@ class CaseRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaseRecord:
         if data.get("format") != PART_FORMAT:
-            raise ValueError(f"not a case part (format {data.get('format')!r})")
+            raise DataValueError(f"not a case part (format {data.get('format')!r})")
         return cls(
             case_id=str(data["case_id"]),
             dataset=str(data["dataset"]),
@@ -153,7 +154,7 @@ def load_part_arrays(cache: Path, record: CaseRecord) -> tuple[np.ndarray, np.nd
     images = np.load(folder / "images.npy", mmap_mode="r")
     masks = np.load(folder / "masks.npy", mmap_mode="r")
     if images.shape[0] != record.n_rows or masks.shape[0] != record.n_rows:
-        raise ValueError(f"{folder}: {images.shape[0]} rows, its record lists {record.n_rows}")
+        raise DataValueError(f"{folder}: {images.shape[0]} rows, its record lists {record.n_rows}")
     return images, masks
 
 
@@ -183,7 +184,7 @@ class SkipRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SkipRecord:
         if data.get("format") != SKIP_FORMAT:
-            raise ValueError(f"not a skip record (format {data.get('format')!r})")
+            raise DataValueError(f"not a skip record (format {data.get('format')!r})")
         files = tuple(FileState.from_dict(f) for f in data.get("files", ()))
         return cls(
             str(data["case_id"]), str(data["dataset"]), str(data["key"]), data["reason"], files

@@ -32,6 +32,7 @@ from calfseg.data.cache import (
     SPLIT_NAMES,
 )
 from calfseg.data.preparation.parts import CaseRecord
+from calfseg.errors import DataValueError
 from calfseg.fingerprint import Fingerprint
 from calfseg.stats import AreaMoments
 
@@ -151,7 +152,7 @@ def assemble_cache(
     records = [c.record for c in cases]
     n = int(sum(r.n_rows for r in records))
     if n == 0:
-        raise ValueError("no slices to write: every case was skipped or empty")
+        raise DataValueError("no slices to write: every case was skipped or empty")
     columns = index_columns(records, split)
     tmp = cache / ASSEMBLY_DIR
     shutil.rmtree(tmp, ignore_errors=True)
@@ -199,7 +200,7 @@ def _write_arrays(tmp: Path, cases: Sequence[CaseRows], n: int, meta: dict[str, 
     for case in cases:
         stop = start + case.record.n_rows
         if case.images.shape[1:] != images.shape[1:] or case.masks.shape[1:] != masks.shape[1:]:
-            raise ValueError(
+            raise DataValueError(
                 f"case {case.record.case_id}: rows of shape {case.images.shape[1:]}, "
                 f"the cache holds {images.shape[1:]}"
             )

@@ -26,7 +26,7 @@ from calfseg.data.files.masks import (
     read_mask,
 )
 from calfseg.data.scan.labels import LAYOUT_AUTO, LAYOUT_NONE, layout_label_files
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 from calfseg.progress import progress_bar
 from calfseg.stats import foreground_areas
 from calfseg.stats.areas import AreaMethod
@@ -203,7 +203,7 @@ def _files_to_read(
     missing: list[SkippedFile] = []
     if found is None:
         if layout not in (LAYOUT_AUTO, LAYOUT_NONE) and root.is_dir():
-            raise ValueError(f"layout {layout!r} cannot be combined with a mask glob")
+            raise OptionError(f"layout {layout!r} cannot be combined with a mask glob")
         files = list(find_mask_files(root, mask_glob))
     else:
         files = list(found.files)

@@ -29,7 +29,7 @@ from calfseg.data.sources.lgg_kaggle import LggKaggleSource
 from calfseg.data.sources.nnunet import NnUNetSource
 from calfseg.data.sources.ucsf_pdgm import UcsfPdgmSource
 from calfseg.data.sources.upenn_gbm import UpennGbmSource
-from calfseg.errors import unknown_choice
+from calfseg.errors import DataValueError, OptionError, unknown_choice
 
 SOURCES: dict[str, type[SourceReader]] = {
     cls.name: cls
@@ -70,7 +70,7 @@ def get_source(name: str, **options: Any) -> SourceReader:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         takes = ", ".join(accepted) or "no options"
-        raise ValueError(
+        raise OptionError(
             f"layout {name!r} does not take the option(s) {', '.join(unknown)} (it takes: {takes})"
         )
     return cls(**options)
@@ -92,12 +92,12 @@ def detect_layout(root: str | Path) -> str:
         return matches[0]
     if not matches:
         lines = "\n".join(f"  {name}: {cls.description}" for name, cls in SOURCES.items())
-        raise ValueError(
+        raise DataValueError(
             f"cannot tell the layout of {root}: it matches none of the known layouts:\n{lines}\n"
             "Name the layout with --layout NAME, or describe the data in a CSV manifest "
             "(case_id,image,mask[,modality]) and use --layout folder --manifest FILE."
         )
-    raise ValueError(
+    raise DataValueError(
         f"{root} matches several layouts ({', '.join(matches)}); name one with --layout"
     )
 

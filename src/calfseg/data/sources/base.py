@@ -18,13 +18,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from calfseg.errors import DataError
+from calfseg.errors import DataValueError
 
 # Modality names after normalisation across layouts (T1GD, t1ce and T1c are all "t1c").
 MODALITIES: tuple[str, ...] = ("flair", "t1", "t1c", "t2")
 
 
-class CaseError(DataError, ValueError):
+class CaseError(DataValueError):
     """A case cannot be read; the message names the case and, where known, the file."""
 
     def __init__(self, case_id: str, reason: str, path: str | os.PathLike[str] | None = None):

@@ -41,6 +41,7 @@ from calfseg.data.sources.files import (
 )
 from calfseg.data.sources.naming import child_dirs, normalise_modality
 from calfseg.data.sources.volumes import CaseBuilder, raise_problems
+from calfseg.errors import DataValueError
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS: tuple[str, ...] = ("case_id", "image", "mask")
@@ -69,8 +70,8 @@ def find_manifest(root: Path) -> Path:
         return found[0]
     if found:
         names = ", ".join(str(p) for p in found)
-        raise ValueError(f"several manifests under {root}: {names}; pass one with --manifest")
-    raise ValueError(f"no {MANIFEST_NAME} in {root}; pass the manifest with --manifest FILE")
+        raise DataValueError(f"several manifests under {root}: {names}; pass one with --manifest")
+    raise DataValueError(f"no {MANIFEST_NAME} in {root}; pass the manifest with --manifest FILE")
 
 
 def read_manifest(path: Path) -> dict[str, list[ManifestRow]]:
@@ -82,11 +83,11 @@ def read_manifest(path: Path) -> dict[str, list[ManifestRow]]:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{path}: empty manifest")
+            raise DataValueError(f"{path}: empty manifest")
         columns = [c.strip().lower() for c in header]
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
-            raise ValueError(
+            raise DataValueError(
                 f"{path}: the manifest lacks the column(s) {', '.join(missing)} "
                 f"(expected {','.join(REQUIRED_COLUMNS)}[,modality])"
             )
@@ -100,7 +101,7 @@ def read_manifest(path: Path) -> dict[str, list[ManifestRow]]:
                 name: (values[i].strip() if i < len(values) else "") for name, i in where.items()
             }
             if not cell["case_id"] or not cell["image"]:
-                raise ValueError(f"{path}, line {line}: case_id and image must not be empty")
+                raise DataValueError(f"{path}, line {line}: case_id and image must not be empty")
             rows.setdefault(cell["case_id"], []).append(
                 ManifestRow(
                     line=line,

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from calfseg.data.sources.base import MODALITIES
+from calfseg.errors import OptionError
 
 # Spellings of the four modalities across datasets (lower case) -> the normalised name.
 MODALITY_ALIASES: dict[str, str] = {
@@ -48,13 +49,13 @@ def select_modalities(
     for name in [names] if isinstance(names, str) else names:
         modality = normalise_modality(name)
         if modality not in offered:
-            raise ValueError(
+            raise OptionError(
                 f"layout {layout!r} has no modality {name!r}; it has: {', '.join(offered)}"
             )
         if modality not in chosen:
             chosen.append(modality)
     if not chosen:
-        raise ValueError("modalities must name at least one modality")
+        raise OptionError("modalities must name at least one modality")
     return tuple(chosen)
 
 

@@ -45,6 +45,7 @@ from calfseg.data.sources.volumes import (
     raise_problems,
     read_failure,
 )
+from calfseg.errors import DataValueError
 from calfseg.extras import require
 
 IMAGES, LABELS = "imagesTr", "labelsTr"
@@ -87,7 +88,7 @@ class NnUNetSource(SourceReader):
     def find_cases(self, root: Path) -> list[CaseFiles]:
         root = Path(root)
         if not self.detect(root):
-            raise ValueError(
+            raise DataValueError(
                 f"{root} is not an nnU-Net raw dataset: it needs {DATASET_JSON}, {IMAGES}/ and "
                 f"{LABELS}/"
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from calfseg.data.sources.naming import normalise_modality
-from calfseg.errors import DataError
+from calfseg.errors import DataValueError
 
 DATASET_JSON = "dataset.json"
 
@@ -41,7 +41,7 @@ class DatasetDescription:
     training: tuple[tuple[str, str], ...] = ()
 
 
-class DatasetJsonError(DataError, ValueError):
+class DatasetJsonError(DataValueError):
     """A dataset.json that calf-seg cannot use; the message names the file and the keys."""
 
 

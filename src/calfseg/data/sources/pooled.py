@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
-from calfseg.errors import OptionError, unknown_choice
+from calfseg.errors import DataValueError, OptionError, unknown_choice
 
 SEPARATOR = "/"  # between the dataset and the case id of a pooled case
 
@@ -47,7 +47,7 @@ class PooledSource(SourceReader):
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             roots = ", ".join(str(r) for reader, r in members if reader.name in twice)
-            raise ValueError(
+            raise DataValueError(
                 f"several folders have the layout {', '.join(twice)} ({roots}); pooling takes "
                 "one folder per dataset: put their case folders under one folder"
             )
@@ -104,7 +104,7 @@ def open_pooled(
     from calfseg.data.sources import AUTO, SOURCES, detect_layout
 
     if len(roots) < 2:
-        raise ValueError(f"pooling needs at least two dataset folders, got {len(roots)}")
+        raise OptionError(f"pooling needs at least two dataset folders, got {len(roots)}")
     names = list(layouts) if layouts is not None else [AUTO] * len(roots)
     if len(names) != len(roots):
         raise OptionError(

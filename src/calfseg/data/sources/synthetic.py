@@ -42,7 +42,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from calfseg.data.sources.base import CaseError, CaseFiles, CaseVolumes, SourceReader
-from calfseg.errors import unknown_choice
+from calfseg.errors import OptionError, unknown_choice
 
 DATASET = "synthetic"
 MODALITY = "flair"
@@ -72,22 +72,22 @@ class SyntheticParams:
             value = getattr(self, name)
             low = 0 if name == "satellites" else (8 if name == "size" else 1)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise OptionError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0 <= self.tumour_fraction <= 1:
-            raise ValueError(f"tumour_fraction must be in [0, 1], got {self.tumour_fraction!r}")
+            raise OptionError(f"tumour_fraction must be in [0, 1], got {self.tumour_fraction!r}")
         if not -_MAX_SKEW < self.size_skewness < _MAX_SKEW:
-            raise ValueError(f"size_skewness must be in (-2, 2), got {self.size_skewness!r}")
+            raise OptionError(f"size_skewness must be in (-2, 2), got {self.size_skewness!r}")
         lo, hi = self.area_range
         if not 0 < lo <= hi <= 0.3:
-            raise ValueError(f"area_range must satisfy 0 < lo <= hi <= 0.3, got {self.area_range}")
+            raise OptionError(f"area_range must satisfy 0 < lo <= hi <= 0.3, got {self.area_range}")
         for name in ("profile", "run_jitter", "irregularity", "noise"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0 or (name == "profile" and value <= 0):
-                raise ValueError(f"{name} must be a finite number >= 0 (profile > 0), got {value}")
+                raise OptionError(f"{name} must be a finite number >= 0 (profile > 0), got {value}")
         if self.irregularity >= 0.6:
-            raise ValueError(f"irregularity must be below 0.6, got {self.irregularity}")
+            raise OptionError(f"irregularity must be below 0.6, got {self.irregularity}")
         if not 0 <= self.contrast[0] <= self.contrast[1]:
-            raise ValueError(f"contrast must be (lo, hi) with 0 <= lo <= hi, got {self.contrast}")
+            raise OptionError(f"contrast must be (lo, hi) with 0 <= lo <= hi, got {self.contrast}")
 
 
 class Preset(NamedTuple):
@@ -217,7 +217,7 @@ class SyntheticSource(SourceReader):
             params, **{k: v for k, v in overrides.items() if v is not None}
         )
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+            raise OptionError(f"seed must be a non-negative integer, got {seed!r}")
         self.seed = seed
         width = max(3, len(str(self.params.n_cases - 1)))
         self.case_ids = tuple(f"synth-{i:0{width}d}" for i in range(self.params.n_cases))
@@ -273,7 +273,7 @@ def beta_shape_for_skewness(skewness: float) -> tuple[float, float]:
     (bisection on the closed form; (1, 1), the uniform, for 0)."""
     s = abs(float(skewness))
     if s >= _MAX_SKEW:
-        raise ValueError(f"skewness must be in (-2, 2), got {skewness!r}")
+        raise OptionError(f"skewness must be in (-2, 2), got {skewness!r}")
     if s == 0:
         return 1.0, 1.0
 

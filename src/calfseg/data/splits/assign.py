@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from calfseg.errors import unknown_choice
+from calfseg.errors import DataValueError, OptionError, unknown_choice
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_FRACTIONS: Mapping[str, float] = MappingProxyType({"train": 0.8, "val": 0.1, "test": 0.1})
@@ -63,23 +63,23 @@ def check_fractions(fractions: Mapping[str, float]) -> dict[str, float]:
     within 1e-6.
     """
     if not isinstance(fractions, Mapping):
-        raise ValueError(
+        raise OptionError(
             f"fractions must be a mapping of split name -> fraction, got {fractions!r}"
         )
     unknown = sorted(set(fractions) - set(SPLITS))
     if unknown:
-        raise ValueError(f"unknown split name(s) {unknown} in fractions; known: {list(SPLITS)}")
+        raise OptionError(f"unknown split name(s) {unknown} in fractions; known: {list(SPLITS)}")
     checked: dict[str, float] = {}
     for name in SPLITS:
         value = fractions.get(name, 0.0)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"fraction of {name!r} must be a number, got {value!r}")
+            raise OptionError(f"fraction of {name!r} must be a number, got {value!r}")
         if not math.isfinite(value) or value < 0:
-            raise ValueError(f"fraction of {name!r} must be finite and >= 0, got {value!r}")
+            raise OptionError(f"fraction of {name!r} must be finite and >= 0, got {value!r}")
         checked[name] = float(value)
     total = sum(checked.values())
     if abs(total - 1.0) > _FRACTION_TOLERANCE:
-        raise ValueError(f"fractions must sum to 1 (within 1e-6), got {total!r}: {checked}")
+        raise OptionError(f"fractions must sum to 1 (within 1e-6), got {total!r}: {checked}")
     return checked
 
 
@@ -93,7 +93,7 @@ def split_counts(n: int, fractions: Mapping[str, float]) -> dict[str, int]:
     1/1/1 rather than 3/0/0.
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise OptionError(f"n must be >= 0, got {n}")
     f = check_fractions(fractions)
     quotas = {name: n * f[name] for name in SPLITS}
     counts = {name: math.floor(quotas[name]) for name in SPLITS}
@@ -184,7 +184,9 @@ def paper_slice_splits(index: Mapping[str, np.ndarray], *, seed: int) -> np.ndar
     """
     for column in ("dataset", "case_id", "modality"):
         if column not in index:
-            raise ValueError(f"the cache index has no {column!r} column (columns: {sorted(index)})")
+            raise DataValueError(
+                f"the cache index has no {column!r} column (columns: {sorted(index)})"
+            )
     patients = index.get("patient_id", index["case_id"])
     patients = np.where(np.asarray(patients, dtype=str) == "", index["case_id"], patients)
     # One group per (patient, modality); the dataset is the stratum of assign_splits.
@@ -224,16 +226,18 @@ def kfold_splits(
     """
     _check_seed(seed)
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
-        raise ValueError(f"k must be an integer >= 2, got {k!r}")
+        raise OptionError(f"k must be an integer >= 2, got {k!r}")
     if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 0 <= fold < k:
-        raise ValueError(f"fold must be an integer in [0, {k - 1}], got {fold!r}")
+        raise OptionError(f"fold must be an integer in [0, {k - 1}], got {fold!r}")
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, numbers.Real):
-        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+        raise OptionError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        raise OptionError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     cases, inverse, case_dataset = _case_table(case_ids, datasets)
     if cases.size < k:
-        raise ValueError(f"{k}-fold cross-validation needs at least {k} cases, got {cases.size}")
+        raise DataValueError(
+            f"{k}-fold cross-validation needs at least {k} cases, got {cases.size}"
+        )
     rest = {"train": 1.0 - float(val_fraction), "val": float(val_fraction)}
     per_case = np.empty(cases.size, dtype="<U5")
     dealt = 0
@@ -264,9 +268,9 @@ def _case_table(
     ids = np.asarray(case_ids, dtype=str)
     names = np.asarray(datasets, dtype=str)
     if ids.ndim != 1 or names.ndim != 1:
-        raise ValueError("case_ids and datasets must be one-dimensional sequences")
+        raise OptionError("case_ids and datasets must be one-dimensional sequences")
     if ids.shape != names.shape:
-        raise ValueError(
+        raise OptionError(
             f"case_ids and datasets must have one entry per row, got {ids.size} and {names.size}"
         )
     # One key per (dataset, case id); U+001F (unit separator) cannot clash with a name's text
@@ -284,7 +288,7 @@ def _rng(seed: int, *keys: str) -> np.random.Generator:
 
 def _check_seed(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise OptionError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def cv_row_folds(index: Mapping[str, np.ndarray], k: int, *, seed: int) -> np.ndarray:
@@ -331,10 +335,10 @@ def cv_splits(index: Mapping[str, np.ndarray], k: int, fold: int, *, seed: int) 
     """
     patient_of_row, patient_fold, patient_dataset = _dealt_patients(index, k, seed)
     if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 1 <= fold <= k:
-        raise ValueError(f"fold must be an integer in 1..{k}, got {fold!r}")
+        raise OptionError(f"fold must be an integer in 1..{k}, got {fold!r}")
     rest = np.flatnonzero(patient_fold != fold)
     if rest.size < 2:
-        raise ValueError(
+        raise DataValueError(
             f"fold {fold} of {k} leaves {rest.size} patient(s) outside its test fold: at least "
             f"2 are needed (one to train, one to validate); use a cache with at least "
             f"{k + 1} patients or fewer folds"
@@ -371,7 +375,9 @@ def _patient_ids(index: Mapping[str, np.ndarray]) -> np.ndarray:
     """Each row's patient: ``patient_id``, or the case id where that is absent or empty."""
     for column in ("case_id", "dataset"):
         if column not in index:
-            raise ValueError(f"the cache index has no {column!r} column (columns: {sorted(index)})")
+            raise DataValueError(
+                f"the cache index has no {column!r} column (columns: {sorted(index)})"
+            )
     case_ids = np.asarray(index["case_id"], dtype=str)
     if "patient_id" not in index:
         return case_ids
@@ -390,7 +396,7 @@ def _dealt_patients(
         _patient_ids(index), np.asarray(index["dataset"], dtype=str)
     )
     if patient_dataset.size < k:
-        raise ValueError(
+        raise DataValueError(
             f"{k}-fold cross-validation needs at least {k} patients; the cache has "
             f"{patient_dataset.size}"
         )
@@ -422,4 +428,4 @@ def _apportion(total: int, sizes: Sequence[int]) -> list[int]:
 
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
-        raise ValueError(f"the number of folds must be an integer >= 2, got {k!r}")
+        raise OptionError(f"the number of folds must be an integer >= 2, got {k!r}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calfseg.errors import OptionError, did_you_mean
+from calfseg.errors import DataValueError, OptionError, did_you_mean
 
 Index = Mapping[str, np.ndarray]
 
@@ -51,7 +51,7 @@ def ratio_counts(n_tumour: int, n_empty: int, r: float) -> tuple[int, int]:
     """
     _check_ratio(r)
     if n_tumour < 0 or n_empty < 0:
-        raise ValueError(f"counts must be >= 0, got {n_tumour} tumour and {n_empty} empty")
+        raise OptionError(f"counts must be >= 0, got {n_tumour} tumour and {n_empty} empty")
     n = n_tumour + n_empty
     n_seg = int(n * r)
     n_non = int(n * (1 - r))
@@ -82,7 +82,7 @@ def tumour_ratio(has_tumour: np.ndarray, r: float, *, seed: int = 0) -> np.ndarr
     tumour = np.flatnonzero(positive)
     empty = np.flatnonzero(~positive)
     if tumour.size == 0 or empty.size == 0:
-        raise ValueError(
+        raise DataValueError(
             f"ratio={r:g} needs both tumour and non-tumour slices; got {tumour.size} tumour and "
             f"{empty.size} non-tumour slices"
         )
@@ -107,7 +107,7 @@ def min_area(area: np.ndarray, minimum: float) -> np.ndarray:
     """
     values = np.asarray(area, dtype=np.float64)
     if values.ndim != 1:
-        raise ValueError(f"area must be one-dimensional, got shape {values.shape}")
+        raise OptionError(f"area must be one-dimensional, got shape {values.shape}")
     _check_number(minimum, "minimum area", low=0.0)
     return np.flatnonzero((values == 0) | (values >= minimum)).astype(np.int64)
 
@@ -277,7 +277,7 @@ def _n_rows(index: Index) -> int:
         if column in index:
             return len(index[column])
     if not index:
-        raise ValueError("the index has no columns")
+        raise DataValueError("the index has no columns")
     return len(next(iter(index.values())))
 
 
@@ -285,10 +285,10 @@ def _binary(values: np.ndarray, name: str) -> np.ndarray:
     """A 1D 0/1 (or bool) array as bool; anything else is an error."""
     array = np.asarray(values)
     if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+        raise OptionError(f"{name} must be one-dimensional, got shape {array.shape}")
     if array.dtype != np.bool_:
         if array.size and not np.isin(array, (0, 1)).all():
-            raise ValueError(f"{name} must hold 0/1 values, got {np.unique(array)[:5]}")
+            raise DataValueError(f"{name} must hold 0/1 values, got {np.unique(array)[:5]}")
         array = array.astype(bool)
     return array
 
@@ -296,7 +296,7 @@ def _binary(values: np.ndarray, name: str) -> np.ndarray:
 def _check_ratio(r: float) -> None:
     _check_number(r, "ratio r")
     if not 0 < r < 1:
-        raise ValueError(
+        raise OptionError(
             f"ratio r must be strictly between 0 and 1, got {r!r} (for tumour slices only use "
             "drop-empty)"
         )
@@ -304,11 +304,11 @@ def _check_ratio(r: float) -> None:
 
 def _check_number(value: float, name: str, low: float | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise OptionError(f"{name} must be a finite number, got {value!r}")
     if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low:g}, got {value!r}")
+        raise OptionError(f"{name} must be >= {low:g}, got {value!r}")
 
 
 def _check_integer(value: int, name: str, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise OptionError(f"{name} must be an integer >= {low}, got {value!r}")

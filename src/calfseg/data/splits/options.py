@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from calfseg.errors import check_choice
+from calfseg.errors import OptionError, check_choice
 
 SPLIT_MODES: tuple[str, ...] = ("case", "slice")
 
@@ -34,21 +34,23 @@ class SplitOptions:
         for name in ("val", "test"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value < 1):
-                raise ValueError(f"--{name} must be in [0, 1), got {value!r}")
+                raise OptionError(f"--{name} must be in [0, 1), got {value!r}")
         if self.kfold is None:
             if self.fold is not None:
-                raise ValueError("--fold needs --kfold K")
+                raise OptionError("--fold needs --kfold K")
             if self.val + self.test >= 1:
-                raise ValueError(f"--val + --test must be below 1, got {self.val + self.test}")
+                raise OptionError(f"--val + --test must be below 1, got {self.val + self.test}")
         else:
             if self.kfold < 2:
-                raise ValueError(f"--kfold must be at least 2, got {self.kfold}")
+                raise OptionError(f"--kfold must be at least 2, got {self.kfold}")
             if self.fold is None or not 0 <= self.fold < self.kfold:
-                raise ValueError(f"--kfold {self.kfold} needs --fold F with 0 <= F < {self.kfold}")
+                raise OptionError(f"--kfold {self.kfold} needs --fold F with 0 <= F < {self.kfold}")
             if self.mode != "case":
-                raise ValueError("--kfold splits by case; it cannot be combined with --split slice")
+                raise OptionError(
+                    "--kfold splits by case; it cannot be combined with --split slice"
+                )
         if self.seed < 0:
-            raise ValueError(f"--seed must be >= 0, got {self.seed}")
+            raise OptionError(f"--seed must be >= 0, got {self.seed}")
 
     @property
     def fractions(self) -> dict[str, float]:

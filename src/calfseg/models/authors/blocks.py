@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from calfseg.errors import OptionError
+
 
 def conv_bn_relu(
     in_channels: int,
@@ -44,4 +46,4 @@ def check_multiple(x_shape: tuple[int, ...], divisor: int, model: str) -> None:
         # Imported here: sizes.py is a sibling package module with no torch state.
         from calfseg.models.sizes import SizeRule, size_message
 
-        raise ValueError(size_message(model, SizeRule(divisor, divisor), height, width))
+        raise OptionError(size_message(model, SizeRule(divisor, divisor), height, width))
