@@ -16,7 +16,7 @@ import pytest
 from calfseg.analysis import AnalyzeOptions, analyze
 from calfseg.cli import build_parser, main
 from calfseg.errors import OptionError
-from calfseg.options import add_options, flag, option, options_from, positive_int
+from calfseg.options import add_options, flag, given_options, option, options_from, positive_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,3 +87,22 @@ def test_calf_help_imports_neither_torch_nor_numpy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_calf_train_takes_train_config_fields_and_keeps_only_what_was_given() -> None:
+    from calfseg.train import TrainConfig
+
+    base = ["train", "--data", "c", "--out", "r"]
+    assert given_options(TrainConfig, build_parser().parse_args(base)) == {}  # the preset's
+    argv = [*base, "--lr", "0.01", "--patience", "none", "--filter", "drop-empty", "--filter",
+            "ratio=0.25", "--amp", "--no-augment", "--sync-bn", "--device", "CPU"]  # fmt: skip
+    assert given_options(TrainConfig, build_parser().parse_args(argv)) == {
+        "lr": 0.01, "patience": None, "filters": ["drop-empty", "ratio=0.25"], "amp": "bf16",
+        "augment": False, "sync_bn": True, "device": "cpu",
+    }  # fmt: skip
+    parser = build_parser()
+    parser.parse_args(base)  # the train subparser gets its options on first use
+    (train,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    dests = {a.dest for a in train.choices["train"]._actions}
+    declared = {f.name for f in dataclasses.fields(TrainConfig) if "flag" in f.metadata}
+    assert len(declared) >= 20 and declared <= dests

@@ -11,20 +11,29 @@ values with the same messages. This is the pattern of ``HfArgumentParser`` and
 
 A message about an option names it as :func:`flag` spells it, ``--slice-axis``, whichever
 way it was given: the flag is also the keyword with ``-`` for ``_``.
+
+Where the defaults are not the fields' but a preset's (``calf train --preset cpu``), the
+arguments are added with ``unset=True``: an option not given stays out of the namespace,
+and :func:`given_options` returns only what the command line set.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from calfseg.errors import did_you_mean
+
 __all__ = [
     "Flag",
     "add_options",
+    "device_name",
     "flag",
+    "given_options",
     "integer",
     "label_list",
     "non_negative_int",
@@ -51,7 +60,12 @@ class Flag:
         name: the flag without ``--`` when it is not the field's name (``label`` for the
             field ``labels``).
         repeat: the option may be given several times; ``parse`` returns a list that is
-            appended to the others (``--label 1,2 --label 4``).
+            appended to the others (``--label 1,2 --label 4``); without ``parse``, each
+            value is appended as it is.
+        bare: the value of the flag given alone (``--amp`` means ``bf16``); None: a value
+            is required.
+        negatable: a boolean with ``--NAME`` and ``--no-NAME``.
+        aliases: other spellings of the flag (``--normalize`` for ``--normalise``).
     """
 
     help: str
@@ -61,12 +75,23 @@ class Flag:
     group: str | None = None
     name: str | None = None
     repeat: bool = False
+    bare: Any = None
+    negatable: bool = False
+    aliases: tuple[str, ...] = ()
 
 
-def option(default: Any, help: str, **form: Any) -> Any:
-    """A dataclass field with ``default`` and its :class:`Flag` (``form``: its other
-    attributes)."""
-    return dataclasses.field(default=default, metadata={"flag": Flag(help=help, **form)})
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
+    **form: Any,
+) -> Any:
+    """A dataclass field with ``default`` (or ``default_factory``) and its :class:`Flag`
+    (``form``: its other attributes)."""
+    return dataclasses.field(
+        default=default, default_factory=default_factory, metadata={"flag": Flag(help, **form)}
+    )
 
 
 def _flags(cls: type) -> list[tuple[dataclasses.Field[Any], Flag]]:
@@ -80,9 +105,12 @@ def flag(cls: type, field_name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] = ()) -> None:
+def add_options(
+    parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] = (), unset: bool = False
+) -> None:
     """Add an argument to ``parser`` for each option field of ``cls`` (but ``skip``), in
-    argument groups named by the fields' ``group``, defaults and help from the fields."""
+    argument groups named by the fields' ``group``, help from the fields; defaults from the
+    fields, or with ``unset`` none (an option not given is not in the namespace)."""
     groups: dict[str | None, Any] = {None: parser}
     for field, form in _flags(cls):
         if field.name in skip:
@@ -90,26 +118,34 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[st
         if form.group not in groups:
             groups[form.group] = parser.add_argument_group(form.group)
         target = groups[form.group]
-        names = [flag(cls, field.name)]
-        if field.default is False and form.parse is None:
-            target.add_argument(*names, dest=field.name, action="store_true", help=form.help)
-            continue
-        target.add_argument(
-            *names,
-            dest=field.name,
-            default=field.default,
-            type=form.parse,
-            choices=form.choices,
-            metavar=form.metavar,
-            action="extend" if form.repeat else "store",
-            help=form.help,
-        )
+        names = [flag(cls, field.name), *form.aliases]
+        common: dict[str, Any] = {"dest": field.name, "help": form.help}
+        if unset:
+            common["default"] = argparse.SUPPRESS
+        elif field.default is not dataclasses.MISSING:
+            common["default"] = field.default
+        if form.negatable:
+            target.add_argument(*names, action=argparse.BooleanOptionalAction, **common)
+        elif field.type in (bool, "bool") and form.parse is None:
+            target.add_argument(*names, action="store_true", **common)
+        else:
+            extra: dict[str, Any] = {"nargs": "?", "const": form.bare} if form.bare else {}
+            action = ("extend" if form.parse else "append") if form.repeat else "store"
+            target.add_argument(
+                *names, type=form.parse, choices=form.choices, metavar=form.metavar,
+                action=action, **extra, **common,
+            )  # fmt: skip
+
+
+def given_options(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The option fields of ``cls`` that ``args`` holds (all, or with ``unset`` only those
+    given on the command line), by field name."""
+    return {f.name: getattr(args, f.name) for f, _ in _flags(cls) if hasattr(args, f.name)}
 
 
 def options_from(cls: type[_T], args: argparse.Namespace, **given: Any) -> _T:
     """The ``cls`` of the parsed ``args`` (its option fields), with ``given`` added."""
-    values = {field.name: getattr(args, field.name) for field, _ in _flags(cls)}
-    return cls(**{**values, **given})
+    return cls(**{**given_options(cls, args), **given})
 
 
 # -- the text of an option -> its value (argparse's ``type``) ---------------------------
@@ -159,3 +195,19 @@ def integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+_CUDA_INDEX = re.compile(r"cuda:\d+")
+
+
+def device_name(text: str) -> str:
+    """``--device``: auto, cpu, cuda, cuda:N or mps (checked by form here; whether the
+    device exists is checked when it is used)."""
+    value = text.strip().lower()
+    if value in DEVICE_NAMES or _CUDA_INDEX.fullmatch(value):
+        return value
+    hint = did_you_mean(value, DEVICE_NAMES)
+    raise argparse.ArgumentTypeError(
+        f"unknown device {text!r}{hint}; use auto, cpu, cuda, cuda:N (N a GPU number) or mps"
+    )

@@ -10,7 +10,7 @@ import pytest
 
 from calfseg.cli import build_parser, main
 from calfseg.cli.errors import exit_code
-from calfseg.cli.options import device_name, options_given, shard_value
+from calfseg.cli.options import device_name, shard_value
 from calfseg.errors import DataError, OptionError, UnknownChoiceError, check_choice, did_you_mean
 
 
@@ -124,10 +124,12 @@ def test_shards_parse_k_of_n() -> None:
     assert shard_value("2/5") == (2, 5)
 
 
-def test_options_given_compares_with_the_parsers_own_defaults() -> None:
+def test_merge_refuses_every_option_the_shards_decide_even_at_its_default() -> None:
+    from calfseg.cli.prepare import _options_given_with_merge
+
     args = build_parser().parse_args(["prepare", "--merge", "c", "--size", "64", "--seed", "0"])
-    # --seed 0 is prepare's default, so it counts as not given; --size differs from None.
-    assert options_given(args, ["size", "seed", "normalise"]) == ["--size"]
+    assert _options_given_with_merge(args) == ["--size", "--seed"]
+    assert _options_given_with_merge(build_parser().parse_args(["prepare", "--merge", "c"])) == []
 
 
 # -- the exit-code table ---------------------------------------------------------------------

@@ -168,6 +168,19 @@ def test_prepare_synthetic(capsys, tmp_path: Path):
     assert code == EXIT_USAGE and "unknown --synthetic preset" in stderr
 
 
+def test_prepare_seed_seeds_the_synthetic_cases_as_its_help_says(capsys, tmp_path: Path):
+    # --seed reached the split only: every --synthetic cache was generated with seed 0
+    images = {}
+    for seed in ("0", "0", "1"):
+        out = tmp_path / f"cache-{seed}-{len(images)}"
+        argv = ["--synthetic", "paper-like", "--cases", "3", "--size", "16", "--seed", seed]
+        code, _, stderr = _prepare(capsys, *argv, "--out", out)
+        assert code == EXIT_OK, stderr
+        images[(seed, len(images))] = np.asarray(SliceCache.open(out).images)
+    (a, b, c) = images.values()
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
 def test_prepare_synthetic_slices_per_case(capsys, tmp_path: Path):
     argv = ["--synthetic", "paper-like", "--cases", "3", "--slices", "5", "--size", "16"]
     code, _, stderr = _prepare(capsys, *argv, "--out", tmp_path / "cache")

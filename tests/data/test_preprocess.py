@@ -257,7 +257,7 @@ def test_options_validate_and_round_trip():
     assert options.labels == (1, 4)
     assert options.channels == ("flair", "t1c")
     assert PreprocessOptions.from_dict(options.to_dict()) == options
-    with pytest.raises(ValueError, match="explicit list"):
+    with pytest.raises(ValueError, match="--stack needs the channels in order"):
         PreprocessOptions(stack=True)
     with pytest.raises(ValueError, match="normalise"):
         PreprocessOptions(normalise="minmax")  # type: ignore[arg-type]

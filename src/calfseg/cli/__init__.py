@@ -98,7 +98,7 @@ def _closed_pipe() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``calf`` parser with every subcommand; each subcommand's namespace holds its own
-    parser as ``parser`` (its defaults, e.g. for :func:`calfseg.cli.options.options_given`)."""
+    parser as ``parser``."""
     parser = CalfArgumentParser(
         prog="calf",
         description="CALF, the conditionally adaptive loss: analyse masks, train, benchmark.",

@@ -11,16 +11,13 @@ adds ``suggest_on_error``), so :class:`CalfArgumentParser` adds the suggestion, 
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from calfseg.cli.common import non_negative_int
 from calfseg.errors import did_you_mean
-
-DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
-_CUDA_INDEX = re.compile(r"cuda:\d+")
+from calfseg.options import device_name
 
 
 class CalfArgumentParser(argparse.ArgumentParser):
@@ -90,18 +87,6 @@ def _suggest(parser: argparse.ArgumentParser, extras: Sequence[str]) -> str:
 # -- shared options -------------------------------------------------------------------------
 
 
-def device_name(text: str) -> str:
-    """``--device``: auto, cpu, cuda, cuda:N or mps (checked by form here; whether the
-    device exists is checked when it is used)."""
-    value = text.strip().lower()
-    if value in DEVICE_NAMES or _CUDA_INDEX.fullmatch(value):
-        return value
-    hint = did_you_mean(value, DEVICE_NAMES)
-    raise argparse.ArgumentTypeError(
-        f"unknown device {text!r}{hint}; use auto, cpu, cuda, cuda:N (N a GPU number) or mps"
-    )
-
-
 def add_device(parser: Any, *, default: str | None = "auto") -> None:
     """``--device``: where the model runs."""
     parser.add_argument(
@@ -151,15 +136,3 @@ def add_shard(parser: Any, *, help: str) -> None:
 def add_preset(parser: Any, choices: Sequence[str], *, default: str | None, help: str) -> None:
     """``--preset NAME``: one of ``choices`` (a mistyped name gets a suggestion)."""
     parser.add_argument("--preset", choices=tuple(choices), default=default, help=help)
-
-
-def options_given(args: argparse.Namespace, dests: Sequence[str]) -> list[str]:
-    """The options among ``dests`` whose value differs from the parser's default (as
-    ``--name``), so that a command can refuse options that do not apply. The defaults are
-    read from the subcommand's parser (``args.parser``), never copied by hand."""
-    parser: argparse.ArgumentParser = args.parser
-    return [
-        "--" + dest.replace("_", "-")
-        for dest in dests
-        if getattr(args, dest) != parser.get_default(dest)
-    ]

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,26 +17,22 @@ from calfseg.cli.common import (
     check_input,
     check_output_folder,
     error,
-    label_list,
-    non_negative_int,
     positive_int,
     warn,
 )
 from calfseg.cli.errors import fail
-from calfseg.cli.options import add_no_progress, add_seed, add_shard
+from calfseg.cli.options import add_no_progress, add_shard
 from calfseg.errors import check_choice
+from calfseg.options import add_options, flag, given_options
 
 if TYPE_CHECKING:
     from calfseg.data.preparation.pipeline import PrepareReport, SkippedCase
 
 PROG = "calf prepare"
-NORMALISATIONS = ("minmax-slice", "minmax-volume", "zscore-brain", "paper")
 # Options that --merge takes from the shards instead (dest names).
+# (and every field of PreprocessOptions and SplitOptions, :func:`_shard_options`)
 _MADE_BY_SHARDS = (
-    "layout", "manifest", "label_source", "synthetic", "cases", "slices", "size", "modalities",
-    "stack",
-    "labels", "normalise", "mask_resize", "keep_aspect", "drop_outside_brain", "dtype",
-    "split", "val", "test", "seed", "kfold", "fold", "shard", "on_error",
+    "layout", "manifest", "label_source", "synthetic", "cases", "slices", "shard", "on_error",
 )  # fmt: skip
 _PARSER_DEFAULTS: dict[str, Any] = {}  # filled by add_parser
 
@@ -52,6 +49,13 @@ def add_parser(commands: Any) -> None:
         ),
     )
     p.set_defaults(run=run)
+    p.defer(_add_arguments)  # the options objects import torch: only when it is used
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    from calfseg.data.preprocess import PreprocessOptions
+    from calfseg.data.splits.options import SplitOptions
+
     src = p.add_argument_group("source and target")
     src.add_argument(
         "src",
@@ -91,79 +95,9 @@ def add_parser(commands: Any) -> None:
         type=Path,
         help="assemble CACHE from the parts of finished --shard runs",
     )
-    pre = p.add_argument_group("preprocessing (the paper's protocol by default)")
-    pre.add_argument(
-        "--size",
-        type=positive_int,
-        metavar="N",
-        help="side of the square slices (default 256; --synthetic: the preset's size)",
-    )
-    pre.add_argument(
-        "--modalities",
-        default="paper",
-        metavar="WHICH",
-        help="paper (default: FLAIR, T2 and T1, T1c for BraTS, each available one a sample), "
-        "all, or a list like flair,t1c (each required)",
-    )
-    pre.add_argument(
-        "--stack",
-        action="store_true",
-        help="one sample per slice with the --modalities list as channels",
-    )
-    pre.add_argument(
-        "--labels",
-        type=label_list,
-        metavar="L[,L...]",
-        help="label values that form the mask (default: every label > 0, whole tumour)",
-    )
-    pre.add_argument(
-        "--normalise",
-        "--normalize",
-        dest="normalise",
-        choices=NORMALISATIONS,
-        default="minmax-slice",
-        metavar="METHOD",
-        help="intensity scaling to [0, 1]: minmax-slice (default, the paper's), "
-        "minmax-volume, zscore-brain (z over nonzero voxels, [-5, 5] sd -> [0, 1]), paper "
-        "(minmax-slice, per volume for UPENN-GBM FLAIR as the authors did)",
-    )
-    pre.add_argument(
-        "--mask-resize",
-        choices=("paper", "nearest"),
-        default="paper",
-        help="paper: bilinear then > 0 (default); nearest: nearest-exact sampling",
-    )
-    pre.add_argument(
-        "--keep-aspect",
-        action="store_true",
-        help="pad non-square slices to a square before resizing (default: stretch)",
-    )
-    pre.add_argument(
-        "--drop-outside-brain",
-        action="store_true",
-        help="leave out slices that are constant (background) in every modality",
-    )
-    pre.add_argument(
-        "--dtype",
-        choices=("uint8", "float16"),
-        default="uint8",
-        help="images.npy type: uint8 0..255 (default) or float16 in [0, 1]",
-    )
-    spl = p.add_argument_group("splits")
-    spl.add_argument(
-        "--split",
-        choices=("case", "slice"),
-        default="case",
-        help="case: every patient in one split (default); slice: the paper's split of "
-        "each patient's slices (leaks patients between train and test)",
-    )
-    spl.add_argument("--val", type=float, default=0.1, help="validation share (default 0.1)")
-    spl.add_argument("--test", type=float, default=0.1, help="test share (default 0.1)")
-    add_seed(spl, default=0, help="seed of the split (and of --synthetic; default 0)")
-    spl.add_argument("--kfold", type=positive_int, metavar="K", help="case-level K-fold split")
-    spl.add_argument(
-        "--fold", type=non_negative_int, metavar="F", help="--kfold: the test fold, 0..K-1"
-    )
+    # Declared once, in PreprocessOptions and SplitOptions; not given: their default.
+    add_options(p, PreprocessOptions, unset=True)
+    add_options(p, SplitOptions, unset=True)
     run_ = p.add_argument_group("running")
     run_.add_argument(
         "--workers",
@@ -189,6 +123,14 @@ def add_parser(commands: Any) -> None:
     add_no_progress(run_)
     # --merge compares against these: taken from the parser, never copied by hand.
     _PARSER_DEFAULTS.update({dest: p.get_default(dest) for dest in _MADE_BY_SHARDS})
+
+
+def _shard_options() -> list[tuple[type, str]]:
+    """The generated options that --merge takes from the shards: (options class, field)."""
+    from calfseg.data.preprocess import PreprocessOptions
+    from calfseg.data.splits.options import SplitOptions
+
+    return [(cls, f.name) for cls in (PreprocessOptions, SplitOptions) for f in fields(cls)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -268,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
     from calfseg.cli.degenerate import lesion_problems  # degenerate data: an error or a warning
 
     first_src = args.src[0] if args.src else None
-    problem, caution = lesion_problems(report.cache, first_src, args.labels)
+    problem, caution = lesion_problems(report.cache, first_src, getattr(args, "labels", None))
     if caution is not None:
         warn(PROG, caution)
     return error(PROG, problem, EXIT_FAILURE) if problem is not None else code
@@ -282,9 +224,9 @@ def _source_problem(args: argparse.Namespace) -> str | None:
         return "give either SRC (a dataset folder) or --synthetic PRESET"
     for src in args.src:
         check_input(src, "SRC", "folder")  # raises: a missing input is exit 1, not usage
-    for flag in ("cases", "slices"):
-        if getattr(args, flag) is not None and args.synthetic is None:
-            return f"--{flag} applies to --synthetic"
+    for name in ("cases", "slices"):
+        if getattr(args, name) is not None and args.synthetic is None:
+            return f"--{name} applies to --synthetic"
     if args.synthetic is not None:
         check_choice("--synthetic preset", args.synthetic, sorted(SYNTHETIC_PRESETS), valid="known")
     return None
@@ -303,33 +245,15 @@ def _digest(cache: Path) -> str | None:
 
 
 def _options(args: argparse.Namespace) -> tuple[Any, Any]:
-    """PreprocessOptions and SplitOptions of the command line (PrepareSettingsError, a
-    usage error, names a bad value)."""
-    from calfseg.data.preparation.entry import PrepareSettingsError, preprocess_options
+    """PreprocessOptions and SplitOptions of the command line: the options given, the
+    others their defaults (an OptionError, a usage error, names a bad value)."""
+    from calfseg.data.preparation.entry import preprocess_options
+    from calfseg.data.preprocess import PreprocessOptions
     from calfseg.data.splits.options import SplitOptions
 
-    modalities: str | tuple[str, ...] = args.modalities
-    if args.modalities not in ("paper", "all"):
-        modalities = tuple(m.strip().lower() for m in args.modalities.split(",") if m.strip())
-    if args.stack and isinstance(modalities, str):
-        raise PrepareSettingsError("--stack needs the channels in order: --modalities M1,M2,...")
-    options = preprocess_options(
-        size=args.size,
-        synthetic=args.synthetic,
-        modalities=modalities,
-        stack=args.stack,
-        labels=None if args.labels is None else tuple(args.labels),
-        normalise=args.normalise,
-        mask_resize=args.mask_resize,
-        keep_aspect=args.keep_aspect,
-        drop_outside_brain=args.drop_outside_brain,
-        image_dtype=args.dtype,
-    )
-    splits = SplitOptions(  # a bad combination: SplitOptions' OptionError, exit 2
-        mode=args.split, val=args.val, test=args.test, seed=args.seed, kfold=args.kfold,
-        fold=args.fold,
-    )  # fmt: skip
-    return options, splits
+    given = given_options(PreprocessOptions, args)
+    options = preprocess_options(size=given.pop("size", None), synthetic=args.synthetic, **given)
+    return options, SplitOptions(**given_options(SplitOptions, args))
 
 
 def _options_given_with_merge(args: argparse.Namespace) -> list[str]:
@@ -339,6 +263,7 @@ def _options_given_with_merge(args: argparse.Namespace) -> list[str]:
     for dest in _MADE_BY_SHARDS:
         if getattr(args, dest) != _PARSER_DEFAULTS[dest]:
             given.append("--" + dest.replace("_", "-"))
+    given += [flag(cls, name) for cls, name in _shard_options() if hasattr(args, name)]
     return given
 
 

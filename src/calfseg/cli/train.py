@@ -16,39 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import calfseg.run_files as files
-from calfseg.cli.common import (
-    EXIT_OK,
-    UsageError,
-    check_input,
-    loss_option,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
+from calfseg.cli.common import EXIT_OK, UsageError, check_input, loss_option
 from calfseg.cli.errors import InputError, OutputPathError
-from calfseg.cli.options import add_device, add_no_progress, add_preset, add_seed
+from calfseg.cli.options import add_no_progress, add_preset
+from calfseg.options import add_options, given_options
 
 PROG = "calf train"
 PRESET_CHOICES = ("project", "paper", "cpu", "tiny")
-_UNSET: Any = object()  # --patience not given (None means "--patience none")
-
-
-def patience_value(text: str) -> int | None:
-    """``--patience``: a positive integer, or ``none`` (never stop early)."""
-    if text.strip().lower() == "none":
-        return None
-    return positive_int(text)
-
-
-def min_delta_value(text: str) -> float:
-    """``--min-delta``: a Dice difference in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1) (a Dice difference), got {text!r}")
-    return value
 
 
 def add_parser(commands: Any) -> None:
@@ -68,10 +42,14 @@ def add_parser(commands: Any) -> None:
         ),
     )
     p.set_defaults(run=run)
+    p.defer(_add_options)  # the options live in TrainConfig, which imports torch
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    from calfseg.train.config import DATA, RUN, TrainConfig
+
     p.add_argument("--data", metavar="CACHE", type=Path, required=True, help="cache folder")
     p.add_argument("--out", metavar="RUN_DIR", type=Path, required=True, help="run folder")
-    p.add_argument("--model", help="unet (default), deeplabv3 or fpn")
-    p.add_argument("--loss", help="a registered loss (default calf)")
     p.add_argument(
         "--loss-option",
         type=loss_option,
@@ -93,144 +71,37 @@ def add_parser(commands: Any) -> None:
         "early stopping); tiny: tiny models, 2 epochs, batch 8, lr 1e-3 (smoke tests). "
         "Default: cpu on the CPU, project on CUDA",
     )
-    p.add_argument("--encoder", help="an smp encoder replacing the preset's")
     p.add_argument("--config", type=Path, metavar="JSON", help=f"start from this {files.CONFIG}")
-    t = p.add_argument_group("optimisation (defaults: the preset's)")
-    t.add_argument("--epochs", type=positive_int)
-    t.add_argument("--batch-size", type=positive_int, help="images per step and per process")
-    t.add_argument("--lr", type=positive_float, help="Adam's learning rate")
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument(
-        "--schedule",
-        choices=("none", "cosine"),
-        help="learning rate after the warmup: none (constant, every preset) or cosine (per "
-        "step, down to 0 at the end of the planned epochs)",
+    # Declared once, in TrainConfig; not given: the preset's (or --config's) value.
+    add_options(p, TrainConfig, unset=True)
+    groups = {g.title: g for g in p._action_groups}
+    groups[DATA].add_argument(
+        "--no-val", action="store_true", help="no validation: keep the last epoch"
     )
-    t.add_argument(
-        "--warmup-steps",
-        type=non_negative_int,
-        metavar="N",
-        help="ramp the learning rate linearly up over the first N steps (default 0)",
-    )
-    t.add_argument(
-        "--patience",
-        type=patience_value,
-        default=_UNSET,
-        metavar="N",
-        help="stop after N validations without the validation case Dice rising by more than "
-        "--min-delta; none: never (defaults: project and tiny 5, paper none)",
-    )
-    t.add_argument(
-        "--min-delta",
-        type=min_delta_value,
-        metavar="X",
-        help="the rise of the validation case Dice that counts as an improvement (default 0.001)",
-    )
-    t.add_argument(
-        "--min-epochs",
-        type=non_negative_int,
-        metavar="N",
-        help="early stopping never ends the run before N epochs (defaults: cpu 15, others 0)",
-    )
-    t.add_argument("--grad-clip", type=positive_float, metavar="NORM")
-    t.add_argument(
-        "--amp",
-        nargs="?",
-        const="bf16",
-        choices=("none", "bf16", "fp16"),
-        help="mixed precision on CUDA (--amp alone: bf16)",
-    )
-    add_seed(t, default=None, help="seed of the run (default: the preset's)")
-    t.add_argument("--max-steps", type=positive_int, help="steps per epoch at most (smoke runs)")
-    d = p.add_argument_group("data")
-    d.add_argument(
-        "--filter",
-        action="append",
-        default=None,
-        metavar="SPEC",
-        help="training-split filter (repeatable): ratio=0.25, drop-empty, min-area=20, "
-        "every-kth-empty=4",
-    )
-    d.add_argument(
-        "--augment",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="random flips and quarter turns of the training slices (default: the "
-        "preset's; cpu: on)",
-    )
-    d.add_argument("--no-val", action="store_true", help="no validation: keep the last epoch")
-    d.add_argument("--workers", type=non_negative_int, help="batch-reading processes")
-    r = p.add_argument_group("run")
-    r.add_argument("--val-every", type=positive_int, metavar="N")
-    r.add_argument("--checkpoint-every", type=non_negative_int, metavar="N")
-    add_device(r, default=None)  # None: auto, and the preset follows the device
-    r.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
-    r.add_argument(
+    run_ = groups[RUN]
+    run_.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    run_.add_argument(
         "--overwrite", action="store_true", help="start again over a run already in RUN_DIR"
     )
-    add_no_progress(r)
-    r.add_argument(
-        "--sync-bn", action="store_true", default=None, help="DDP on CUDA: SyncBatchNorm"
-    )
-    r.add_argument(
-        "--freeze-bn",
-        action="store_true",
-        default=None,
-        help="batch norm in eval mode (running statistics) while training",
-    )
-
-
-_OVERRIDES = {
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "lr": "lr",
-    "weight_decay": "weight_decay",
-    "schedule": "schedule",
-    "warmup_steps": "warmup_steps",
-    "min_delta": "min_delta",
-    "min_epochs": "min_epochs",
-    "grad_clip": "grad_clip",
-    "amp": "amp",
-    "seed": "seed",
-    "max_steps": "max_steps",
-    "filter": "filters",
-    "augment": "augment",
-    "workers": "workers",
-    "val_every": "val_every",
-    "checkpoint_every": "checkpoint_every",
-    "device": "device",
-    "encoder": "encoder",
-    "sync_bn": "sync_bn",
-    "freeze_bn": "freeze_bn",
-}
+    add_no_progress(run_)
 
 
 def make_config(args: argparse.Namespace, base: dict[str, Any] | None = None) -> Any:
-    """The TrainConfig of the command line (ValueError on a bad option), starting from
-    ``base``, the options of ``--config`` (:func:`read_config`), when given."""
+    """The TrainConfig of the command line (OptionError on a bad option), starting from
+    ``base``, the options of ``--config`` (:func:`read_config`), when given: the options
+    given on the command line replace the preset's (or the file's)."""
     from calfseg.train import TrainConfig
 
-    overrides: dict[str, Any] = {
-        name: getattr(args, arg)
-        for arg, name in _OVERRIDES.items()
-        if getattr(args, arg) is not None
-    }
-    for name in ("model", "loss"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
+    overrides = given_options(TrainConfig, args)
     if args.loss_option:
         overrides["loss_options"] = dict(args.loss_option)
-    if args.patience is not _UNSET:  # given: a number, or None for "none"
-        overrides["patience"] = args.patience
     if args.no_val:
         overrides["val_split"] = None
-        if args.patience is _UNSET:  # nothing to stop on: train the whole budget
-            overrides["patience"] = None
+        overrides.setdefault("patience", None)  # nothing to stop on: the whole budget
     if base is not None:
         return TrainConfig.from_dict({**base, "cache": str(args.data), **overrides})
-    preset = args.preset or default_preset(args.device)
-    config: Any = TrainConfig.from_preset(preset, args.data, **overrides)
-    return config
+    preset = args.preset or default_preset(getattr(args, "device", None))
+    return TrainConfig.from_preset(preset, args.data, **overrides)
 
 
 def default_preset(device: str | None) -> str:
@@ -254,9 +125,9 @@ def preset_line(args: argparse.Namespace, config: Any) -> str:
     elif args.preset is not None:
         chosen = f"preset {args.preset}"
     else:
-        device = args.device or "auto"
+        device = getattr(args, "device", None) or "auto"
         chosen = (
-            f"preset {default_preset(args.device)} (chosen for device {device}; "
+            f"preset {default_preset(device)} (chosen for device {device}; "
             "pass --preset project|paper|cpu|tiny to choose)"
         )
     try:

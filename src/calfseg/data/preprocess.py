@@ -48,6 +48,7 @@ from calfseg.data.cache import IMAGE_DTYPES
 from calfseg.data.files.masks import foreground
 from calfseg.data.sources.base import MODALITIES, CaseError, CaseVolumes
 from calfseg.errors import DataValueError, OptionError, check_choice, unknown_choice
+from calfseg.options import label_list, option, positive_int
 from calfseg.stats import foreground_areas
 
 Normalisation = Literal["minmax-slice", "minmax-volume", "zscore-brain", "paper"]
@@ -58,6 +59,14 @@ NORMALISATIONS: tuple[str, ...] = ("minmax-slice", "minmax-volume", "zscore-brai
 MASK_RESIZES: tuple[str, ...] = ("paper", "nearest")
 MODALITY_PRESETS: tuple[str, ...] = ("paper", "all")
 ZSCORE_CLIP = 5.0  # zscore-brain keeps z in [-5, 5] sd before mapping to [0, 1]
+PREPROCESSING = "preprocessing (the paper's protocol by default)"  # calf prepare --help
+
+
+def modality_list(text: str) -> str | tuple[str, ...]:
+    """``--modalities``: a preset name (paper, all) or a comma-separated list."""
+    if text in MODALITY_PRESETS:
+        return text
+    return tuple(m.strip().lower() for m in text.split(",") if m.strip())
 
 
 @dataclass(frozen=True)
@@ -79,15 +88,48 @@ class PreprocessOptions:
         image_dtype: ``"uint8"`` (``round(255 x)``, the paper's 0..255) or ``"float16"``.
     """
 
-    size: int = 256
-    modalities: str | tuple[str, ...] = "paper"
-    stack: bool = False
-    labels: tuple[int, ...] | None = None
-    normalise: Normalisation = "minmax-slice"
-    mask_resize: MaskResize = "paper"
-    keep_aspect: bool = False
-    drop_outside_brain: bool = False
-    image_dtype: ImageDtype = "uint8"
+    size: int = option(
+        256, "side of the square slices (default 256; --synthetic: the preset's size)",
+        parse=positive_int, metavar="N", group=PREPROCESSING,
+    )  # fmt: skip
+    modalities: str | tuple[str, ...] = option(
+        "paper",
+        "paper (default: FLAIR, T2 and T1, T1c for BraTS, each available one a sample), "
+        "all, or a list like flair,t1c (each required)",
+        parse=modality_list, metavar="WHICH", group=PREPROCESSING,
+    )  # fmt: skip
+    stack: bool = option(
+        False, "one sample per slice with the --modalities list as channels",
+        group=PREPROCESSING,
+    )  # fmt: skip
+    labels: tuple[int, ...] | None = option(
+        None, "label values that form the mask (default: every label > 0, whole tumour)",
+        parse=label_list, metavar="L[,L...]", group=PREPROCESSING,
+    )  # fmt: skip
+    normalise: Normalisation = option(
+        "minmax-slice",
+        "intensity scaling to [0, 1]: minmax-slice (default, the paper's), minmax-volume, "
+        "zscore-brain (z over nonzero voxels, [-5, 5] sd -> [0, 1]), paper (minmax-slice, "
+        "per volume for UPENN-GBM FLAIR as the authors did)",
+        choices=NORMALISATIONS, metavar="METHOD", aliases=("--normalize",),
+        group=PREPROCESSING,
+    )  # fmt: skip
+    mask_resize: MaskResize = option(
+        "paper", "paper: bilinear then > 0 (default); nearest: nearest-exact sampling",
+        choices=MASK_RESIZES, group=PREPROCESSING,
+    )  # fmt: skip
+    keep_aspect: bool = option(
+        False, "pad non-square slices to a square before resizing (default: stretch)",
+        group=PREPROCESSING,
+    )  # fmt: skip
+    drop_outside_brain: bool = option(
+        False, "leave out slices that are constant (background) in every modality",
+        group=PREPROCESSING,
+    )  # fmt: skip
+    image_dtype: ImageDtype = option(
+        "uint8", "images.npy type: uint8 0..255 (default) or float16 in [0, 1]",
+        name="dtype", choices=IMAGE_DTYPES, group=PREPROCESSING,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if isinstance(self.modalities, list):
@@ -102,7 +144,7 @@ class PreprocessOptions:
         elif not self.modalities or len(set(self.modalities)) != len(self.modalities):
             raise OptionError(f"modalities must be distinct names, got {self.modalities!r}")
         if self.stack and isinstance(self.modalities, str):
-            raise OptionError("stacking needs an explicit list of modalities (the channels)")
+            raise OptionError("--stack needs the channels in order: --modalities M1,M2,...")
         if self.labels is not None and not self.labels:
             raise OptionError("labels must name at least one value (None: every label > 0)")
         for name, value, allowed in (

@@ -19,6 +19,7 @@ Three presets (docs/train.md):
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -27,6 +28,13 @@ from typing import Any
 
 from calfseg.errors import OptionError, did_you_mean, unknown_choice
 from calfseg.models import MODEL_PRESETS, MODELS
+from calfseg.options import (
+    device_name,
+    non_negative_int,
+    option,
+    positive_float,
+    positive_int,
+)
 
 SCHEDULES: tuple[str, ...] = ("none", "cosine")
 OPTIMIZERS: tuple[str, ...] = ("adam",)
@@ -47,6 +55,28 @@ PAPER_LOSSES: tuple[str, ...] = (
 PAPER_CALF_OPTIONS: dict[str, Any] = {"area": "contour", "numerics": "paper", "sync": False}
 """What the authors' CALF computes: areas of the contours, their float32 code's clamps, and
 statistics of each process's own batch (no all-gather across ranks)."""
+# The groups of calf train --help; its options are the fields declared with option().
+OPTIMISATION, DATA, RUN = "optimisation (defaults: the preset's)", "data", "run"
+
+
+def patience_value(text: str) -> int | None:
+    """``--patience``: a positive integer, or ``none`` (never stop early)."""
+    if text.strip().lower() == "none":
+        return None
+    return positive_int(text)
+
+
+def min_delta_value(text: str) -> float:
+    """``--min-delta``: a Dice difference in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (a Dice difference), got {text!r}")
+    return value
+
+
 # Fields that may differ between a checkpoint's config and the config resuming it.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
     {"epochs", "device", "workers", "checkpoint_every", "val_every", "tensorboard"}
@@ -122,42 +152,89 @@ class TrainConfig:
     """
 
     cache: str
-    model: str = "unet"
+    model: str = option("unet", "unet (default), deeplabv3 or fpn")
     preset: str = "tiny"
-    encoder: str | None = None
-    loss: str = "calf"
+    encoder: str | None = option(None, "an smp encoder replacing the preset's")
+    loss: str = option("calf", "a registered loss (default calf)")
     loss_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-5
-    weight_decay: float = 0.0
+    epochs: int = option(20, "", parse=positive_int, group=OPTIMISATION)
+    batch_size: int = option(
+        32, "images per step and per process", parse=positive_int, group=OPTIMISATION
+    )
+    lr: float = option(1e-5, "Adam's learning rate", parse=positive_float, group=OPTIMISATION)
+    weight_decay: float = option(0.0, "", parse=float, group=OPTIMISATION)
     optimizer: str = "adam"
-    schedule: str = "none"
-    warmup_steps: int = 0
-    patience: int | None = None
-    min_delta: float = 0.001
-    min_epochs: int = 0
-    grad_clip: float | None = None
+    schedule: str = option(
+        "none",
+        "learning rate after the warmup: none (constant, every preset) or cosine (per step, "
+        "down to 0 at the end of the planned epochs)",
+        choices=SCHEDULES, group=OPTIMISATION,
+    )  # fmt: skip
+    warmup_steps: int = option(
+        0, "ramp the learning rate linearly up over the first N steps (default 0)",
+        parse=non_negative_int, metavar="N", group=OPTIMISATION,
+    )  # fmt: skip
+    patience: int | None = option(
+        None,
+        "stop after N validations without the validation case Dice rising by more than "
+        "--min-delta; none: never (defaults: project and tiny 5, paper none)",
+        parse=patience_value, metavar="N", group=OPTIMISATION,
+    )  # fmt: skip
+    min_delta: float = option(
+        0.001,
+        "the rise of the validation case Dice that counts as an improvement (default 0.001)",
+        parse=min_delta_value, metavar="X", group=OPTIMISATION,
+    )  # fmt: skip
+    min_epochs: int = option(
+        0, "early stopping never ends the run before N epochs (defaults: cpu 15, others 0)",
+        parse=non_negative_int, metavar="N", group=OPTIMISATION,
+    )  # fmt: skip
+    grad_clip: float | None = option(
+        None, "", parse=positive_float, metavar="NORM", group=OPTIMISATION
+    )
     output_prior: bool = True
     channels_last: bool = True
-    amp: str = "none"
-    seed: int = 12345
+    amp: str = option(
+        "none", "mixed precision on CUDA (--amp alone: bf16)",
+        choices=AMP_MODES, bare="bf16", group=OPTIMISATION,
+    )  # fmt: skip
+    seed: int = option(
+        12345, "seed of the run (default: the preset's)",
+        parse=non_negative_int, metavar="N", group=OPTIMISATION,
+    )  # fmt: skip
     split: str = "cache"
     cv_folds: int | None = None
     cv_fold: int | None = None
     cv_seed: int = 0
-    filters: list[str] = field(default_factory=list)
-    augment: bool = False
+    filters: list[str] = option(
+        help="training-split filter (repeatable): ratio=0.25, drop-empty, min-area=20, "
+        "every-kth-empty=4",
+        default_factory=list, name="filter", repeat=True, metavar="SPEC", group=DATA,
+    )  # fmt: skip
+    augment: bool = option(
+        False,
+        "random flips and quarter turns of the training slices (default: the preset's; "
+        "cpu: on)",
+        negatable=True, group=DATA,
+    )  # fmt: skip
     val_split: str | None = "val"
     test_split: str = "test"
-    val_every: int = 1
-    checkpoint_every: int = 0
-    device: str = "auto"
-    workers: int = 0
+    val_every: int = option(1, "", parse=positive_int, metavar="N", group=RUN)
+    checkpoint_every: int = option(0, "", parse=non_negative_int, metavar="N", group=RUN)
+    device: str = option(
+        "auto",
+        "auto (default: CUDA when torch finds a GPU, else the CPU), cpu, cuda, cuda:N, mps",
+        parse=device_name, metavar="DEVICE", group=RUN,
+    )  # fmt: skip
+    workers: int = option(0, "batch-reading processes", parse=non_negative_int, group=DATA)
     deterministic: bool = True
-    sync_bn: bool = False
-    freeze_bn: bool = False
-    max_steps: int | None = None
+    sync_bn: bool = option(False, "DDP on CUDA: SyncBatchNorm", group=RUN)
+    freeze_bn: bool = option(
+        False, "batch norm in eval mode (running statistics) while training", group=RUN
+    )
+    max_steps: int | None = option(
+        None, "steps per epoch at most (smoke runs)", parse=positive_int, group=OPTIMISATION
+    )
     tensorboard: bool = True
 
     def __post_init__(self) -> None:

@@ -63,14 +63,7 @@ def prepare(
     layout: str = "auto",
     manifest: PathLike | None = None,
     label_source: str | None = None,
-    size: int | None = None,
     options: PreprocessOptions | None = None,
-    split: str = "case",
-    val: float = 0.1,
-    test: float = 0.1,
-    seed: int = 0,
-    kfold: int | None = None,
-    fold: int | None = None,
     splits: SplitOptions | None = None,
     workers: int = 1,
     shard: tuple[int, int] | None = None,
@@ -78,7 +71,7 @@ def prepare(
     overwrite: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
-    **preprocessing: Any,
+    **fields: Any,
 ) -> PrepareReport:
     """Prepare a dataset into the slice cache folder ``out``; returns what the run did
     (:class:`PrepareReport`; ``report.open()`` gives the :class:`SliceCache`).
@@ -95,10 +88,9 @@ def prepare(
             override the preset's; ``seed`` seeds the generator as well as the split).
         layout, manifest, label_source: how to read a folder (``layout="auto"`` detects it;
             several folders: ``auto`` or one layout per folder, comma-separated).
-        size: side of the square slices (default 256; synthetic: the preset's).
-        options: all preprocessing options at once, instead of ``size`` and ``preprocessing``.
-        split, val, test, seed, kfold, fold: the split (:class:`SplitOptions`); or
-            ``splits`` at once.
+        options: the preprocessing, a :class:`PreprocessOptions`; or its fields as keywords.
+        splits: the split, a :class:`SplitOptions`; or its fields as keywords (``split``
+            names its ``mode``, as ``--split`` does).
         workers: cases prepared in parallel processes.
         shard: ``(K, N)``: prepare only the K-th of N shares of the cases (then
             :func:`~calfseg.data.preparation.pipeline.merge_cache`); no cache is assembled.
@@ -107,37 +99,42 @@ def prepare(
         overwrite: replace a cache in ``out`` made from another source or with other options.
         progress: a progress bar on stderr.
         log: called with one line saying which source (layout) was opened.
-        **preprocessing: other :class:`PreprocessOptions` fields (``modalities``, ``stack``,
-            ``labels``, ``normalise``, ``mask_resize``, ``keep_aspect``,
-            ``drop_outside_brain``, ``image_dtype``).
+        **fields: fields of :class:`PreprocessOptions` (``size`` (default 256, or the
+            synthetic preset's), ``modalities``, ``stack``, ``labels``, ``normalise``, ...)
+            and of :class:`SplitOptions` (``split``, ``val``, ``test``, ``seed``, ``kfold``,
+            ``fold``), declared once there.
 
     Raises:
         PrepareSettingsError: an unknown layout, preset or option, a bad option value, or a
             source that cannot be opened.
         PrepareError: see :func:`~calfseg.data.preparation.pipeline.prepare_cache`.
     """
+    preprocessing, split_fields = _route(fields)
+    if options is None:
+        size = preprocessing.pop("size", None)
+        options = preprocess_options(size=size, synthetic=synthetic, **preprocessing)
+    elif preprocessing:
+        raise PrepareSettingsError("give either options=PreprocessOptions(...) or its fields")
+    if splits is None:
+        try:
+            splits = SplitOptions(**split_fields)
+        except OptionError as err:
+            raise PrepareSettingsError(str(err)) from err
+    elif split_fields:
+        raise PrepareSettingsError("give either splits=SplitOptions(...) or its fields")
     prepare_source, note = open_prepare_source(
         source,
         synthetic=synthetic,
         cases=cases,
         slices=slices,
-        seed=seed,
-        size=size,
+        seed=splits.seed,
+        size=options.size,
         layout=layout,
         manifest=manifest,
         label_source=label_source,
     )
     if log is not None:
         log(note)
-    if options is None:
-        options = preprocess_options(size=size, synthetic=synthetic, **preprocessing)
-    elif size is not None or preprocessing:
-        raise PrepareSettingsError("give either options=PreprocessOptions(...) or its fields")
-    if splits is None:
-        try:
-            splits = SplitOptions(mode=split, val=val, test=test, seed=seed, kfold=kfold, fold=fold)
-        except ValueError as err:
-            raise PrepareSettingsError(str(err)) from err
     return prepare_cache(
         prepare_source,
         out,
@@ -149,6 +146,20 @@ def prepare(
         progress=progress,
         overwrite=overwrite,
     )
+
+
+def _route(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keywords -> (PreprocessOptions fields, SplitOptions fields); ``split`` is ``mode``."""
+    names = {f.name for f in dataclasses.fields(SplitOptions)}
+    given = {("mode" if k == "split" else k): v for k, v in fields.items()}
+    unknown = sorted(set(given) - names - {"size", *PREPROCESS_NAMES})
+    if unknown:
+        raise PrepareSettingsError(
+            f"unknown option(s) {', '.join(unknown)}; valid: size, "
+            f"{', '.join(PREPROCESS_NAMES)}, split, val, test, seed, kfold, fold"
+        )
+    split_fields = {k: v for k, v in given.items() if k in names}
+    return {k: v for k, v in given.items() if k not in names}, split_fields
 
 
 def preprocess_options(

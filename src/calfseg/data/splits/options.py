@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from calfseg.errors import OptionError, check_choice
+from calfseg.options import non_negative_int, option, positive_int
 
 SPLIT_MODES: tuple[str, ...] = ("case", "slice")
+SPLITS = "splits"  # the group of calf prepare --help
 
 
 @dataclass(frozen=True)
@@ -22,12 +24,25 @@ class SplitOptions:
     fold ``fold`` (0..K-1) of a case-level K-fold is test and ``val`` is the share of the
     remaining cases held out for validation (``test`` is then 1/K)."""
 
-    mode: str = "case"
-    val: float = 0.1
-    test: float = 0.1
-    seed: int = 0
-    kfold: int | None = None
-    fold: int | None = None
+    mode: str = option(
+        "case",
+        "case: every patient in one split (default); slice: the paper's split of each "
+        "patient's slices (leaks patients between train and test)",
+        name="split", choices=SPLIT_MODES, group=SPLITS,
+    )  # fmt: skip
+    val: float = option(0.1, "validation share (default 0.1)", parse=float, group=SPLITS)
+    test: float = option(0.1, "test share (default 0.1)", parse=float, group=SPLITS)
+    seed: int = option(
+        0, "seed of the split (and of --synthetic; default 0)",
+        parse=non_negative_int, metavar="N", group=SPLITS,
+    )  # fmt: skip
+    kfold: int | None = option(
+        None, "case-level K-fold split", parse=positive_int, metavar="K", group=SPLITS
+    )
+    fold: int | None = option(
+        None, "--kfold: the test fold, 0..K-1", parse=non_negative_int, metavar="F",
+        group=SPLITS,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         check_choice("split mode", self.mode, SPLIT_MODES)
