@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from calfseg.bench.folds import FOLDS_CSV
 from calfseg.bench.runner import StaleRunsError, make_train_config, train_options
 from calfseg.data.cache import read_index
 from calfseg.data.splits.assign import cv_splits
+from calfseg.errors import OptionError
 from calfseg.train.provenance import run_provenance, write_provenance
 
 from ..train.synthetic_cache import make_synthetic_cache
@@ -161,18 +163,20 @@ def test_progress_lines_name_the_fold_runs(
 
 
 @pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"folds": 8}, r"--folds 8 on .*: 8-fold .* at least 8 patients; the cache has 7"),
-        ({"folds": 0}, r"--folds: folds must be 1 \(no cross-validation.* got 0"),
-        ({"train_preset": "paper"}, r"--folds 3: the 'paper' protocol uses the authors'"),
+    ("changes", "kind", "message"),
+    [  # the cache cannot take it: a BenchmarkError (exit 1); the call is wrong: OptionError
+        ({"folds": 8}, BenchmarkError,
+         r"--folds 8 on .*: 8-fold .* at least 8 patients; the cache has 7"),
+        ({"folds": 0}, OptionError, r"--folds: folds must be 1 \(no cross-validation.* got 0"),
+        ({"train_preset": "paper"}, OptionError,
+         r"--folds 3: the 'paper' protocol uses the authors'"),
     ],
-)
+)  # fmt: skip
 def test_folds_the_grid_or_cache_cannot_take_stop_before_training(
-    tmp_path: Path, changes: dict[str, Any], message: str
+    tmp_path: Path, changes: dict[str, Any], kind: type[Exception], message: str
 ) -> None:
     trainer = FoldTrainer()
-    with pytest.raises(BenchmarkError, match=message):
+    with pytest.raises(kind, match=message):
         run_benchmark(_config(tmp_path, **changes), train_fn=trainer, progress=False, prepare=False)
     assert trainer.calls == [] and not (tmp_path / "runs").exists()
 
@@ -197,3 +201,22 @@ def test_a_real_fold_run_tests_exactly_the_cases_of_its_fold(tmp_path: Path) -> 
             tested = {row["case_id"] for row in csv.DictReader(handle)}
         assert tested == {r["case_id"] for r in folds if r["fold"] == str(fold)}
         assert json.loads((run / "config.json").read_text())["cv_fold"] == fold
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"losses": ("bce", "dise")}, r"unknown loss 'dise' \(did you mean 'dice'\?\)"),
+        ({"models": ("unte",)}, r"unknown model 'unte' \(did you mean 'unet'\?\)"),
+        ({"loss_options": {"calf": {"numerics": "bogus"}}}, r"for 'calf': unknown numerics"),
+    ],
+)
+def test_the_python_api_refuses_what_calf_benchmark_refuses_before_training(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    # these checks lived in the command only: run_benchmark trained with them before
+    trainer = FoldTrainer()
+    config = replace(_config(tmp_path), **changes)
+    with pytest.raises(OptionError, match=message):
+        run_benchmark(config, train_fn=trainer, progress=False, prepare=False)
+    assert trainer.calls == [] and not (tmp_path / "runs").exists()

@@ -37,7 +37,14 @@ from calfseg.bench.executors.dispatch import (
 from calfseg.bench.executors.ray_tasks import ExecutorError
 from calfseg.bench.executors.task import RunTask
 from calfseg.bench.folds import check_folds, fold_table, write_folds
-from calfseg.bench.grid import RUNS_FOLDER, BenchmarkConfig, RunSpec, runs
+from calfseg.bench.grid import (
+    RUNS_FOLDER,
+    BenchmarkConfig,
+    RunSpec,
+    check_loss_options,
+    check_names,
+    runs,
+)
 from calfseg.bench.run_options import make_train_config, train_options
 from calfseg.bench.stale import describe_stale, find_stale, grid_names, has_results, outside_grid
 from calfseg.writer_lock import writing
@@ -126,9 +133,11 @@ def run_benchmark(
             shards of one grid (``config.shard``) may write side by side.
         StaleRunsError: without ``overwrite``, OUT holds stale runs of this grid (nothing
             is trained; the message names what changed).
-        BenchmarkError: no data, or its preparation failed; ``folds`` the grid or the cache
-            cannot take (K < 1, the paper preset, more folds than patients); execution
-            options this machine cannot take (``--gpus``), Ray that cannot start.
+        OptionError: an unknown model or loss (with "did you mean"), a loss option its
+            loss refuses, ``folds`` the grid cannot take (K < 1, the paper preset).
+        BenchmarkError: no data, or its preparation failed; more folds than the cache has
+            patients; execution options this machine cannot take (``--gpus``), Ray that
+            cannot start.
     """
     with writing(config.out, "calf benchmark", shard=config.shard):
         return _run_benchmark(
@@ -148,10 +157,10 @@ def _run_benchmark(
     from calfseg.bench.report import build_benchmark_report
 
     start = time.perf_counter()
-    try:
-        check_folds(config)
-    except ValueError as err:
-        raise BenchmarkError(str(err)) from err
+    # the checks calf benchmark makes before any work, so that Python refuses the same
+    check_names(config.models, config.losses)
+    check_folds(config)
+    check_loss_options({k: dict(v) for k, v in config.loss_options.items()})
     config.out.mkdir(parents=True, exist_ok=True)
     planned = runs(config)
     outcome = BenchmarkOutcome(config.out, len(planned))
