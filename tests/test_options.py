@@ -106,3 +106,21 @@ def test_calf_train_takes_train_config_fields_and_keeps_only_what_was_given() ->
     dests = {a.dest for a in train.choices["train"]._actions}
     declared = {f.name for f in dataclasses.fields(TrainConfig) if "flag" in f.metadata}
     assert len(declared) >= 20 and declared <= dests
+
+
+def test_calf_benchmark_takes_benchmark_config_and_execution_fields() -> None:
+    from calfseg.bench.executors.dispatch import Execution
+    from calfseg.bench.grid import BenchmarkConfig
+
+    args = build_parser().parse_args(["benchmark"])
+    assert given_options(BenchmarkConfig, args) == {}  # the preset's
+    assert given_options(Execution, args) == {}  # calf benchmark: --jobs auto
+    argv = ["benchmark", "--losses", "bce", "calf", "--folds", "3", "--shard", "1/2",
+            "--jobs", "auto", "--no-thread-policy", "--threads", "2"]  # fmt: skip
+    args = build_parser().parse_args(argv)
+    assert given_options(BenchmarkConfig, args) == {
+        "losses": ("bce", "calf"), "folds": 3, "shard": (1, 2),
+    }  # fmt: skip
+    assert Execution(**given_options(Execution, args)) == Execution(
+        jobs=None, thread_policy=False, threads=2
+    )

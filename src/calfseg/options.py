@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,12 +36,15 @@ __all__ = [
     "flag",
     "given_options",
     "integer",
+    "jobs_value",
     "label_list",
+    "margin_value",
     "non_negative_int",
     "option",
     "options_from",
     "positive_float",
     "positive_int",
+    "shard_value",
 ]
 
 _T = TypeVar("_T")
@@ -66,6 +70,8 @@ class Flag:
             is required.
         negatable: a boolean with ``--NAME`` and ``--no-NAME``.
         aliases: other spellings of the flag (``--normalize`` for ``--normalise``).
+        many: one or more values after the flag (``--losses bce calf``), each read by
+            ``parse``, given as a tuple.
     """
 
     help: str
@@ -78,6 +84,7 @@ class Flag:
     bare: Any = None
     negatable: bool = False
     aliases: tuple[str, ...] = ()
+    many: bool = False
 
 
 def option(
@@ -130,6 +137,8 @@ def add_options(
             target.add_argument(*names, action="store_true", **common)
         else:
             extra: dict[str, Any] = {"nargs": "?", "const": form.bare} if form.bare else {}
+            if form.many:
+                extra["nargs"] = "+"
             action = ("extend" if form.parse else "append") if form.repeat else "store"
             target.add_argument(
                 *names, type=form.parse, choices=form.choices, metavar=form.metavar,
@@ -140,7 +149,9 @@ def add_options(
 def given_options(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """The option fields of ``cls`` that ``args`` holds (all, or with ``unset`` only those
     given on the command line), by field name."""
-    return {f.name: getattr(args, f.name) for f, _ in _flags(cls) if hasattr(args, f.name)}
+    given = {f.name: getattr(args, f.name) for f, _ in _flags(cls) if hasattr(args, f.name)}
+    many = {f.name for f, form in _flags(cls) if form.many}
+    return {k: tuple(v) if k in many and v is not None else v for k, v in given.items()}
 
 
 def options_from(cls: type[_T], args: argparse.Namespace, **given: Any) -> _T:
@@ -211,3 +222,43 @@ def device_name(text: str) -> str:
     raise argparse.ArgumentTypeError(
         f"unknown device {text!r}{hint}; use auto, cpu, cuda, cuda:N (N a GPU number) or mps"
     )
+
+
+def margin_value(text: str) -> float:
+    """``--margin``: a finite number >= 0 (per-case Dice)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a number: {text!r} (a per-case Dice >= 0, e.g. 0.01)"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def shard_value(text: str) -> tuple[int, int]:
+    """``--shard K/N``: ``(K, N)`` by :func:`calfseg.shards.parse_shard`."""
+    from calfseg.shards import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def jobs_value(text: str) -> int | None:
+    """``--jobs``: ``auto`` -> None, else a positive number of runs."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of runs or auto, got {text!r}"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive number of runs (1: one after another) or auto, got {text!r}"
+        )
+    return value

@@ -17,6 +17,15 @@ from typing import Any
 
 import calfseg.run_files as files
 from calfseg.errors import OptionError, check_choice, did_you_mean
+from calfseg.options import (
+    integer,
+    margin_value,
+    non_negative_int,
+    option,
+    positive_float,
+    positive_int,
+    shard_value,
+)
 from calfseg.shards import shard_items
 from calfseg.train.config import PAPER_LOSSES
 
@@ -63,25 +72,54 @@ class BenchmarkConfig:
         control: add the A/A control arm :data:`CONTROL_LOSS` when ``bce`` is in the grid.
     """
 
-    out: Path = DEFAULT_OUT
-    data: Path | None = None
+    out: Path = option(
+        DEFAULT_OUT, f"results folder (default ./{DEFAULT_OUT})", parse=Path, metavar="OUT"
+    )
+    data: Path | None = option(
+        None, "slice cache to train on (default: synthetic paper-like data made in OUT/data)",
+        parse=Path, metavar="CACHE",
+    )  # fmt: skip
     synthetic: str = "paper-like"
     size: int = 64
     synthetic_cases: int | None = None
     synthetic_slices: int | None = None
-    models: tuple[str, ...] = ("unet", "deeplabv3", "fpn")
-    losses: tuple[str, ...] = ("bce", "dice", "focal", "tversky", "combo", "calf", "calf-dataset")
+    models: tuple[str, ...] = option(
+        ("unet", "deeplabv3", "fpn"), "models (default: the preset's)", many=True,
+        metavar="NAME",
+    )  # fmt: skip
+    losses: tuple[str, ...] = option(
+        ("bce", "dice", "focal", "tversky", "combo", "calf", "calf-dataset"),
+        "losses (default: the preset's)", many=True, metavar="NAME",
+    )  # fmt: skip
     seeds: tuple[int, ...] = (0, 1)
     preset: str = "default"
     train_preset: str = "tiny"
-    epochs: int = 2
+    epochs: int = option(2, "epochs per run (at most)", parse=positive_int, metavar="E")
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = option(1e-3, "Adam's learning rate", parse=positive_float, metavar="LR")
     model_preset: str = "tiny"
-    shard: tuple[int, int] | None = None
-    folds: int = 1
-    cv_seed: int = 0
-    margin: float | None = None  # the verdicts' equivalence margin; None: the report's default
+    shard: tuple[int, int] | None = option(
+        None, "only every N-th run, from the K-th", parse=shard_value, metavar="K/N"
+    )
+    folds: int = option(
+        1,
+        "K >= 2: patient-level K-fold cross-validation, every (model, loss, seed) trained K "
+        "times, run k testing fold k, so every case is tested once by a model that never saw "
+        "it; the folds go to OUT/folds.csv (default: the preset's; 1: no cross-validation, "
+        "the cache's own split)",
+        parse=integer, metavar="K",
+    )  # fmt: skip
+    cv_seed: int = option(
+        0, "seed of the deal of the patients into the --folds folds (default 0)",
+        parse=non_negative_int, metavar="N",
+    )  # fmt: skip
+    margin: float | None = option(  # the verdicts' equivalence margin; None: the report's
+        None,
+        "equivalence margin of the verdicts in per-case Dice: a loss whose 95 %% CI of the "
+        "difference to bce lies within +-DICE is 'equivalent' (default 0.01; "
+        "docs/benchmark.md)",
+        parse=margin_value, metavar="DICE",
+    )  # fmt: skip
     extra: Mapping[str, Any] = field(default_factory=dict)
     loss_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     control: bool = False

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from calfseg.cli.common import (
@@ -15,14 +14,11 @@ from calfseg.cli.common import (
     check_input,
     check_output_folder,
     error,
-    integer,
-    non_negative_int,
-    positive_float,
     positive_int,
     scoped_loss_option,
 )
-from calfseg.cli.options import add_no_progress, add_preset, add_shard
-from calfseg.cli.report import margin
+from calfseg.cli.options import add_no_progress, add_preset
+from calfseg.options import add_options, given_options
 
 PROG = "calf benchmark"
 
@@ -39,26 +35,28 @@ def add_parser(commands: Any) -> None:
         ),
     )
     p.set_defaults(run=run)
+    p.defer(_add_options)  # declared in BenchmarkConfig and Execution (calfseg.bench)
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    from calfseg.bench.executors.dispatch import Execution
+    from calfseg.bench.grid import BenchmarkConfig
+
     add_preset(
         p,
         ("default", "project", "paper"),
         default="default",
-        help="default: the project protocol on synthetic data, a tiny U-Net, BCE, CALF and "
-        "Combo, 3 seeds x 3 folds, each run trained until it stops improving; "
+        help="default: the project protocol on synthetic paper-like data (48 cases of "
+        "48x48), a tiny U-Net, BCE, CALF, Combo and the A/A control, 3 seeds x 2 folds, "
+        "each run the cpu preset's 22 annealed epochs; "
         "project: the project protocol (patient-level split, validation, best checkpoint, "
         "3 seeds, statistics) at the paper's settings (256x256, 20 epochs, Adam 1e-5, "
         "batch 32, the eight paper losses, smp models); paper: the authors' protocol end "
         "to end (their models, contour areas, paper numerics, per-rank CALF statistics, "
         "slice-level split, no validation, last epoch, seed 12345 only)",
     )
-    p.add_argument(
-        "--data",
-        type=Path,
-        metavar="CACHE",
-        help="slice cache to train on (default: synthetic paper-like data made in OUT/data)",
-    )
-    p.add_argument("--models", nargs="+", metavar="NAME", help="models (default: the preset's)")
-    p.add_argument("--losses", nargs="+", metavar="NAME", help="losses (default: the preset's)")
+    # Declared once, in BenchmarkConfig; not given: the preset's value.
+    add_options(p, BenchmarkConfig, unset=True)
     p.add_argument(
         "--seeds",
         type=positive_int,
@@ -66,37 +64,12 @@ def add_parser(commands: Any) -> None:
         help="N seeds counting up from the preset's first (default: 0, 1, 2; project: "
         "12345..12347; paper: 12345)",
     )
-    p.add_argument("--epochs", type=positive_int, metavar="E", help="epochs per run (at most)")
-    p.add_argument("--lr", type=positive_float, metavar="LR", help="Adam's learning rate")
     p.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="random flips and quarter turns of the training slices (TrainConfig.augment; "
         "default: the preset's: on for default, off for project and paper)",
-    )
-    p.add_argument(
-        "--folds",
-        type=integer,
-        metavar="K",
-        help="K >= 2: patient-level K-fold cross-validation, every (model, loss, seed) "
-        "trained K times, run k testing fold k, so every case is tested once by a model that "
-        "never saw it; the folds go to OUT/folds.csv (default: the preset's; 1: no "
-        "cross-validation, the cache's own split)",
-    )
-    p.add_argument(
-        "--cv-seed",
-        type=non_negative_int,
-        metavar="N",
-        help="seed of the deal of the patients into the --folds folds (default 0)",
-    )
-    p.add_argument(
-        "--margin",
-        type=margin,
-        metavar="DICE",
-        help="equivalence margin of the verdicts in per-case Dice: a loss whose 95 %% CI of "
-        "the difference to bce lies within +-DICE is 'equivalent' (default 0.01; "
-        "docs/benchmark.md)",
     )
     p.add_argument(
         "--no-control",
@@ -116,103 +89,32 @@ def add_parser(commands: Any) -> None:
         "(e.g. --loss-option calf:area=contour --loss-option numerics=paper)",
     )
     p.add_argument(
-        "--out", type=Path, default=Path("calf-benchmark"), help="results folder (default "
-        "./calf-benchmark)"
-    )  # fmt: skip
-    add_shard(p, help="only every N-th run, from the K-th")
-    p.add_argument(
         "--overwrite",
         action="store_true",
         help="retrain the runs in OUT made with other settings, another cache or another "
         "calf-seg version (without it the benchmark refuses and names what changed)",
     )
     add_no_progress(p)
-    _add_execution_options(p)
-
-
-def _add_execution_options(p: argparse.ArgumentParser) -> None:
-    """Where the runs train and how many at once (docs/scale.md)."""
-    g = p.add_argument_group("execution (docs/scale.md)")
-    g.add_argument(
-        "--jobs",
-        type=_jobs,
-        default=None,
-        metavar="N|auto",
-        help="runs trained at once, each in a worker process (default auto: one per GPU, "
-        "else as many as the available CPUs hold at --threads each; 1: one after another "
-        "in this process). Results are identical whatever N",
-    )
-    g.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="T",
-        help="intra-op threads of each run (default: OMP_NUM_THREADS, else 1 on the CPU; "
-        "on the CPU the thread count changes the trained weights in the last bits)",
-    )
-    g.add_argument(
-        "--no-thread-policy",
-        action="store_true",
-        help="leave torch's default threads (every core) in every run: only to measure "
-        "what the thread policy gains (benchmarks/bench_grid.py)",
-    )
-    g.add_argument(
-        "--gpus",
-        type=non_negative_int,
-        metavar="N",
-        help="GPUs to use, one run on each at a time (default: every visible GPU; 0: the CPU)",
-    )
-    g.add_argument(
-        "--executor",
-        choices=("local", "ray"),
-        default="local",
-        help="local: this machine; ray: every run a Ray task (needs the ray extra), on a "
-        "local Ray instance or the cluster of --ray-address",
-    )
-    g.add_argument(
-        "--ray-address",
-        metavar="ADDR",
-        help="the Ray cluster to run on (HOST:PORT, ray://HOST:PORT or auto; default: start "
-        "a local Ray instance); OUT and the cache must be on storage every node shares",
-    )
-
-
-def _jobs(text: str) -> int | None:
-    """``auto`` -> None, else a positive number of runs."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive number of runs or auto, got {text!r}"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive number of runs (1: one after another) or auto, got {text!r}"
-        )
-    return value
+    add_options(p, Execution, unset=True)  # --jobs ... --ray-address
 
 
 def run(args: argparse.Namespace) -> int:
     import calfseg.run_files as files
     from calfseg.bench import BENCHMARK_PRESETS, check_names, run_benchmark
     from calfseg.bench.folds import check_folds
-    from calfseg.bench.grid import RUNS_FOLDER, check_loss_options, resolve_loss_options, runs
+    from calfseg.bench.grid import (
+        RUNS_FOLDER,
+        BenchmarkConfig,
+        check_loss_options,
+        resolve_loss_options,
+        runs,
+    )
 
     base = BENCHMARK_PRESETS[args.preset]
     config = base.with_overrides(
-        out=args.out,
-        data=args.data,
-        models=None if args.models is None else tuple(args.models),
-        losses=None if args.losses is None else tuple(args.losses),
+        **given_options(BenchmarkConfig, args),
         seeds=None if args.seeds is None else _seeds(base.seeds, args.seeds),
-        epochs=args.epochs,
-        lr=args.lr,
         extra=None if args.augment is None else {**base.extra, "augment": args.augment},
-        shard=args.shard,
-        folds=args.folds,
-        cv_seed=args.cv_seed,
-        margin=args.margin,
         control=False if args.no_control else None,
     )
     # what these raise reaches calfseg.cli.run_guarded, whose table gives the exit code
@@ -242,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{PROG}: {len(outcome.finished)} trained, {len(outcome.skipped)} already done, "
         f"{len(outcome.failed)} failed of {outcome.planned} runs in {outcome.seconds:.0f} s"
-        f"{_how(outcome, not args.no_thread_policy)}; report: {config.out / 'report.html'}"
+        f"{_how(outcome, execution.thread_policy)}; report: {config.out / 'report.html'}"
     )
     if outcome.overwritten:
         print(f"{PROG}: retrained {len(outcome.overwritten)} run(s) made with other settings")
@@ -271,16 +173,11 @@ def _seeds(preset_seeds: tuple[int, ...], n: int) -> tuple[int, ...]:
 
 
 def _execution(args: argparse.Namespace) -> Any:
+    """The Execution of the options given; --jobs not given: auto (Execution's own default,
+    1, is the Python API's: one run after another)."""
     from calfseg.bench.executors.dispatch import Execution
 
-    return Execution(
-        jobs=args.jobs,
-        executor=args.executor,
-        ray_address=args.ray_address,
-        threads=args.threads,
-        thread_policy=not args.no_thread_policy,
-        gpus=args.gpus,
-    )
+    return Execution(**{"jobs": None, **given_options(Execution, args)})
 
 
 def _check_execution(execution: Any, runs: int) -> tuple[str, int] | None:

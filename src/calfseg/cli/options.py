@@ -17,7 +17,7 @@ from typing import Any
 
 from calfseg.cli.common import non_negative_int
 from calfseg.errors import did_you_mean
-from calfseg.options import device_name
+from calfseg.options import device_name, shard_value
 
 
 class CalfArgumentParser(argparse.ArgumentParser):
@@ -116,16 +116,6 @@ def add_json(parser: Any, what: str) -> None:
 def add_seed(parser: Any, *, default: int | None, help: str) -> None:
     """``--seed N``: a random seed, an integer >= 0."""
     parser.add_argument("--seed", type=non_negative_int, default=default, metavar="N", help=help)
-
-
-def shard_value(text: str) -> tuple[int, int]:
-    """``--shard K/N``: ``(K, N)`` by :func:`calfseg.shards.parse_shard`."""
-    from calfseg.shards import parse_shard
-
-    try:
-        return parse_shard(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_shard(parser: Any, *, help: str) -> None:

@@ -4,28 +4,15 @@ figures and report.html from the run folders of a benchmark (docs/benchmark.md).
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Any
 
 from calfseg.cli.common import EXIT_OK, check_input
 from calfseg.cli.errors import InputError
+from calfseg.options import margin_value
 
 PROG = "calf report"
 DEFAULT_MARGIN_TEXT = "0.01"  # calfseg.bench.stats.DEFAULT_MARGIN, not imported: cheap --help
-
-
-def margin(text: str) -> float:
-    """argparse type of ``--margin``: a finite number >= 0 (per-case Dice)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a number: {text!r} (a per-case Dice >= 0, e.g. 0.01)"
-        ) from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
 
 
 def add_parser(commands: Any) -> None:
@@ -39,7 +26,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("results", metavar="RESULTS_DIR", type=Path, help="a calf benchmark --out")
     p.add_argument(
         "--margin",
-        type=margin,
+        type=margin_value,
         metavar="DICE",
         help="equivalence margin of the verdicts in per-case Dice (default: the margin of "
         f"RESULTS_DIR/verdicts.csv when there is one, else {DEFAULT_MARGIN_TEXT})",

@@ -19,9 +19,13 @@ from pathlib import Path
 from calfseg.bench.executors.task import RunTask, execute
 from calfseg.bench.progress import RunBoard, run_line, start_line
 from calfseg.errors import OptionError
+from calfseg.options import jobs_value, non_negative_int, option, positive_int
 from calfseg.threads import ThreadPlan, available_cpus, plan_threads
 
 EXECUTORS = ("local", "ray")
+
+
+EXECUTION = "execution (docs/scale.md)"  # the group of calf benchmark --help
 
 
 class ExecutionError(OptionError):
@@ -43,12 +47,42 @@ class Execution:
         gpus: GPUs to use; None: every visible one (0 on a machine without CUDA).
     """
 
-    jobs: int | None = 1
-    executor: str = "local"
-    ray_address: str | None = None
-    threads: int | None = None
-    thread_policy: bool = True
-    gpus: int | None = None
+    jobs: int | None = option(
+        1,
+        "runs trained at once, each in a worker process (calf benchmark's default auto: one "
+        "per GPU, else as many as the available CPUs hold at --threads each; 1: one after "
+        "another in this process). Results are identical whatever N",
+        parse=jobs_value, metavar="N|auto", group=EXECUTION,
+    )  # fmt: skip
+    executor: str = option(
+        "local",
+        "local: this machine; ray: every run a Ray task (needs the ray extra), on a local "
+        "Ray instance or the cluster of --ray-address",
+        choices=("local", "ray"), group=EXECUTION,
+    )  # fmt: skip
+    ray_address: str | None = option(
+        None,
+        "the Ray cluster to run on (HOST:PORT, ray://HOST:PORT or auto; default: start a "
+        "local Ray instance); OUT and the cache must be on storage every node shares",
+        metavar="ADDR", group=EXECUTION,
+    )  # fmt: skip
+    threads: int | None = option(
+        None,
+        "intra-op threads of each run (default: OMP_NUM_THREADS, else 1 on the CPU; on the "
+        "CPU the thread count changes the trained weights in the last bits)",
+        parse=positive_int, metavar="T", group=EXECUTION,
+    )  # fmt: skip
+    thread_policy: bool = option(
+        True,
+        "--no-thread-policy leaves torch's default threads (every core) in every run: only "
+        "to measure what the thread policy gains (benchmarks/bench_grid.py)",
+        negatable=True, group=EXECUTION,
+    )  # fmt: skip
+    gpus: int | None = option(
+        None,
+        "GPUs to use, one run on each at a time (default: every visible GPU; 0: the CPU)",
+        parse=non_negative_int, metavar="N", group=EXECUTION,
+    )  # fmt: skip
 
 
 @dataclass
