@@ -65,3 +65,16 @@ def test_calf_train_says_so_without_a_traceback(
 def _area_column(cache: Path) -> int:
     header = (cache / "index.csv").read_text().splitlines()[0].split(",")
     return header.index("area")
+
+
+def test_prepare_in_python_refuses_the_same_and_warns_of_a_replaced_cache(tmp_path: Path) -> None:
+    # these checks lived in calf prepare only: from Python a lesion-free cache passed
+    from calfseg.data import prepare
+    from calfseg.data.preparation.lesions import CacheReplacedWarning, NoLesionError
+
+    cache = tmp_path / "cache"
+    with pytest.raises(NoLesionError, match="has a lesion: --labels 9 selects no voxel") as err:
+        prepare(None, cache, synthetic="paper-like", cases=3, size=32, labels=[9])
+    assert err.value.report.status == "written" and (cache / "index.csv").is_file()
+    with pytest.warns(CacheReplacedWarning, match=r"changed \(digest [0-9a-f]{16} -> "):
+        prepare(None, cache, synthetic="paper-like", cases=3, size=32, overwrite=True)

@@ -135,6 +135,7 @@ def _shard_options() -> list[tuple[type, str]]:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here so that `calf --help` does not pay for torch.
+    from calfseg.data.preparation.lesions import NoLesionError
     from calfseg.data.preparation.pipeline import CaseFailedError
 
     if args.merge is not None:
@@ -145,16 +146,20 @@ def run(args: argparse.Namespace) -> int:
                 f"--merge takes the source and options from the shards; drop {', '.join(given)}",
                 EXIT_USAGE,
             )
+    caught: list[warnings.WarningMessage] = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            code = _run(args)
+            return _run(args)
+    except CaseFailedError as err:  # the rest reaches run_guarded's table of exit codes
+        return fail(PROG, err, "--on-error skip leaves such cases out and lists them at the end")
+    except NoLesionError as err:  # the cache is written: say what it holds, then why not
+        _finish(err.report)
+        return fail(PROG, err)
+    finally:  # prepare's warnings (a replaced cache, a train split without a lesion)
         for warning in caught:
             if warning.category.__name__ != "LeakageWarning":  # said before the run
                 warn(PROG, str(warning.message))
-        return code
-    except CaseFailedError as err:  # the rest reaches run_guarded's table of exit codes
-        return fail(PROG, err, "--on-error skip leaves such cases out and lists them at the end")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -179,7 +184,6 @@ def _run(args: argparse.Namespace) -> int:
             "--split slice puts slices of one patient in train, val and test (the paper's "
             "protocol); test scores are inflated",
         )
-    before = _digest(args.out)
     report = prepare(
         args.src or None,
         args.out,
@@ -197,23 +201,8 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         overwrite=args.overwrite,
         log=lambda line: print(f"{PROG}: {line}", file=sys.stderr),
-    )
-    code = _finish(report)
-    after = _digest(args.out)
-    if before is not None and after is not None and before != after:
-        print(
-            f"{PROG}: the cache in {args.out} changed (digest {before} -> {after}): runs "
-            "trained on the old one are not resumed or skipped against it (calf train "
-            "--resume, calf benchmark)",
-            file=sys.stderr,
-        )
-    from calfseg.cli.degenerate import lesion_problems  # degenerate data: an error or a warning
-
-    first_src = args.src[0] if args.src else None
-    problem, caution = lesion_problems(report.cache, first_src, getattr(args, "labels", None))
-    if caution is not None:
-        warn(PROG, caution)
-    return error(PROG, problem, EXIT_FAILURE) if problem is not None else code
+    )  # its warnings (a replaced cache, a train split without a lesion): calf prepare: warning
+    return _finish(report)
 
 
 def _source_problem(args: argparse.Namespace) -> str | None:
@@ -230,18 +219,6 @@ def _source_problem(args: argparse.Namespace) -> str | None:
     if args.synthetic is not None:
         check_choice("--synthetic preset", args.synthetic, sorted(SYNTHETIC_PRESETS), valid="known")
     return None
-
-
-def _digest(cache: Path) -> str | None:
-    """The digest of a finished cache at ``cache``, or None when there is none."""
-    from calfseg.data.cache import CacheError, cache_digest, read_meta
-
-    if read_meta(cache) is None:
-        return None
-    try:
-        return cache_digest(cache)
-    except CacheError:
-        return None
 
 
 def _options(args: argparse.Namespace) -> tuple[Any, Any]:

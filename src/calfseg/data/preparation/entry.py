@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from calfseg.data.preparation.lesions import check_lesions, digest_or_none, notice_replaced
 from calfseg.data.preparation.pipeline import (
     OnError,
     PrepareError,
@@ -108,6 +109,12 @@ def prepare(
         PrepareSettingsError: an unknown layout, preset or option, a bad option value, or a
             source that cannot be opened.
         PrepareError: see :func:`~calfseg.data.preparation.pipeline.prepare_cache`.
+        NoLesionError: no slice of the finished cache has a lesion (the cache is written;
+            :mod:`~calfseg.data.preparation.lesions`).
+
+    Warns:
+        NoTrainLesionWarning: the train split of the finished cache has no lesion.
+        CacheReplacedWarning: the cache in ``out`` was replaced by one with another digest.
     """
     preprocessing, split_fields = _route(fields)
     if options is None:
@@ -135,7 +142,8 @@ def prepare(
     )
     if log is not None:
         log(note)
-    return prepare_cache(
+    before = digest_or_none(Path(out))
+    report = prepare_cache(
         prepare_source,
         out,
         options,
@@ -146,6 +154,11 @@ def prepare(
         progress=progress,
         overwrite=overwrite,
     )
+    if report.status != "shard-done":  # a finished cache: what it must hold to train on
+        notice_replaced(report.cache, before)
+        roots = [] if isinstance(source, PrepareSource) else _roots(source)
+        check_lesions(report, roots[0] if roots else None, options.labels)
+    return report
 
 
 def _route(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
