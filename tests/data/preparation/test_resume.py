@@ -16,6 +16,7 @@ import pytest
 from calfseg.data.cache import CacheError, SliceCache
 from calfseg.data.preparation import writer as cache_writer
 from calfseg.data.preprocess import PreprocessOptions
+from calfseg.writer_lock import TakenOverWarning
 
 from .common import assert_same_cache, cache_files, run_prepare
 
@@ -115,8 +116,10 @@ def test_a_run_killed_mid_case_resumes_to_the_same_bytes(src: Path, tmp_path: Pa
     finished = sorted(p.parent.name.split("-")[0] for p in (out / ".parts").glob("*/case.json"))
     assert finished == ["c0"]  # c1 was killed mid-case: no part of it
 
-    # c0 must not be read again (reading it would crash); c1 and c2 are.
-    report = run_prepare(src, out, reader={"crash_on": {"c0"}})
+    # c0 must not be read again (reading it would crash); c1 and c2 are. The killed run
+    # left its writer lock: the rerun takes it over, and says so.
+    with pytest.warns(TakenOverWarning, match="which ended without releasing it"):
+        report = run_prepare(src, out, reader={"crash_on": {"c0"}})
     assert report.status == "written" and (report.processed, report.reused) == (2, 1)
     clean = tmp_path / "clean"
     run_prepare(src, clean)
