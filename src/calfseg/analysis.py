@@ -52,11 +52,11 @@ class EmptySplitError(NoAreasError):
 
 
 MEASURE, RESAMPLE, ERRORS = "what to measure", "resampling", "output and errors"
-# The options that change which areas are measured from mask files (a cache or a
-# fingerprint file cannot take them); and the options recorded in a fingerprint's measured.
-_MEASURING = ("mask_glob", "labels", "per_volume", "slice_axis", "area")
-_RECORDED = (*_MEASURING[:4], "exclude_empty", "area", "max_labels", "batch_size", "batches",
-             "bootstrap", "seed", "on_error", "split")  # fmt: skip
+# The options a fingerprint's measured records, in this order.
+_RECORDED = (
+    "mask_glob", "labels", "per_volume", "slice_axis", "exclude_empty", "area", "max_labels",
+    "batch_size", "batches", "bootstrap", "seed", "on_error", "split",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

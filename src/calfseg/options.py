@@ -7,7 +7,7 @@ the object and checks it; :func:`add_options` generates the argparse arguments f
 fields and :func:`options_from` builds the object from the parsed namespace, so a default
 or a help text is written in one place, and the Python API and ``calf`` refuse the same
 values with the same messages. This is the pattern of ``HfArgumentParser`` and
-``LightningCLI``, in the 60 lines this package needs (neither is a dependency here).
+``LightningCLI``, in the hundred lines this package needs (neither is a dependency here).
 
 A message about an option names it as :func:`flag` spells it, ``--slice-axis``, whichever
 way it was given: the flag is also the keyword with ``-`` for ``_``.
@@ -23,7 +23,7 @@ import argparse
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,7 +57,7 @@ class Flag:
     Attributes:
         help: the ``--help`` text.
         parse: text -> value (raising ValueError or ``argparse.ArgumentTypeError``); None
-            keeps the text. A boolean field with default False is a switch.
+            keeps the text, and makes a ``bool`` field a switch (``store_true``).
         metavar: the value's name in ``--help``.
         choices: the valid values (argparse suggests the nearest on a typo).
         group: the ``--help`` section.
@@ -112,16 +112,12 @@ def flag(cls: type, field_name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_options(
-    parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] = (), unset: bool = False
-) -> None:
-    """Add an argument to ``parser`` for each option field of ``cls`` (but ``skip``), in
-    argument groups named by the fields' ``group``, help from the fields; defaults from the
-    fields, or with ``unset`` none (an option not given is not in the namespace)."""
+def add_options(parser: argparse.ArgumentParser, cls: type, *, unset: bool = False) -> None:
+    """Add an argument to ``parser`` for each option field of ``cls``, in argument groups
+    named by the fields' ``group``, help from the fields; defaults from the fields, or with
+    ``unset`` none (an option not given is not in the namespace)."""
     groups: dict[str | None, Any] = {None: parser}
     for field, form in _flags(cls):
-        if field.name in skip:
-            continue
         if form.group not in groups:
             groups[form.group] = parser.add_argument_group(form.group)
         target = groups[form.group]

@@ -165,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from calfseg.data import prepare
     from calfseg.data.preparation.pipeline import merge_cache
+    from calfseg.data.preprocess import PreprocessOptions
+    from calfseg.data.splits.options import SplitOptions
 
     if args.merge is not None:
         report = merge_cache(args.merge)
@@ -177,8 +179,7 @@ def _run(args: argparse.Namespace) -> int:
     problem = _source_problem(args)
     if problem is not None:
         return error(PROG, problem, EXIT_USAGE)
-    options, splits = _options(args)
-    if splits.mode == "slice":
+    if getattr(args, "mode", None) == "slice":  # SplitOptions.mode is --split
         warn(
             PROG,
             "--split slice puts slices of one patient in train, val and test (the paper's "
@@ -193,14 +194,14 @@ def _run(args: argparse.Namespace) -> int:
         layout=args.layout,
         manifest=args.manifest,
         label_source=args.label_source,
-        options=options,
-        splits=splits,
         workers=args.workers,
         shard=args.shard,
         on_error=args.on_error,
         progress=not args.no_progress,
         overwrite=args.overwrite,
         log=lambda line: print(f"{PROG}: {line}", file=sys.stderr),
+        # the preprocessing and split options given; prepare() routes and checks them
+        **{**given_options(PreprocessOptions, args), **given_options(SplitOptions, args)},
     )  # its warnings (a replaced cache, a train split without a lesion): calf prepare: warning
     return _finish(report)
 
@@ -219,18 +220,6 @@ def _source_problem(args: argparse.Namespace) -> str | None:
     if args.synthetic is not None:
         check_choice("--synthetic preset", args.synthetic, sorted(SYNTHETIC_PRESETS), valid="known")
     return None
-
-
-def _options(args: argparse.Namespace) -> tuple[Any, Any]:
-    """PreprocessOptions and SplitOptions of the command line: the options given, the
-    others their defaults (an OptionError, a usage error, names a bad value)."""
-    from calfseg.data.preparation.entry import preprocess_options
-    from calfseg.data.preprocess import PreprocessOptions
-    from calfseg.data.splits.options import SplitOptions
-
-    given = given_options(PreprocessOptions, args)
-    options = preprocess_options(size=given.pop("size", None), synthetic=args.synthetic, **given)
-    return options, SplitOptions(**given_options(SplitOptions, args))
 
 
 def _options_given_with_merge(args: argparse.Namespace) -> list[str]:

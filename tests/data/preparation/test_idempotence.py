@@ -92,3 +92,18 @@ def test_an_overwrite_run_that_was_interrupted_resumes_with_overwrite(src: Path,
     run_prepare(src, out, options=labels, overwrite=True, shard=(1, 2))  # c0, c2 done
     report = run_prepare(src, out, options=labels, overwrite=True)
     assert (report.processed, report.reused) == (1, 2)
+
+
+def test_prepare_takes_the_fields_of_its_options_objects_as_keywords(tmp_path: Path):
+    # split= names SplitOptions.mode, as --split does; anything else unknown is named
+    from calfseg.data.preparation.entry import PrepareSettingsError, prepare
+
+    with pytest.warns(LeakageWarning):  # a slice split leaks patients, and says so
+        report = prepare(None, tmp_path / "c", synthetic="paper-like", cases=3, size=16,
+                         split="slice", val=0.2, test=0.2)  # fmt: skip
+    splits = report.meta["splits"]
+    assert splits["mode"] == "slice" and splits["fractions"]["val"] == 0.2
+    with pytest.raises(PrepareSettingsError, match=r"unknown option\(s\) sise; valid: .*size"):
+        prepare(None, tmp_path / "d", synthetic="paper-like", sise=16)
+    with pytest.raises(PrepareSettingsError, match="--val must be in"):
+        prepare(None, tmp_path / "e", synthetic="paper-like", val=1.5)

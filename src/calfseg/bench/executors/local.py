@@ -80,7 +80,7 @@ def run_in_processes(
         theirs.close()  # the worker's end lives in the worker only: its death is our EOF
         return _Worker(process, ours)
 
-    def died(slot: int) -> None:
+    def replace_dead(slot: int) -> None:
         worker = workers[slot]
         assert worker.task is not None
         name = worker.task.name
@@ -105,7 +105,7 @@ def run_in_processes(
                 try:
                     event: RunEvent = workers[slot].channel.recv()
                 except (EOFError, OSError):  # the worker is gone, perhaps mid-message
-                    died(slot)
+                    replace_dead(slot)
                     continue
                 notify(event)
                 if event.kind == "end":
@@ -115,7 +115,7 @@ def run_in_processes(
             if not ready:  # a dead worker whose DataLoader children still hold its end
                 for slot, worker in enumerate(workers):
                     if worker.task is not None and not worker.process.is_alive():
-                        died(slot)
+                        replace_dead(slot)
     finally:
         _stop(workers)
     return results

@@ -40,8 +40,6 @@ from calfseg.errors import DataValueError, OptionError
 
 PathLike = str | os.PathLike[str]
 DEFAULT_SIZE = 256  # the paper's slice side
-# The option names prepare() passes on to PreprocessOptions (size has its own default).
-PREPROCESS_NAMES = tuple(f.name for f in dataclasses.fields(PreprocessOptions) if f.name != "size")
 
 
 class PrepareSettingsError(PrepareError, OptionError):
@@ -118,8 +116,7 @@ def prepare(
     """
     preprocessing, split_fields = _route(fields)
     if options is None:
-        size = preprocessing.pop("size", None)
-        options = preprocess_options(size=size, synthetic=synthetic, **preprocessing)
+        options = _preprocess_options(synthetic, preprocessing)
     elif preprocessing:
         raise PrepareSettingsError("give either options=PreprocessOptions(...) or its fields")
     if splits is None:
@@ -165,27 +162,21 @@ def _route(fields: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Keywords -> (PreprocessOptions fields, SplitOptions fields); ``split`` is ``mode``."""
     names = {f.name for f in dataclasses.fields(SplitOptions)}
     given = {("mode" if k == "split" else k): v for k, v in fields.items()}
-    unknown = sorted(set(given) - names - {"size", *PREPROCESS_NAMES})
+    preprocessing = {f.name for f in dataclasses.fields(PreprocessOptions)}
+    unknown = sorted(set(given) - names - preprocessing)
     if unknown:
+        valid = [*preprocessing, *(("split" if n == "mode" else n) for n in names)]
         raise PrepareSettingsError(
-            f"unknown option(s) {', '.join(unknown)}; valid: size, "
-            f"{', '.join(PREPROCESS_NAMES)}, split, val, test, seed, kfold, fold"
+            f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
         )
     split_fields = {k: v for k, v in given.items() if k in names}
     return {k: v for k, v in given.items() if k not in names}, split_fields
 
 
-def preprocess_options(
-    *, size: int | None = None, synthetic: str | None = None, **fields: Any
-) -> PreprocessOptions:
-    """:class:`PreprocessOptions` from keywords; ``size`` defaults to 256, or to the
-    synthetic preset's size. PrepareSettingsError names an unknown keyword or bad value."""
-    unknown = sorted(set(fields) - set(PREPROCESS_NAMES))
-    if unknown:
-        raise PrepareSettingsError(
-            f"unknown preprocessing option(s) {', '.join(unknown)}; "
-            f"valid: size, {', '.join(PREPROCESS_NAMES)}"
-        )
+def _preprocess_options(synthetic: str | None, fields: dict[str, Any]) -> PreprocessOptions:
+    """:class:`PreprocessOptions` of ``fields``; ``size`` defaults to 256, or to the
+    synthetic preset's size. PrepareSettingsError names a bad value."""
+    size = fields.pop("size", None)
     if size is None:
         size = DEFAULT_SIZE if synthetic is None else _preset_size(synthetic)
     try:
