@@ -35,7 +35,7 @@ def test_a_tiny_real_grid_trains_collects_and_reports(tmp_path: Path, capsys):
     verdict, control_row = lines[1].split(","), lines[2].split(",")
     assert verdict[:5] == ["unet", "calf", "bce", "dice", "case"] and verdict[5] == "48"
     assert control_row[:3] == ["unet", "bce-control", "bce"] and control_row[5] == "48"
-    assert lines[0].endswith(",verdict,n_seeds") and verdict[-1] == "1"
+    assert lines[0].endswith(",verdict,n_seeds,stratum") and verdict[-2:] == ["1", "all"]
     html = (out / "report.html").read_text()
     assert "Verdicts against BCE" in html and "data:image/png;base64," in html
     assert (out / "verdicts.csv").is_file()

@@ -31,6 +31,7 @@ from calfseg.bench.stats import (
     branch_usage,
     holm,
     paired_interval,
+    stratified_verdicts,
     verdicts,
     wilcoxon_pairs,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "pending",
     "run_benchmark",
     "runs",
+    "stratified_verdicts",
     "verdicts",
     "wilcoxon_pairs",
 ]

@@ -39,6 +39,8 @@ from calfseg.bench.stats import (
     BASELINE,
     DEFAULT_MARGIN,
     FAILED_TO_LEARN,
+    MIN_STRATUM_CASES,
+    TOO_FEW,
     VERDICT_COLUMNS,
     VERDICTS,
     Verdict,
@@ -46,6 +48,7 @@ from calfseg.bench.stats import (
     case_means,
     case_scores,
     run_means,
+    stratified_verdicts,
     verdicts,
 )
 
@@ -67,6 +70,7 @@ METRIC_COLUMNS = (
 )
 MIXED_TITLE = "Warning: mixed provenance"  # right after the verdicts, only when it applies
 SECTION_TITLES = ("Verdicts against BCE", "Convergence", "Details")
+STRATA_TITLE = "Verdicts by lesion volume"
 DETAIL_TITLES = (
     "Setup",
     "Test metrics",
@@ -74,7 +78,7 @@ DETAIL_TITLES = (
     "Dice by lesion size",
     "Qualitative examples",
 )
-VERDICT_CLASSES = {v: v for v in VERDICTS}
+VERDICT_CLASSES = {v: v for v in (*VERDICTS, TOO_FEW)}
 
 Means = dict[tuple[str, str, str, str, str], tuple[float, int]]
 
@@ -107,7 +111,8 @@ def build_benchmark_report(
             "runs/, then report; verdicts on the finished runs alone would drop their cases"
         )
     rows = verdicts(table, margin)
-    verdicts_csv = write_verdicts(out / VERDICTS_CSV, rows)
+    strata = stratified_verdicts(table, margin) if rows else []
+    verdicts_csv = write_verdicts(out / VERDICTS_CSV, rows + strata)
     fig_dir = out / FIGURES_FOLDER
     drawn: list[Path] = []
 
@@ -139,6 +144,7 @@ def build_benchmark_report(
     sections = [
         _verdict_section(table, rows, margin, forest, settings, trained),
         *_mixed_section(settings),
+        *_strata_section(strata),
         _convergence_section(table, trained, curves),
         Section(SECTION_TITLES[2], [Paragraph("What the verdicts rest on.")]),
         _setup(table, settings),
@@ -155,7 +161,8 @@ def build_benchmark_report(
 
 
 def write_verdicts(path: Path, rows: list[Verdict]) -> Path:
-    """``verdicts.csv``: :data:`calfseg.bench.stats.VERDICT_COLUMNS`, one row per verdict."""
+    """``verdicts.csv``: :data:`calfseg.bench.stats.VERDICT_COLUMNS`, one row per verdict
+    (``stratum`` ``all`` over every case, then the lesion-volume strata)."""
     with atomic_text(path) as handle:
         writer = csv.writer(handle)
         writer.writerow(VERDICT_COLUMNS)
@@ -195,6 +202,8 @@ def _p(value: float | None) -> str:
 
 
 def _ci(v: Verdict) -> str:
+    if v.verdict == TOO_FEW:
+        return f"none (< {MIN_STRATUM_CASES} cases)"
     if v.ci_low is None or v.ci_high is None:
         return "none (n < 2)" if v.n_units < 2 else "–"
     return f"{v.ci_low:+.3f} to {v.ci_high:+.3f}"
@@ -258,6 +267,32 @@ def _verdict_section(
     blocks += forest
     blocks.append(Paragraph(_how_to_read(table, margin)))
     return Section(SECTION_TITLES[0], blocks)
+
+
+def _strata_section(strata: list[Verdict]) -> list[Section]:
+    """The verdicts within the lesion-volume strata of the cases, with the cases behind
+    each (the mean hides what small lesions and empty cases do)."""
+    if not strata:
+        return []
+    header = (
+        "model", "loss", "cases", "stratum", "verdict", f"mean diff vs {BASELINE}",
+        "95 % interval", "half-width",
+    )  # fmt: skip
+    cells = tuple(
+        (v.model, v.loss, str(v.n_units), v.stratum, _verdict_words(v),
+         _fmt(v.mean_diff, 3, sign=True), _ci(v), _fmt(v.half_width, 3))
+        for v in strata
+    )  # fmt: skip
+    text = (
+        "The same paired analysis within groups of cases, by the true lesion volume of the "
+        "case (TP + FN over its test slices): empty (no lesion: there a case scores 1 "
+        "without a predicted voxel and 0 with one, so the difference is one in false "
+        "alarms), then small, medium and large, the tertiles of the other cases' volumes. "
+        f"A stratum with fewer than {MIN_STRATUM_CASES} cases (the smallest design the "
+        f"interval's coverage was measured at) gets no interval: {TOO_FEW}. These rows "
+        "describe where a difference comes from; the overall row above decides."
+    )
+    return [Section(STRATA_TITLE, [Paragraph(text), Table(header, cells, VERDICT_CLASSES)], 3)]
 
 
 def _caution(table: ResultsTable, trained: Convergence) -> str | None:

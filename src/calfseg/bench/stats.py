@@ -29,6 +29,14 @@ samples, and the same slice under two seeds is the same sample twice.
 - **The A/A control** (:data:`calfseg.bench.grid.CONTROL_LOSS`): BCE trained under other
   seeds, paired with ``bce`` seed by seed like any loss. Its true difference is 0, so its
   interval must contain 0; its half-width is the benchmark's resolution on this data.
+- **Strata** (:func:`stratified_verdicts`): the same analysis within groups of cases, by
+  the true lesion volume of the case (``TP + FN`` summed over its test slices, in voxels):
+  ``empty`` (no lesion: every case difference there is a difference in false alarms, a
+  case scoring 1 without any predicted voxel and 0 with one), then ``small``, ``medium``
+  and ``large``, the tertiles of the non-empty cases' volumes
+  (:func:`calfseg.metrics.size_groups`: ``q1, q2 = quantile(volumes, [1/3, 2/3])``, a case
+  on a cut point goes to the lower group). A stratum with fewer than
+  :data:`MIN_STRATUM_CASES` cases gets no interval and the verdict ``too-few-cases``.
 - **Secondary**: a two-sided Wilcoxon signed-rank test on the case differences, Holm-
   corrected over the losses of a model. It never decides a verdict.
 """
@@ -50,6 +58,7 @@ from calfseg.bench.interval import (
 )
 from calfseg.bench.interval import paired_interval as paired_interval  # the public path
 from calfseg.errors import DataValueError, OptionError
+from calfseg.metrics.groups import EMPTY_GROUP, SIZE_GROUPS, size_groups
 
 BASELINE = "bce"
 METRIC = "dice"  # per-case Dice: verdicts.csv's metric with unit "case"
@@ -61,6 +70,12 @@ Z_95 = 1.959963984540054  # standard normal 97.5 % quantile
 FAILED_TO_LEARN = 0.1  # a run whose mean per-case test Dice is below this learned nothing
 BRANCH_PREFIX = "branch/"
 VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+OVERALL = "all"  # the stratum of the verdict over every case
+STRATA = (EMPTY_GROUP, *SIZE_GROUPS)  # the lesion-volume strata, in report order
+TOO_FEW = "too-few-cases"  # a stratum's verdict below MIN_STRATUM_CASES
+# The smallest number of cases the interval's coverage was simulated at (docs/benchmark.md,
+# Statistics: 6 to 500 cases); below it a stratum's interval would be uncalibrated.
+MIN_STRATUM_CASES = 6
 
 # (model, loss) -> case id -> seed -> per-case Dice
 CaseScores = dict[tuple[str, str], dict[str, dict[int, float]]]
@@ -70,7 +85,8 @@ CaseScores = dict[tuple[str, str], dict[str, dict[int, float]]]
 class Verdict:
     """One row of verdicts.csv (:data:`VERDICT_COLUMNS`) and the report's extra columns:
     the SD of the case differences, the interval's estimate, the cases or seeds that would
-    decide an inconclusive row, and the secondary Wilcoxon p-values."""
+    decide an inconclusive row, and the secondary Wilcoxon p-values. ``stratum`` is
+    :data:`OVERALL` for the verdict over every case, else one of :data:`STRATA`."""
 
     model: str
     loss: str
@@ -90,6 +106,7 @@ class Verdict:
     estimate: PairedEstimate | None = None
     p_wilcoxon: float | None = None
     p_holm: float | None = None
+    stratum: str = OVERALL
 
     def csv_cells(self) -> list[str]:
         """The cells of :data:`VERDICT_COLUMNS`, numbers in full precision, None empty."""
@@ -106,7 +123,7 @@ class Verdict:
 
 VERDICT_COLUMNS = (
     "model", "loss", "baseline", "metric", "unit", "n_units", "mean_diff", "ci_low",
-    "ci_high", "margin", "verdict", "n_seeds",
+    "ci_high", "margin", "verdict", "n_seeds", "stratum",
 )  # fmt: skip
 
 
@@ -251,26 +268,11 @@ def paired_case_differences(
 def verdicts(
     table: ResultsTable, margin: float = DEFAULT_MARGIN, baseline: str = BASELINE
 ) -> list[Verdict]:
-    """One :class:`Verdict` per model and loss other than ``baseline``, for the models
-    with baseline runs; Wilcoxon p-values Holm-corrected over the losses of each model."""
-    if not math.isfinite(margin) or margin < 0:
-        raise OptionError(f"margin must be a finite number >= 0, got {margin}")
-    scores = case_scores(table)
-    n_folds = max(1, len([f for f in table.folds if f is not None]))
+    """One :class:`Verdict` per model and loss other than ``baseline``, over every case, for
+    the models with baseline runs; Wilcoxon p-values Holm-corrected over the losses of each
+    model."""
     rows: list[Verdict] = []
-    for model in table.models:
-        if (model, baseline) not in scores:
-            continue
-        raw = []
-        for loss in table.losses:
-            if loss == baseline or (model, loss) not in scores:
-                continue
-            differences, cases, _ = paired_seed_differences(scores, model, loss, baseline)
-            folds = case_folds(table, model, loss)
-            raw.append(
-                _verdict(model, loss, baseline, differences, [folds.get(c) for c in cases],
-                         margin, n_folds)
-            )  # fmt: skip
+    for raw in _by_model(table, margin, baseline, None).values():
         # the control checks the benchmark; it is not one of the comparisons Holm adjusts for
         tested = [v for v in raw if v.p_wilcoxon is not None and v.loss != CONTROL_LOSS]
         adjusted = dict(
@@ -282,6 +284,108 @@ def verdicts(
         )
         rows += [_with_holm(v, adjusted.get(v.loss)) for v in raw]
     return rows
+
+
+def stratified_verdicts(
+    table: ResultsTable, margin: float = DEFAULT_MARGIN, baseline: str = BASELINE
+) -> list[Verdict]:
+    """The verdicts of :func:`verdicts` within each lesion-volume stratum of the cases
+    (:func:`case_strata`), in the order model, loss, :data:`STRATA`; a stratum with fewer than
+    :data:`MIN_STRATUM_CASES` cases has no interval and the verdict :data:`TOO_FEW`. The
+    strata's p-values are not Holm-corrected (they describe, the overall row decides)."""
+    strata = case_strata(table)
+    rows: list[Verdict] = []
+    for raw in _by_model(table, margin, baseline, strata).values():
+        rows += raw
+    return rows
+
+
+def case_strata(table: ResultsTable) -> dict[str, str]:
+    """Per case, its stratum of :data:`STRATA` by its true lesion volume ``TP + FN`` (summed
+    over its test slices; the truth is the same in every run, read from the first run by
+    name that tested the case).
+
+    Raises:
+        DataValueError: two runs saw another truth for one case (different caches in one
+            results folder); names the case and both runs.
+    """
+    volumes: dict[str, tuple[float, str]] = {}
+    for info in sorted(table.runs, key=lambda r: r.name):
+        for row in table.per_case.get(info.name, []):
+            case = str(row.get("case_id"))
+            tp, fn = row.get("tp"), row.get("fn")
+            if not isinstance(tp, (int, float)) or not isinstance(fn, (int, float)):
+                raise DataValueError(f"per-case row of case {case} in {info.name} has no tp/fn")
+            volume = float(tp) + float(fn)
+            seen = volumes.setdefault(case, (volume, info.name))
+            if seen[0] != volume:
+                raise DataValueError(
+                    f"case {case} has a true lesion volume of {seen[0]:g} voxels in {seen[1]} "
+                    f"and {volume:g} in {info.name}: these runs were tested on different masks"
+                )
+    cases = sorted(volumes)
+    groups = size_groups([volumes[c][0] for c in cases])
+    return {
+        case: next(name for name in STRATA if groups.masks[name][i]) for i, case in enumerate(cases)
+    }
+
+
+def _by_model(
+    table: ResultsTable, margin: float, baseline: str, strata: dict[str, str] | None
+) -> dict[str, list[Verdict]]:
+    """Per model with ``baseline`` runs, the verdict of each other loss: over every case
+    (``strata`` None) or one per stratum of :data:`STRATA`."""
+    if not math.isfinite(margin) or margin < 0:
+        raise OptionError(f"margin must be a finite number >= 0, got {margin}")
+    scores = case_scores(table)
+    n_folds = max(1, len([f for f in table.folds if f is not None]))
+    out: dict[str, list[Verdict]] = {}
+    for model in table.models:
+        if (model, baseline) not in scores:
+            continue
+        rows = out.setdefault(model, [])
+        for loss in table.losses:
+            if loss == baseline or (model, loss) not in scores:
+                continue
+            differences, cases, _ = paired_seed_differences(scores, model, loss, baseline)
+            folds = case_folds(table, model, loss)
+            if strata is None:
+                rows.append(
+                    _verdict(model, loss, baseline, differences, [folds.get(c) for c in cases],
+                             margin, n_folds)
+                )  # fmt: skip
+                continue
+            for stratum in STRATA:
+                keep = [i for i, case in enumerate(cases) if strata.get(case) == stratum]
+                rows.append(
+                    _stratum_verdict(
+                        model, loss, baseline, differences[keep],
+                        [folds.get(cases[i]) for i in keep], margin, n_folds, stratum,
+                    )
+                )  # fmt: skip
+    return out
+
+
+def _stratum_verdict(
+    model: str,
+    loss: str,
+    baseline: str,
+    table: np.ndarray,
+    folds: list[int | None],
+    margin: float,
+    n_folds: int,
+    stratum: str,
+) -> Verdict:
+    if table.shape[0] >= MIN_STRATUM_CASES:
+        verdict = _verdict(model, loss, baseline, table, folds, margin, n_folds)
+        return replace(verdict, stratum=stratum)
+    values = case_differences(table)
+    seeds = int((~np.all(np.isnan(table), axis=0)).sum()) if values else 0
+    return Verdict(
+        model, loss, baseline, METRIC, UNIT, len(values),
+        float(np.mean(values)) if values else None, None, None, margin, TOO_FEW,
+        n_seeds=seeds, stratum=stratum,
+    )  # fmt: skip
 
 
 def _verdict(
