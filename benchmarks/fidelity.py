@@ -28,12 +28,14 @@ import torch
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats2015_subset"
 
 
-def prepared_cache(data: Path, out: Path) -> Path:
-    """``calf prepare DATA --out OUT`` (256x256, the paper's modalities and normalisation)."""
+def prepared_cache(data: Path, out: Path, size: int = 256) -> Path:
+    """``calf prepare DATA --out OUT --size SIZE`` (the paper's modalities and
+    normalisation)."""
     from calfseg.cli import main
 
     cache = out / "cache"
     argv = ["prepare", str(data), "--out", str(cache), "--no-progress", "--workers", "1"]
+    argv += ["--size", str(size)]
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(argv)
     if code != 0:

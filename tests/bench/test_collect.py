@@ -160,7 +160,7 @@ def test_per_case_csv_gathers_every_run_with_its_fold(tmp_path: Path) -> None:
     rows = _rows(tmp_path / "per_case.csv")
     assert list(rows[0]) == [
         "run", "model", "loss", "seed", "fold", "case_id", "n_slices", "tp", "fp", "fn", "tn",
-        "dice",
+        "dice", "hd95_mm", "assd_mm",
     ]  # fmt: skip
     folded = [r for r in rows if r["model"] == "unet"]
     assert len(folded) == N_CASES  # the three folds together test every case once

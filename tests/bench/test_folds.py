@@ -24,7 +24,8 @@ from ..train.synthetic_cache import make_synthetic_cache
 from .fakes import write_run
 
 INDEX_HEADER = (
-    "row,case_id,dataset,modality,slice_index,area,has_tumour,split,spacing_x,spacing_y,patient_id"
+    "row,case_id,dataset,modality,slice_index,area,has_tumour,split,spacing_x,spacing_y,"
+    "spacing_z,patient_id"
 )
 
 
@@ -39,7 +40,7 @@ def write_cv_cache(folder: Path, patients: dict[str, int]) -> Path:
                 for s in range(3):
                     row = len(lines) - 1
                     case = f"{dataset}-p{p}-c{c}"
-                    lines.append(f"{row},{case},{dataset},t1,{s},{s},{int(s > 0)},train,1,1,p{p}")
+                    lines.append(f"{row},{case},{dataset},t1,{s},{s},{int(s > 0)},train,1,1,1,p{p}")
     meta = {"format": "calfseg.cache/1", "complete": True, "channels": ["image"]}
     meta |= {"size": [16, 16], "image_dtype": "uint8", "n_slices": len(lines) - 1}
     (folder / "meta.json").write_text(json.dumps(meta))

@@ -27,6 +27,7 @@ HEADER = (
     "split",
     "spacing_x",
     "spacing_y",
+    "spacing_z",
 )
 
 
@@ -39,7 +40,7 @@ def write_index(
     areas: np.ndarray,
     splits: Sequence[str],
     modality: str = "flair",
-    spacing: tuple[float, float] = (0.9375, 0.9375),
+    spacing: tuple[float, float, float] = (0.9375, 0.9375, 1.0),
 ) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

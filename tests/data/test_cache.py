@@ -84,6 +84,7 @@ def test_round_trip_arrays_index_meta_and_fingerprint(src: Path, tmp_path: Path)
     np.testing.assert_array_equal(index["has_tumour"], index["area"] > 0)
     np.testing.assert_allclose(index["spacing_x"], 12 / 16)
     np.testing.assert_allclose(index["spacing_y"], 10 / 16)
+    np.testing.assert_array_equal(index["spacing_z"], 2.0)  # the source's, not resampled
     for case in CASES:  # a case lies wholly in one split
         assert len(set(index["split"][index["case_id"] == case])) == 1
     assert sorted(set(index["split"])) == ["test", "train", "val"]
@@ -104,7 +105,7 @@ def test_the_cache_reads_with_plain_numpy_csv_and_json(src: Path, tmp_path: Path
     header, *rows = (out / "index.csv").read_text().splitlines()
     assert header == (
         "row,case_id,dataset,modality,slice_index,area,has_tumour,split,spacing_x,spacing_y,"
-        "patient_id"
+        "spacing_z,patient_id"
     )
     assert len(rows) == meta["n_slices"] == images.shape[0] == masks.shape[0]
     assert set(np.unique(masks).tolist()) <= {0, 1}

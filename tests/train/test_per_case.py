@@ -79,8 +79,45 @@ def test_the_per_case_csv_has_the_contract_columns(tmp_path: Path) -> None:
         reader = csv.DictReader(handle)
         rows = list(reader)
     assert tuple(reader.fieldnames or ()) == PER_CASE_COLUMNS
-    assert PER_CASE_COLUMNS == ("case_id", "n_slices", "tp", "fp", "fn", "tn", "dice")
+    assert PER_CASE_COLUMNS == (
+        "case_id", "n_slices", "tp", "fp", "fn", "tn", "dice", "hd95_mm", "assd_mm",
+    )  # fmt: skip
     assert rows == [
         {"case_id": "007", "n_slices": "3", "tp": "4", "fp": "1", "fn": "1", "tn": "90",
-         "dice": "0.8"}
+         "dice": "0.8", "hd95_mm": "", "assd_mm": ""}
     ]  # fmt: skip
+
+
+def test_per_case_distances_are_medpys_on_each_case_volume(cache: Path) -> None:
+    """The 3D HD95 (larger directed 95th percentile) and ASSD of each case, against medpy
+    on the case's slices stacked by hand at their slice positions with the voxel spacing."""
+    from medpy.metric import binary
+
+    directed = getattr(binary, "__surface_distances")
+    dataset = SliceDataset(cache, "train")
+    results, _, _, cases = evaluate_model(
+        _Bright(), dataset, batch_size=5, device=torch.device("cpu"), surface=True
+    )
+    index = dataset.index
+    checked = 0
+    for row in cases:
+        rows = np.flatnonzero(dataset.case_ids == row["case_id"])
+        k = index["slice_index"][rows]
+        h, w = dataset.meta["size"]
+        pred = np.zeros((h, w, k.max() - k.min() + 1), bool)
+        true = pred.copy()
+        for i, depth in zip(rows, k - k.min(), strict=True):
+            image, mask = dataset[int(i)]
+            pred[..., depth] = image.numpy()[0] > THRESHOLD
+            true[..., depth] = mask.numpy()[0] > 0.5
+        mm = (index["spacing_x"][rows[0]], index["spacing_y"][rows[0]], index["spacing_z"][rows[0]])
+        if pred.any() and true.any():
+            d_pt, d_tp = directed(pred, true, mm, 1), directed(true, pred, mm, 1)
+            hd95 = max(np.percentile(d_pt, 95), np.percentile(d_tp, 95))
+            assert row["hd95_mm"] == pytest.approx(hd95, abs=1e-6)
+            assert row["assd_mm"] == pytest.approx(binary.assd(pred, true, mm), abs=1e-6)
+            checked += 1
+    assert checked >= 2
+    for metric in ("hd95_mm", "assd_mm"):
+        mean = np.mean([row[metric] for row in cases])
+        assert results[f"{metric}/per_case"] == pytest.approx(mean)

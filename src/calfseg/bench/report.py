@@ -66,7 +66,9 @@ METRIC_COLUMNS = (
     ("dice", "paper_batch_pooled", "Dice (paper: batch-pooled)"),
     ("sensitivity", "pooled", "Sensitivity (pooled)"),
     ("precision", "pooled", "Precision (pooled)"),
-    ("hd95_mm", "per_image", "HD95 mm (per image)"),
+    ("hd95_mm", "per_case", "HD95 mm (per case, 3D)"),
+    ("assd_mm", "per_case", "ASSD mm (per case, 3D)"),
+    ("hd95_mm", "per_image", "HD95 mm (per slice)"),
 )
 MIXED_TITLE = "Warning: mixed provenance"  # right after the verdicts, only when it applies
 SECTION_TITLES = ("Verdicts against BCE", "Convergence", "Details")

@@ -6,7 +6,9 @@ A cache is a folder (written by ``calf prepare``, see docs/prepare.md)::
     images.npy        (N, C, H, W) uint8 (0..255 meaning [0, 1]) or float16 in [0, 1]
     masks.npy         (N, H, W) uint8 0/1
     index.csv         row,case_id,dataset,modality,slice_index,area,has_tumour,split,
-                      spacing_x,spacing_y,patient_id  (patient_id: the split group)
+                      spacing_x,spacing_y,spacing_z,patient_id  (patient_id: the split
+                      group; spacing_x, spacing_y: mm per pixel after resizing; spacing_z:
+                      mm between slices k and k + 1 of the source volume)
     fingerprint.json  AreaMoments of the train split's areas (calf analyze, CALFLoss.fit)
 
 Anyone can read it with numpy, csv and json alone; this module adds validation and typed
@@ -48,6 +50,7 @@ INDEX_COLUMNS: dict[str, str] = {
     "split": "U",
     "spacing_x": "float64",
     "spacing_y": "float64",
+    "spacing_z": "float64",
 }
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 # meta.json keys that say when and by which version a cache was written, not what it holds.
@@ -219,7 +222,10 @@ def read_index(path: Path) -> dict[str, np.ndarray]:
         raise CacheError(f"{path}: cannot read the index ({err or 'empty file'})") from err
     missing = [name for name in INDEX_COLUMNS if name not in header]
     if missing:
-        raise CacheError(f"{path}: no column(s) {', '.join(missing)}")
+        raise CacheError(
+            f"{path}: no column(s) {', '.join(missing)} (a cache of an earlier calf-seg? "
+            "prepare it again)"
+        )
     index: dict[str, np.ndarray] = {}
     for name, values in zip(header, columns, strict=True):
         kind = INDEX_COLUMNS.get(name, "U")

@@ -128,6 +128,13 @@ class SliceDataset(Dataset[Sample]):
         return np.stack([self.index["spacing_x"], self.index["spacing_y"]], axis=1)
 
     @property
+    def voxel_spacing(self) -> np.ndarray:
+        """``(n, 3)`` voxel size in mm of each selected slice's case volume: the pixel size
+        after resizing, then the source's slice spacing (``spacing_z``)."""
+        columns = ("spacing_x", "spacing_y", "spacing_z")
+        return np.stack([self.index[name] for name in columns], axis=1)
+
+    @property
     def channels(self) -> tuple[str, ...]:
         return tuple(self.meta["channels"])
 

@@ -6,7 +6,8 @@ One idea per module, each importing only those above it::
     policy      the empty-mask policy ("one" | "exclude") and the mean that applies it
     scores      dice, iou, sensitivity, specificity, precision, accuracy, mae;
                 reductions per_image, pooled, pooled_by_batch (the paper's)
-    surface     HD95 and ASSD in mm (MONAI's surface distances; the diagonal rule)
+    surface     HD95 and ASSD in mm per slice (MONAI's surface distances; the diagonal rule)
+    volume      HD95 and ASSD in mm per case, over its 3D volume (volume_distances)
     groups      per-case (volume) scores, lesion-size tertiles and the empty group
     results     evaluate_counts: one flat, JSON-safe dict of named results
     accumulator MetricAccumulator: update / merge / all_gather / compute
@@ -55,6 +56,7 @@ from calfseg.metrics.surface import (
     image_diagonal_mm,
     surface_distances,
 )
+from calfseg.metrics.volume import case_volume, per_case_distances, volume_distances
 
 __all__ = [
     "EMPTY_GROUP",
@@ -74,6 +76,7 @@ __all__ = [
     "UndefinedMetricWarning",
     "accuracy",
     "binarise",
+    "case_volume",
     "confusion_counts",
     "dice",
     "evaluate_counts",
@@ -84,6 +87,7 @@ __all__ = [
     "mae",
     "per_case",
     "per_case_counts",
+    "per_case_distances",
     "per_image",
     "pooled",
     "pooled_by_batch",
@@ -92,4 +96,5 @@ __all__ = [
     "size_groups",
     "specificity",
     "surface_distances",
+    "volume_distances",
 ]

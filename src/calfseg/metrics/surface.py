@@ -135,7 +135,7 @@ def surface_distances(
     assd = hd95.copy()
     both = np.flatnonzero(has_pred & has_true)
     if both.size:
-        edge_distances = _monai_edge_distances()
+        edge_distances = monai_edge_distances()
         with warnings.catch_warnings():
             # MONAI 1.5+ passes its own deprecated argument internally (removed in 1.7)
             warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*")
@@ -178,7 +178,7 @@ def normalise_spacing(spacing: SpacingLike, n: int) -> np.ndarray:
     return arr
 
 
-def _monai_edge_distances() -> Any:
+def monai_edge_distances() -> Any:
     utils = require("monai.metrics.utils", "HD95 and ASSD in calfseg.metrics.surface")
     require("scipy.ndimage", "HD95 and ASSD (MONAI's surface distance)")
     return utils.get_edge_surface_distance

@@ -5,7 +5,9 @@ qualitative examples (the smallest non-empty truths), optionally written to a fo
                                 "results": MetricAccumulator.compute()}
     per_image_<split>.csv      one row per slice (see PER_IMAGE_COLUMNS)
     per_case_<split>.csv       one row per case (see PER_CASE_COLUMNS): the counts summed
-                               over the case's slices and its Dice (case_dice)
+                               over the case's slices, its Dice (case_dice) and, with
+                               surface distances, its 3D HD95 and ASSD in mm
+                               (calfseg.metrics.volume)
     qualitative_<split>.npz    rows, images, truth, pred of the 16 smallest tumours
 """
 
@@ -26,7 +28,14 @@ import calfseg.run_files as files
 from calfseg.atomic import atomic_write, atomic_write_text
 from calfseg.data.dataset import read_batches
 from calfseg.errors import DataValueError
-from calfseg.metrics import MetricAccumulator, confusion_counts, image_scores, surface_distances
+from calfseg.metrics import (
+    SURFACE_METRICS,
+    MetricAccumulator,
+    confusion_counts,
+    image_scores,
+    per_case_distances,
+    surface_distances,
+)
 from calfseg.metrics.confusion import binarise
 from calfseg.train.build import cache_info, open_split
 from calfseg.train.cache_record import (
@@ -45,7 +54,9 @@ PER_IMAGE_COLUMNS: tuple[str, ...] = (
     "row", "case_id", "area", "dice", "iou", "sensitivity", "specificity", "precision",
     "hd95_mm", "assd_mm",
 )  # fmt: skip
-PER_CASE_COLUMNS: tuple[str, ...] = ("case_id", "n_slices", "tp", "fp", "fn", "tn", "dice")
+PER_CASE_COLUMNS: tuple[str, ...] = (
+    "case_id", "n_slices", "tp", "fp", "fn", "tn", "dice", "hd95_mm", "assd_mm",
+)  # fmt: skip
 QUALITATIVE_COUNT = 16
 PAPER_POOLED_BATCH = 32  # the paper's Dice was pooled over each test batch of 32
 
@@ -183,6 +194,7 @@ def evaluate_model(
     spacing = np.asarray(dataset.spacing, dtype=np.float64)
     picked = _smallest_tumours(areas)
     counts, surfaces, preds = [], [], {}
+    packed: list[tuple[np.ndarray, np.ndarray]] = []  # every mask, 1 bit a pixel, for 3D
     batches = list(chunks(positions, batch_size))
     from calfseg.progress import progress_bar  # None unless stderr is a terminal
 
@@ -193,6 +205,9 @@ def evaluate_model(
         counts.append(confusion_counts(pred, true).to("cpu"))
         if surface:
             surfaces.append(surface_distances(pred, true, spacing[pos]))
+            packed.append(
+                (np.packbits(pred.cpu().numpy(), axis=-1), np.packbits(true.cpu().numpy(), axis=-1))
+            )
         for i, p in enumerate(pos.tolist()):
             if p in picked:
                 preds[p] = pred[i].cpu().numpy().astype(np.uint8)
@@ -222,14 +237,47 @@ def evaluate_model(
         results = acc.compute()
     table = _per_image_table(dataset, counts, surfaces, surface)
     qualitative = _qualitative(dataset, sorted(picked), preds)
-    cases = per_case_table(counts, case_ids)
+    distances = None
+    if surface and packed:
+        width = int(dataset.meta["size"][1])
+        distances = per_case_distances(
+            _PackedMasks([p for p, _ in packed], width),
+            _PackedMasks([t for _, t in packed], width),
+            case_ids,
+            dataset.index["slice_index"],
+            dataset.voxel_spacing,
+            modality=dataset.index["modality"],
+        )
+        for metric in SURFACE_METRICS:  # both-empty cases count 0 mm, as BraTS scores them
+            results[f"{metric}/per_case"] = float(np.mean([d[metric] for d in distances.values()]))
+    cases = per_case_table(counts, case_ids, distances)
     return dict(results), table, qualitative, cases
 
 
-def per_case_table(counts: list[Any], case_ids: Any) -> list[dict[str, Any]]:
+class _PackedMasks:
+    """``(N, H, W)`` bool masks kept at one bit a pixel (np.packbits along W); indexing by
+    row numbers unpacks those rows only, so that a large test set's masks fit in memory."""
+
+    def __init__(self, parts: list[np.ndarray], width: int) -> None:
+        self.bits = np.concatenate(parts)
+        self.width = width
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (int(self.bits.shape[0]), int(self.bits.shape[1]), self.width)
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        return np.unpackbits(self.bits[rows], axis=-1, count=self.width).astype(bool)
+
+
+def per_case_table(
+    counts: list[Any], case_ids: Any, distances: dict[str, dict[str, float]] | None = None
+) -> list[dict[str, Any]]:
     """One row per case (sorted by case id): its number of slices, the confusion counts
     summed over them and their Dice (:func:`calfseg.train.case_dice.case_dice`, the rule
-    validation uses too); ``counts`` are the batches' ConfusionCounts."""
+    validation uses too); ``counts`` are the batches' ConfusionCounts. ``distances`` (per
+    case, :func:`calfseg.metrics.per_case_distances`) fills ``hd95_mm`` and ``assd_mm``;
+    without it they are empty."""
     from calfseg.metrics import ConfusionCounts, per_case_counts
 
     ids = np.asarray(case_ids).reshape(-1)
@@ -241,7 +289,9 @@ def per_case_table(counts: list[Any], case_ids: Any) -> list[dict[str, Any]]:
     for i, case in enumerate(unique.tolist()):
         tp, fp, fn, tn = (int(numbers[k][i]) for k in ("tp", "fp", "fn", "tn"))
         counted = {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "dice": float(dice[i])}
-        table.append({"case_id": str(case), "n_slices": n_slices[str(case)], **counted})
+        measured = (distances or {}).get(str(case), {})
+        far = {m: measured.get(m) for m in SURFACE_METRICS}
+        table.append({"case_id": str(case), "n_slices": n_slices[str(case)], **counted, **far})
     return table
 
 

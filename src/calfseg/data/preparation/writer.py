@@ -67,6 +67,8 @@ def index_columns(cases: Sequence[CaseRecord], split: np.ndarray) -> dict[str, n
         "split": np.asarray(split, dtype=object),
         "spacing_x": np.repeat(per_row([r.pixel_spacing[0] for r in cases], np.float64), rows),
         "spacing_y": np.repeat(per_row([r.pixel_spacing[1] for r in cases], np.float64), rows),
+        # the slicing axis is never resampled: the source's spacing along it
+        "spacing_z": np.repeat(per_row([r.spacing[2] for r in cases], np.float64), rows),
         "patient_id": np.repeat(per_row([r.patient for r in cases], object), rows),
     }
 
