@@ -121,3 +121,22 @@ def test_per_case_distances_are_medpys_on_each_case_volume(cache: Path) -> None:
     for metric in ("hd95_mm", "assd_mm"):
         mean = np.mean([row[metric] for row in cases])
         assert results[f"{metric}/per_case"] == pytest.approx(mean)
+
+
+def test_a_case_held_only_in_part_gets_no_3d_distance(cache: Path) -> None:
+    """A filter (here: tumour slices only) leaves a case without some of its slices: that is
+    not the case's volume, so its per-case distances are empty and out of the mean."""
+    from calfseg.data.splits.filters import DropEmpty
+
+    whole = SliceDataset(cache, "train")
+    dataset = SliceDataset(cache, "train", filters=[DropEmpty()])
+    _, _, _, cases = evaluate_model(
+        _Bright(), dataset, batch_size=5, device=torch.device("cpu"), surface=True
+    )
+    full = {c: int(np.sum(whole.case_ids == c)) for c in np.unique(whole.case_ids)}
+    kept = {c: int(np.sum(dataset.case_ids == c)) for c in np.unique(dataset.case_ids)}
+    partial = {c for c in kept if kept[c] < full[c]}
+    assert partial  # the fixture has tumour-free slices in some cases
+    for row in cases:
+        measured = row["hd95_mm"] is not None and row["assd_mm"] is not None
+        assert measured == (row["case_id"] not in partial)

@@ -25,8 +25,9 @@ distance inside it (a missed lesion or a false alarm must cost).
 (``index.csv``: ``slice_index`` k of ``volume[..., k]``, the in-plane pixel size
 ``spacing_x, spacing_y`` after resizing, the slice spacing ``spacing_z`` of the source).
 The rows are put back at their slice positions, from the case's first kept slice to its
-last; slices the preparation dropped (``--drop-outside-brain``) or a filter left out are
-empty in both masks. With every slice kept this is the source volume at the cache's
+last; slices the preparation dropped (``--drop-outside-brain``) are empty in both masks.
+(Evaluation gives no 3D distance to a case it holds only in part: a slice-level split, a
+filter.) With every slice kept this is the source volume at the cache's
 in-plane resolution. In the one-modality-per-sample layout a case holds one volume per
 modality (each with its own prediction); its distances are the mean over them.
 """
@@ -116,16 +117,20 @@ def per_case_distances(
         spacing: ``(N, 3)`` mm (``spacing_x, spacing_y, spacing_z``); one per case is used.
     """
     ids = np.asarray(case_ids).reshape(-1).astype(str)
-    groups = ids if modality is None else np.char.add(ids, "\0" + np.asarray(modality, str))
+    kinds = np.zeros(ids.size, dtype=str) if modality is None else np.asarray(modality, str)
     mm = np.asarray(spacing, dtype=np.float64)
     if not (prediction.shape == truth.shape and prediction.shape[0] == ids.size == mm.shape[0]):
         raise OptionError(
             f"prediction {prediction.shape}, truth {truth.shape}, {ids.size} case ids and "
             f"{mm.shape[0]} spacings must describe the same rows"
         )
+    # one volume per (case, modality); rows grouped by one stable sort
+    _, group = np.unique(np.stack([ids, kinds.reshape(-1)], axis=1), axis=0, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[order])) + 1
     by_case: dict[str, list[dict[str, float]]] = {}
-    for group in np.unique(groups):
-        rows = np.flatnonzero(groups == group)
+    for rows in np.split(order, bounds) if order.size else []:
         spacing_mm = mm[rows[0]]
         if not np.all(mm[rows] == spacing_mm):
             raise DataValueError(f"case {ids[rows[0]]} has rows of different voxel spacing")

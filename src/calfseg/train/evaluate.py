@@ -240,18 +240,44 @@ def evaluate_model(
     distances = None
     if surface and packed:
         width = int(dataset.meta["size"][1])
+        pred_bits = _PackedMasks([p for p, _ in packed], width)
+        true_bits = _PackedMasks([t for _, t in packed], width)
+        packed.clear()
         distances = per_case_distances(
-            _PackedMasks([p for p, _ in packed], width),
-            _PackedMasks([t for _, t in packed], width),
+            pred_bits,
+            true_bits,
             case_ids,
             dataset.index["slice_index"],
             dataset.voxel_spacing,
             modality=dataset.index["modality"],
         )
+        for case in _partial_cases(dataset):  # not a volume: no 3D distance
+            distances.pop(case, None)
         for metric in SURFACE_METRICS:  # both-empty cases count 0 mm, as BraTS scores them
-            results[f"{metric}/per_case"] = float(np.mean([d[metric] for d in distances.values()]))
+            values = [d[metric] for d in distances.values()]
+            results[f"{metric}/per_case"] = float(np.mean(values)) if values else None
     cases = per_case_table(counts, case_ids, distances)
     return dict(results), table, qualitative, cases
+
+
+def _partial_cases(dataset: Any) -> set[str]:
+    """The cases of ``dataset`` that hold only some of their rows in the cache (a
+    slice-level split, a filter): their volume is not the case's, so they get no 3D
+    distance."""
+    from calfseg.data.cache import INDEX_FILE, read_index
+
+    full = read_index(Path(dataset.path) / INDEX_FILE)
+
+    def counts(index: dict[str, np.ndarray]) -> dict[tuple[str, str], int]:
+        keys, n = np.unique(
+            np.stack([index["case_id"].astype(str), index["modality"].astype(str)], axis=1),
+            axis=0,
+            return_counts=True,
+        )
+        return {(str(a), str(b)): int(c) for (a, b), c in zip(keys, n, strict=True)}
+
+    mine, whole = counts(dataset.index), counts(full)
+    return {case for (case, kind), n in mine.items() if n < whole[(case, kind)]}
 
 
 class _PackedMasks:
