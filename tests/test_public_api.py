@@ -16,6 +16,7 @@ FRONT_DOOR = {"CALFLoss", "RegionCALFLoss", "analyze", "build_loss", "build_mode
 
 LOSSES_API = {
     "BRANCH_LOSSES",
+    "BranchLoss",
     "LOSSES",
     "PAPER_LOSSES",
     "CALFLoss",

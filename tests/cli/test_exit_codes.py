@@ -152,6 +152,9 @@ CASES: list[tuple[str, list[str], int, str | None]] = [
     # report
     ("report", ["{bench}", "--margin", "-1"], USAGE, None),
     ("report", ["{missing}"], FAILURE, "{missing}"),
+    ("study", ["rule", "--datasets", "paper-lik", "--out", "{root}/s"], USAGE, None),
+    ("study", ["rule", "--margin", "nan", "--out", "{root}/s"], USAGE, None),
+    ("study", ["rule", "--datasets", "{missing}", "--out", "{root}/s"], FAILURE, "{missing}"),
     ("report", ["{bench}"], FAILURE, "{broken}"),
 ]
 

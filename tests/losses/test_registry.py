@@ -143,7 +143,8 @@ def test_registry_holds_the_paper_losses_and_the_extras():
     assert set(NAMES) == {
         "calf", "calf-dataset", "calf-region", "bce", "dice", "focal", "tversky", "iou",
         "combo", "dice-ce", "dice-focal", "focal-tversky", "generalized-dice", "lovasz",
-        "bce-control",
+        "bce-control", "branch-fisher", "branch-logit", "branch-arcsine", "branch-log10",
+        "branch-ln", "branch-bce_dice",
     }  # fmt: skip
     assert set(PAPER_LOSSES) == {
         "calf",

@@ -108,6 +108,7 @@ def run_benchmark(
     prepare: bool = True,
     overwrite: bool = False,
     execution: Execution | None = None,
+    report: bool = True,
 ) -> BenchmarkOutcome:
     """Train the pending runs of ``config``, then collect results and build the report.
 
@@ -127,6 +128,7 @@ def run_benchmark(
             :mod:`calfseg.bench.executors`); default one after another in this process at
             the thread policy's threads. An injected ``train_fn``/``make_config`` must be
             picklable for worker processes and Ray.
+        report: build the report at the end (``calf study rule`` writes its own).
 
     Raises:
         FolderBusyError: another process is writing into OUT (the message names it);
@@ -141,7 +143,7 @@ def run_benchmark(
     """
     with writing(config.out, "calf benchmark", shard=config.shard):
         return _run_benchmark(
-            config, train_fn, make_config, progress, prepare, overwrite, execution
+            config, train_fn, make_config, progress, prepare, overwrite, execution, report
         )
 
 
@@ -153,6 +155,7 @@ def _run_benchmark(
     prepare: bool,
     overwrite: bool,
     execution: Execution | None,
+    report: bool,
 ) -> BenchmarkOutcome:
     from calfseg.bench.report import build_benchmark_report
 
@@ -202,7 +205,8 @@ def _run_benchmark(
             outcome.failed[spec.name] = error
     # The report (results.csv first) covers the requested grid, every shard of it, and not
     # other runs kept in OUT: those were not checked against the requested settings.
-    build_benchmark_report(config.out, only=grid_names(config), margin=config.margin)
+    if report:
+        build_benchmark_report(config.out, only=grid_names(config), margin=config.margin)
     outcome.seconds = time.perf_counter() - start
     return outcome
 

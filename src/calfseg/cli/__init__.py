@@ -26,6 +26,7 @@ from calfseg.cli import (
     predict,
     prepare,
     report,
+    study,
     train,
 )
 from calfseg.cli.errors import DEBUG_VARIABLE, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, fail
@@ -34,7 +35,7 @@ from calfseg.progress import stderr_is_terminal
 
 __all__ = ["COMMANDS", "DEBUG_VARIABLE", "build_parser", "main", "run_guarded"]
 # The subcommands, in the order of ``calf --help``; each module's name is its command's.
-COMMANDS = (analyze, prepare, train, evaluate, predict, export, benchmark, report, nnunet)
+COMMANDS = (analyze, prepare, train, evaluate, predict, export, benchmark, report, study, nnunet)
 # What an interrupted subcommand leaves behind and how to go on, for the line printed on Ctrl-C.
 _RERUN = "rerun the same command to resume"
 ON_INTERRUPT: dict[str, str] = {
@@ -47,6 +48,7 @@ ON_INTERRUPT: dict[str, str] = {
     "export": "nothing was written; rerun the same command",
     "benchmark": f"finished runs are kept, the current one at its last finished epoch; {_RERUN}",
     "report": "nothing is lost (the run folders are only read); rerun the same command",
+    "study": f"finished runs are kept, the current one at its last finished epoch; {_RERUN}",
 }
 
 

@@ -7,6 +7,7 @@ What a user calls::
     build_loss(name, **options), list_losses()       any registered loss (CALF, baselines)
     LOSSES, PAPER_LOSSES, LossSpec                   the registry and its entries
     branch_loss(name, logits, target), BRANCH_LOSSES one of CALF's six branch losses
+    BranchLoss(name)                                 one branch as a fixed loss (branch-<name>)
     DegenerateStatisticsWarning                      areas too few or too alike for S and K
 
 Functional core (pure tensor functions of logits) in :mod:`calfseg.losses.branches`; thin
@@ -16,7 +17,7 @@ Functional core (pure tensor functions of logits) in :mod:`calfseg.losses.branch
 only when such a loss is built. The method: docs/method.md.
 """
 
-from calfseg.losses.branches import BRANCH_LOSSES, branch_loss
+from calfseg.losses.branches import BRANCH_LOSSES, BranchLoss, branch_loss
 from calfseg.losses.calf import CALFLoss, DegenerateStatisticsWarning
 from calfseg.losses.region import RegionCALFLoss
 from calfseg.losses.registry import LOSSES, PAPER_LOSSES, LossSpec, build_loss, list_losses
@@ -25,6 +26,7 @@ __all__ = [
     "BRANCH_LOSSES",
     "LOSSES",
     "PAPER_LOSSES",
+    "BranchLoss",
     "CALFLoss",
     "DegenerateStatisticsWarning",
     "LossSpec",

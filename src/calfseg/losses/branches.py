@@ -84,6 +84,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from calfseg.errors import OptionError, check_choice
 from calfseg.losses.fused import BOUND, BOUNDED_MEAN
@@ -319,3 +320,25 @@ BRANCH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "ln": ln_loss,
     "bce_dice": bce_dice_loss,
 }
+
+
+class BranchLoss(nn.Module):
+    """One of CALF's branches as a fixed loss: what CALF trains with when its rule picks
+    ``branch`` at every step (the registry's ``branch-<name>`` losses, and the arms of
+    ``calf study rule``). ``forward(logits, target)`` is :func:`branch_loss`."""
+
+    def __init__(
+        self, branch: str, *, numerics: Numerics = "bounded", validate: bool = False
+    ) -> None:
+        super().__init__()
+        check_choice("branch", branch, BRANCHES)
+        check_numerics(numerics)
+        self.branch, self.numerics, self.validate = branch, numerics, validate
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return branch_loss(
+            self.branch, logits, target, numerics=self.numerics, validate=self.validate
+        )
+
+    def extra_repr(self) -> str:
+        return f"branch={self.branch!r}, numerics={self.numerics!r}"

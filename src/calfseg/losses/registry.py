@@ -33,10 +33,10 @@ from calfseg.errors import (
 )
 from calfseg.fingerprint import Fingerprint
 from calfseg.losses import alternatives, baselines
-from calfseg.losses.branches import Numerics
+from calfseg.losses.branches import BranchLoss, Numerics
 from calfseg.losses.calf import CALFLoss
 from calfseg.losses.region import RegionCALFLoss
-from calfseg.rule import Thresholds
+from calfseg.rule import BRANCHES, Thresholds
 from calfseg.stats.areas import AreaMethod
 from calfseg.stats.moments import AreaMoments
 
@@ -120,6 +120,43 @@ def _calf_region(
 ) -> nn.Module:
     return RegionCALFLoss(
         grid, area=area, numerics=numerics, thresholds=thresholds, sync=sync, validate=validate
+    )
+
+
+BRANCH_PREFIX = "branch-"
+"""``branch-<name>``: CALF's branch ``<name>`` as a fixed loss, one per branch of the rule."""
+
+
+def _fixed_branch(branch: str) -> Callable[..., nn.Module]:
+    def factory(*, numerics: Numerics = "bounded", validate: bool = False) -> nn.Module:
+        return BranchLoss(branch, numerics=numerics, validate=validate)
+
+    factory.__name__ = f"_branch_{branch}"
+    return factory
+
+
+_BRANCH_FORMULAS = {
+    "fisher": "-[y atanh(p) + (1-y) atanh(1-p)]",
+    "logit": "-[y logit(p) + (1-y) logit(1-p)]",
+    "arcsine": "-[y asin(sqrt p) + (1-y) asin(sqrt(1-p))]",
+    "log10": "-[y log10 p + (1-y) log10(1-p)] (= BCE / ln 10)",
+    "ln": "-[y ln p + (1-y) ln(1-p)] (= BCE)",
+    "bce_dice": "BCE + 1 - Dice over the batch",
+}
+
+
+def _branch_specs() -> tuple[LossSpec, ...]:
+    return tuple(
+        LossSpec(
+            BRANCH_PREFIX + branch,
+            f"CALF's {branch} branch at every step, mean over pixels: {_BRANCH_FORMULAS[branch]}",
+            "arXiv 2504.04458 (the rule's branch, fixed); calfseg.losses.BranchLoss"
+            f"({branch!r}); docs/method.md section 3",
+            "as the branch inside CALF: per pixel"
+            + (", plus a batch Dice near 0 on an all-empty batch" if branch == "bce_dice" else ""),
+            _fixed_branch(branch),
+        )
+        for branch in BRANCHES
     )
 
 
@@ -263,6 +300,7 @@ _SPECS = (
         "as bce",
         baselines.bce_baseline,
     ),
+    *_branch_specs(),
 )
 
 LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in _SPECS}
