@@ -361,35 +361,13 @@ def _by_model(
                 continue
             for stratum in STRATA:
                 keep = [i for i, case in enumerate(cases) if strata.get(case) == stratum]
-                rows.append(
-                    _stratum_verdict(
-                        model, loss, baseline, differences[keep],
-                        [folds.get(cases[i]) for i in keep], margin, n_folds, stratum,
-                    )
+                verdict = _verdict(
+                    model, loss, baseline, differences[keep],
+                    [folds.get(cases[i]) for i in keep], margin, n_folds,
+                    minimum=MIN_STRATUM_CASES, too_few=TOO_FEW,
                 )  # fmt: skip
+                rows.append(replace(verdict, stratum=stratum))
     return out
-
-
-def _stratum_verdict(
-    model: str,
-    loss: str,
-    baseline: str,
-    table: np.ndarray,
-    folds: list[int | None],
-    margin: float,
-    n_folds: int,
-    stratum: str,
-) -> Verdict:
-    if table.shape[0] >= MIN_STRATUM_CASES:
-        verdict = _verdict(model, loss, baseline, table, folds, margin, n_folds)
-        return replace(verdict, stratum=stratum)
-    values = case_differences(table)
-    seeds = int((~np.all(np.isnan(table), axis=0)).sum()) if values else 0
-    return Verdict(
-        model, loss, baseline, METRIC, UNIT, len(values),
-        float(np.mean(values)) if values else None, None, None, margin, TOO_FEW,
-        n_seeds=seeds, stratum=stratum,
-    )  # fmt: skip
 
 
 def _verdict(
@@ -400,17 +378,22 @@ def _verdict(
     folds: list[int | None],
     margin: float,
     n_folds: int,
+    *,
+    minimum: int = MIN_UNITS,
+    too_few: str | None = None,
 ) -> Verdict:
-    """The verdict of one loss from its cases x seeds table of differences."""
+    """The verdict of one loss from its cases x seeds table of differences; below
+    ``minimum`` cases no interval, and the verdict ``too_few`` (default: the rule's
+    ``inconclusive``)."""
     values = case_differences(table)
     n = len(values)
     seeds = int((~np.all(np.isnan(table), axis=0)).sum()) if n else 0
     sd = float(np.std(values, ddof=1)) if n >= 2 else None
-    if n < MIN_UNITS:
+    if n < max(minimum, MIN_UNITS):
         mean = float(np.mean(values)) if values else None
         return Verdict(
             model, loss, baseline, METRIC, UNIT, n, mean, None, None, margin,
-            decide(None, None, margin), n_seeds=seeds, sd_diff=sd,
+            too_few or decide(None, None, margin), n_seeds=seeds, sd_diff=sd,
             p_wilcoxon=wilcoxon_pairs(values),
         )  # fmt: skip
     estimate = paired_estimate(table, folds=folds)

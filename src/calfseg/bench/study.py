@@ -45,6 +45,7 @@ from calfseg.bench.stats import (
     DEFAULT_MARGIN,
     FAILED_TO_LEARN,
     MIN_UNITS,
+    CaseScores,
     Verdict,
     branch_usage,
     case_folds,
@@ -227,11 +228,12 @@ def dataset_result(label: str, config: BenchmarkConfig, margin: float) -> Datase
     fingerprint = analyze(config.cache)
     pick, s, k = fingerprint.branch, fingerprint.skewness, fingerprint.kurtosis
     baseline = f"branch-{pick}"
-    has_pick = _mean_dice(table, baseline) is not None
+    scores = case_scores(table)  # read once: every loss's level and the regret use it
+    has_pick = _mean_dice(table, scores, baseline) is not None
     against = {v.loss: v for v in verdicts(table, margin, baseline=baseline)} if has_pick else {}
     rows = []
     for loss in config.losses:
-        level = _mean_dice(table, loss)
+        level = _mean_dice(table, scores, loss)
         if level is None:
             continue
         mean, low, high, n, seeds = level
@@ -248,7 +250,7 @@ def dataset_result(label: str, config: BenchmarkConfig, margin: float) -> Datase
             )
         )
     short = {loss_of_run(name) for name in failed + missing}
-    rows.append(_regret(table, label, (s, k, pick), rows, against, margin, short))
+    rows.append(_regret(table, scores, label, (s, k, pick), rows, against, margin, short))
     calf = None
     if has_pick and {"calf", "calf-dataset"} <= {r.loss for r in rows}:
         calf = next(
@@ -273,7 +275,7 @@ def loss_of_run(name: str) -> str:
 
 
 def _mean_dice(
-    table: ResultsTable, loss: str
+    table: ResultsTable, scores: CaseScores, loss: str
 ) -> tuple[float, float | None, float | None, int, int] | None:
     """(mean per-case Dice, its interval's ends, cases, seeds) of ``loss`` over its runs:
     the interval of :func:`calfseg.bench.interval.paired_estimate` on the cases x seeds
@@ -282,7 +284,6 @@ def _mean_dice(
 
     models = table.models
     model = STUDY_MODEL if STUDY_MODEL in models else (models[0] if models else "")
-    scores = case_scores(table)
     by_case = scores.get((model, loss), {})
     if not by_case:
         return None
@@ -302,6 +303,7 @@ def _mean_dice(
 
 def _regret(
     table: ResultsTable,
+    scores: CaseScores,
     label: str,
     rule: tuple[float, float, str],
     rows: list[RuleRow],
@@ -331,7 +333,6 @@ def _regret(
                        INCOMPLETE)  # fmt: skip
     challenger = max(gains, key=gains.__getitem__)
     model = STUDY_MODEL if STUDY_MODEL in table.models else table.models[0]
-    scores = case_scores(table)
     differences, cases, _ = paired_seed_differences(scores, model, challenger, baseline)
     folds = case_folds(table, model, challenger)
     v = against[challenger]
