@@ -193,7 +193,7 @@ def test_resuming_an_older_checkpoint_starts_stopping_from_its_best_score(
     stopping = load_checkpoint(tmp_path / "last.pt")["stopping"]
     assert stopping == {
         "patience": 3, "min_delta": 0.01, "best": 0.405, "reference": 0.4, "stale": 1,
-        "validations": 1, "improvements": 0,
+        "validations": 1, "improvements": 0, "scores": [0.405],
     }  # fmt: skip
     assert (result.best_epoch, result.best_score) == (2, 0.405)
     assert [r["epoch"] for r in _log(tmp_path)] == [1, 2]

@@ -129,6 +129,47 @@ def test_small_gains_that_add_up_count_as_one_improvement():
     assert not stopping.should_stop and not stopping.converged
 
 
+def test_a_slow_creep_that_gains_less_than_min_delta_in_the_window_has_converged():
+    # the ratchet's reference (0.898) lies below the best before the window (0.907): the
+    # window's 0.913 crosses reference + 0.01 although it gains only 0.006 on the best
+    scores = [0.5, 0.898, 0.905, 0.907, 0.902, 0.913, 0.913, 0.913]
+    stopping = EarlyStopping(patience=None, min_delta=0.01)
+    for score in scores:
+        stopping.observe(score)
+    assert stopping.stale == 2 and stopping.reference == 0.913  # the ratchet: "improving"
+    assert stopping.window_gain() == pytest.approx(max(scores[-4:]) - max(scores[:-4]))
+    assert stopping.converged
+
+
+def test_a_window_that_gains_more_than_min_delta_has_not_converged():
+    scores = [0.5, 0.8, 0.85, 0.86, 0.87, 0.872, 0.875, 0.88]  # +0.02 on the best before
+    stopping = EarlyStopping(patience=None, min_delta=0.01)
+    for score in scores:
+        stopping.observe(score)
+    assert stopping.window_gain() == pytest.approx(0.88 - 0.86)
+    assert not stopping.converged
+    stopping.observe(0.881)  # the window moves on: 0.881 - 0.87 = 0.011, still rising
+    assert not stopping.converged
+    stopping.observe(0.881)  # 0.881 - 0.872 = 0.009: done within min_delta
+    assert stopping.converged
+
+
+def test_a_window_without_a_score_before_it_cannot_judge():
+    stopping = EarlyStopping(patience=None, min_delta=0.01)
+    for score in (0.5, 0.7, 0.7, 0.7):  # as many validations as the window
+        stopping.observe(score)
+    assert stopping.window_gain() is None and not stopping.converged
+
+
+def test_a_state_without_scores_falls_back_to_the_ratchet():
+    state = {"best": 0.9, "reference": 0.9, "stale": 2, "validations": 8, "improvements": 2}
+    stopping = EarlyStopping.from_state(state, patience=None, min_delta=0.01, best=0.9)
+    assert stopping.scores == [] and not stopping.converged
+    stopping.observe(0.9)
+    stopping.observe(0.9)  # stale 4 = the window: converged by the ratchet's count
+    assert stopping.converged
+
+
 def test_an_undefined_score_is_never_an_improvement():
     stopping = EarlyStopping(patience=1, min_delta=0.0)
     assert stopping.observe(0.3) is True

@@ -2,8 +2,9 @@
 section.
 
 - **Converged** is each run's ``done.json`` key ``"converged"`` (written by training: true
-  when the last ``patience`` validations brought no gain in validation per-case Dice above
-  ``min_delta``, false when the step budget ran out while it was still improving). Runs of
+  when the best validation per-case Dice of the last ``patience`` (or 4) validations rose at
+  most ``min_delta`` above the best before them, false when the step budget ran out while it
+  was still improving, :mod:`calfseg.train.stopping`). Runs of
   an older calf-seg have no such key: "not recorded", never counted as converged.
 - **Failed to learn**: a run whose mean per-case test Dice is below
   :data:`calfseg.bench.stats.FAILED_TO_LEARN` (0.1), whatever its convergence: a model that

@@ -498,8 +498,8 @@ def _mixed_section(settings: RunSettings) -> list[Section]:
 def _convergence_section(table: ResultsTable, found: Convergence, curves: list[Block]) -> Section:
     n = found.n_runs
     text = (
-        f"{len(found.converged)} of {n} finished runs converged (their validation per-case "
-        "Dice stopped improving before the step budget ran out)"
+        f"{len(found.converged)} of {n} finished runs converged (the best validation per-case "
+        "Dice of their last validations rose at most min_delta above the best before them)"
     )
     if found.not_recorded:
         text += f"; {len(found.not_recorded)} record no convergence (an older calf-seg)"
@@ -509,7 +509,9 @@ def _convergence_section(table: ResultsTable, found: Convergence, curves: list[B
     )
     blocks: list[Block] = [Paragraph(text)]
     if found.unconverged:
-        blocks.append(Paragraph("Not converged: the budget ended while still improving."))
+        blocks.append(
+            Paragraph("Not converged: the budget ended while still improving, or nothing learned.")
+        )
         rows = tuple(
             (
                 r.name,

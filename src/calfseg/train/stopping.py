@@ -15,12 +15,22 @@ imbalance); such validations neither stop the run nor make it converged.
 
 The run stops when ``stale`` reaches ``patience``. It has **converged** when it improved
 by more than ``min_delta`` at least once after its first counted score (``improvements >=
-1``: it learned something) and then the last ``window`` validations brought no such
-improvement (``stale >= window``), ``window`` being ``patience``, or
-:data:`CONVERGENCE_WINDOW` when the run has no patience. A run whose budget ended while it
-still improved has not converged; nor has a run that never improved on its first score (a
-run that learned nothing after epoch 1 sits on a plateau it never climbed), whether or not
-patience stopped it. A run without validation cannot be judged: not converged.
+1``: it learned something) and then the last ``window`` validations gained at most
+``min_delta`` on the best score before them, ``window`` being ``patience``, or
+:data:`CONVERGENCE_WINDOW` when the run has no patience:
+
+    converged  <=>  improvements >= 1  and  max(s[-w:]) - max(s[:-w]) <= min_delta
+
+The gain is measured from the best score, not from the ratchet's ``reference``: the
+reference can lie up to ``min_delta`` below the best, so a run creeping up by 0.002 a
+validation crossed it inside the window and was called "still improving" after gaining
+0.006 in its last four validations (4 of 24 default benchmark runs). A run stopped by
+patience has converged by both measures (every score of its window is at most
+``reference + min_delta``, and the reference is a score before the window). A run whose
+budget ended while it still improved has not converged; nor has a run that never improved
+on its first score (a run that learned nothing after epoch 1 sits on a plateau it never
+climbed), whether or not patience stopped it. A run without validation cannot be judged:
+not converged.
 
 A run **diverged** when its mean training loss over an epoch is not finite or above
 :data:`DIVERGED_LOSS`: :func:`divergence` says so, and the loop stops the run with a
@@ -31,7 +41,7 @@ model that predicts nothing.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from calfseg.errors import TrainingDivergedError as TrainingDivergedError  # its home here
@@ -74,12 +84,14 @@ class EarlyStopping:
     stale: int = 0
     validations: int = 0
     improvements: int = 0  # significant improvements after the first counted score
+    scores: list[float | None] = field(default_factory=list)  # every validation (None: NaN)
 
     def observe(self, score: float | None) -> bool:
         """Record a validation score (None or NaN: undefined, never an improvement).
         Returns whether it is a new best (``best.pt`` is then saved)."""
         self.validations += 1
         value = score if score is not None and math.isfinite(score) else None
+        self.scores.append(value)
         new_best = value is not None and (self.best is None or value > self.best)
         if new_best:
             self.best = value
@@ -105,11 +117,37 @@ class EarlyStopping:
         return self.should_stop and epochs_trained >= min_epochs
 
     @property
+    def window(self) -> int:
+        """The validations that judge convergence: ``patience``, else
+        :data:`CONVERGENCE_WINDOW`."""
+        return self.patience if self.patience is not None else CONVERGENCE_WINDOW
+
+    def window_gain(self) -> float | None:
+        """How far the best of the last :attr:`window` validations rose above the best
+        before them (negative: it stayed below); None while fewer validations than the
+        window and one more were recorded, or when either side has no defined score."""
+        w = self.window
+        if len(self.scores) <= w:
+            return None
+        before = [s for s in self.scores[:-w] if s is not None]
+        within = [s for s in self.scores[-w:] if s is not None]
+        if not before or not within:
+            return None
+        return max(within) - max(before)
+
+    @property
     def converged(self) -> bool:
         """Whether the run improved by more than ``min_delta`` after its first score above 0
-        and then the last ``patience`` (or :data:`CONVERGENCE_WINDOW`) validations did not."""
-        window = self.patience if self.patience is not None else CONVERGENCE_WINDOW
-        return self.improvements >= 1 and self.stale >= window
+        and then the last ``patience`` (or :data:`CONVERGENCE_WINDOW`) validations gained at
+        most ``min_delta`` on the best score before them. Without the scores (a state
+        restored from a checkpoint that did not keep them), the ratchet's count decides:
+        ``stale >= window``, which implies the gain bound."""
+        if self.improvements < 1:
+            return False
+        if self.stale >= self.window:
+            return True
+        gain = self.window_gain()
+        return gain is not None and gain <= self.min_delta
 
     def ended(self, epochs_run: int, planned: int) -> str:
         """Why a run of ``planned`` epochs ended after ``epochs_run``: ``"patience"`` only
@@ -131,6 +169,7 @@ class EarlyStopping:
             reference = best if best is not None and best > 0 else None
             return cls(patience, min_delta, best=best, reference=reference)
         kept = {k: state[k] for k in ("best", "reference", "stale", "validations")}
+        kept["scores"] = list(state.get("scores", []))  # a state without them: the ratchet
         # a checkpoint of an earlier version counted no improvements: one is assumed when
         # its run had moved past its first score, as its converged verdict then assumed
         improvements = state.get("improvements", 1 if kept["validations"] > 1 else 0)
