@@ -139,8 +139,8 @@ def test_the_control_arm_is_on_by_default_and_off_with_no_control(
     assert main(["benchmark", "--losses", "calf", "combo", "--out", str(tmp_path)]) == EXIT_OK
     assert seen[0].arms == ("bce", "calf", "combo", "bce-control")
     assert [r.name for r in runs(seen[0]) if r.loss == "bce-control"] == [
-        f"unet-bce-control-s{s}-f{f}" for s in (1000, 1001, 1002) for f in (1, 2)
-    ]  # other seeds than bce's 0, 1, 2
+        f"unet-bce-control-s{s}-f{f}" for s in (1000, 1001, 1002, 1003) for f in (1, 2)
+    ]  # other seeds than bce's 0, 1, 2, 3
     assert seen[1].arms == ("bce", "calf", "combo")
     assert seen[2].arms == ("calf", "combo")  # no bce: nothing to control
 

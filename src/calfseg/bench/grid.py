@@ -145,17 +145,19 @@ BENCHMARK_PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
     {
         # Evidence on the CPU (docs/benchmark.md, "Sizing of default"): the synthetic
         # paper-like data as 48 cases of 16 slices at 48x48, one tiny U-Net, BCE, CALF and
-        # Combo and the A/A control, three seeds, 2-fold patient-level cross-validation
+        # Combo and the A/A control, four seeds, 2-fold patient-level cross-validation
         # (every one of the 48 cases tested once per seed), each run the cpu preset's
-        # 22-epoch annealed schedule with augmentation: 24 runs, about 13 minutes on the
-        # 2-core machine, intervals of about +-0.015 per-case Dice.
+        # 22-epoch annealed schedule with augmentation: 32 runs, about 11 minutes on the
+        # 2-core machine. Four seeds, not three: the control's half-width rests on the
+        # run-to-run spread with 2 x (seeds - 1) degrees of freedom; with three seeds it was
+        # +-0.021 to +-0.023 on two machine states, above the +-0.02 the default must resolve.
         "default": BenchmarkConfig(
             size=48,
             synthetic_cases=48,
             synthetic_slices=16,
             models=("unet",),
             losses=("bce", "calf", "combo"),
-            seeds=(0, 1, 2),
+            seeds=(0, 1, 2, 3),
             folds=2,
             control=True,
             train_preset="cpu",

@@ -47,7 +47,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         ("default", "project", "paper"),
         default="default",
         help="default: the project protocol on synthetic paper-like data (48 cases of "
-        "48x48), a tiny U-Net, BCE, CALF, Combo and the A/A control, 3 seeds x 2 folds, "
+        "48x48), a tiny U-Net, BCE, CALF, Combo and the A/A control, 4 seeds x 2 folds, "
         "each run the cpu preset's 22 annealed epochs; "
         "project: the project protocol (patient-level split, validation, best checkpoint, "
         "3 seeds, statistics) at the paper's settings (256x256, 20 epochs, Adam 1e-5, "
@@ -61,7 +61,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         "--seeds",
         type=positive_int,
         metavar="N",
-        help="N seeds counting up from the preset's first (default: 0, 1, 2; project: "
+        help="N seeds counting up from the preset's first (default: 0..3; project: "
         "12345..12347; paper: 12345)",
     )
     p.add_argument(
