@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calfseg.train.stopping import CONVERGENCE_RULE
+
 MODELS = ("unet", "fpn")
 LOSSES = ("bce", "dice", "calf")
 SEEDS = (0, 1)
@@ -148,7 +150,8 @@ def write_run(
     done: dict[str, object] = {"finished": True}
     if converged is not None:
         done.update(
-            converged=converged, stop_reason="patience" if converged else "budget",
+            converged=converged, convergence_rule=CONVERGENCE_RULE,
+            stop_reason="patience" if converged else "budget",
             best_epoch=epochs - 1 if converged else epochs, best_val_case_dice=0.7,
             epochs_run=epochs,
         )  # fmt: skip

@@ -125,6 +125,34 @@ def test_convergence_lists_unconverged_and_failed_runs(tmp_path: Path) -> None:
     assert "| fpn-calf-s1 | RuntimeError: boom |" in part
 
 
+def _finished_under_the_reference_rule(folder: Path, scores: list[float]) -> None:
+    """Rewrite a fake run as one finished before ``convergence_rule`` was recorded:
+    ``converged`` false (the reference-based count) and these validation scores."""
+    done = json.loads((folder / "done.json").read_text())
+    done.pop("convergence_rule")
+    (folder / "done.json").write_text(json.dumps({**done, "converged": False}))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "min_delta": 0.01}))
+    rows = ["epoch,val_case_dice"] + [f"{i + 1},{v}" for i, v in enumerate(scores)]
+    (folder / "log.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_a_run_finished_under_the_earlier_rule_is_judged_again_from_its_log(
+    tmp_path: Path,
+) -> None:
+    write_benchmark(tmp_path)
+    # the best of the last 4 rose 0.006 above the best before: converged by the gain rule
+    creeping = [0.5, 0.898, 0.905, 0.907, 0.902, 0.913, 0.913, 0.913]
+    _finished_under_the_reference_rule(tmp_path / "runs" / "unet-bce-s0", creeping)
+    # 0.88 - 0.86 = 0.02 in the last 4: still improving by either rule
+    rising = [0.5, 0.8, 0.85, 0.86, 0.87, 0.872, 0.875, 0.88]
+    _finished_under_the_reference_rule(tmp_path / "runs" / "unet-bce-s1", rising)
+    summary = build_benchmark_report(tmp_path).summary.read_text()
+    part = summary.split("## Convergence")[1].split("## Details")[0]
+    assert "11 of 12 finished runs converged" in part
+    assert "| unet-bce-s1 |" in part and "| unet-bce-s0 |" not in part
+
+
 def test_a_run_that_learned_nothing_is_flagged(tmp_path: Path) -> None:
     write_benchmark(tmp_path)
     folder = tmp_path / "runs" / "unet-dice-s0"

@@ -32,7 +32,8 @@ def test_train_run_writes_the_run_folder_contract(tiny_config: TrainConfig, tmp_
     assert expected <= names
     done = json.loads((run / "done.json").read_text())
     keys = {"seconds", "best_epoch", "epochs", "epochs_run", "best_val_case_dice", "provenance"}
-    assert set(done) == keys | {"converged", "stop_reason"} and done["epochs"] == 1
+    assert set(done) == keys | {"converged", "convergence_rule", "stop_reason"}
+    assert done["epochs"] == 1 and done["convergence_rule"] == "window-gain"
     config = json.loads((run / "config.json").read_text())
     assert config["calfseg_version"] and config["loss"] == "bce"
     header = (run / "log.csv").read_text().splitlines()[0].split(",")

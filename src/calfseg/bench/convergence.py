@@ -4,8 +4,11 @@ section.
 - **Converged** is each run's ``done.json`` key ``"converged"`` (written by training: true
   when the best validation per-case Dice of the last ``patience`` (or 4) validations rose at
   most ``min_delta`` above the best before them, false when the step budget ran out while it
-  was still improving, :mod:`calfseg.train.stopping`). Runs of
-  an older calf-seg have no such key: "not recorded", never counted as converged.
+  was still improving, :mod:`calfseg.train.stopping`). A run whose ``done.json`` does not
+  name that rule (``convergence_rule``) measured the gain from early stopping's reference,
+  a stricter count: it is judged again from the validation scores of its ``log.csv`` under
+  its own ``patience`` and ``min_delta``, so that one report never mixes two rules. Runs
+  without the key and without a log: "not recorded", never counted as converged.
 - **Failed to learn**: a run whose mean per-case test Dice is below
   :data:`calfseg.bench.stats.FAILED_TO_LEARN` (0.1), whatever its convergence: a model that
   predicts (almost) nothing converges too.
@@ -14,9 +17,11 @@ section.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from calfseg.bench.collect import ResultsTable, RunInfo
 from calfseg.bench.stats import FAILED_TO_LEARN, mean_case_dice
+from calfseg.train.stopping import CONVERGENCE_RULE, replayed_convergence
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,7 @@ def convergence(table: ResultsTable) -> Convergence:
     """Sort the finished runs of ``table`` by their done.json and their test Dice."""
     converged, unconverged, unknown = [], [], []
     for run in table.runs:
-        flag = run.done.get("converged")
+        flag = _converged(run, table.logs.get(run.name, []))
         if flag is True:
             converged.append(run)
         elif flag is False:
@@ -58,3 +63,21 @@ def convergence(table: ResultsTable) -> Convergence:
         if run.name in means and means[run.name] < FAILED_TO_LEARN
     )
     return Convergence(tuple(converged), tuple(unconverged), tuple(unknown), failed)
+
+
+def _converged(run: RunInfo, log: list[dict[str, Any]]) -> bool | None:
+    """``done.json``'s flag under :data:`CONVERGENCE_RULE`; from an earlier rule, the run's
+    logged validation scores replayed under it (None: nothing to judge it by)."""
+    flag = run.done.get("converged")
+    if not isinstance(flag, bool) or run.done.get("convergence_rule") == CONVERGENCE_RULE:
+        return flag if isinstance(flag, bool) else None
+    # epochs without validation log an empty cell (None); a NaN score is a validation
+    scores: list[float | None] = [
+        float(v) for row in log if isinstance(v := row.get("val_case_dice"), (int, float))
+    ]
+    if not scores:
+        return None
+    return replayed_convergence(
+        scores, patience=run.config.get("patience"),
+        min_delta=float(run.config.get("min_delta", 0.0)),
+    )  # fmt: skip

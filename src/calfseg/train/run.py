@@ -35,6 +35,7 @@ from calfseg.train.provenance import (
     run_provenance,
     write_provenance,
 )
+from calfseg.train.stopping import CONVERGENCE_RULE
 from calfseg.writer_lock import writing
 
 _WAYS_OUT = "use another run folder, or start again over it (--overwrite; resume=False)"
@@ -134,6 +135,7 @@ def _evaluate_and_finish(
         "epochs_run": outcome.epochs_run,
         "best_val_case_dice": outcome.best_score,
         "converged": outcome.converged,
+        "convergence_rule": CONVERGENCE_RULE,
         "stop_reason": outcome.stop_reason,
     }
     record = {**summary, "provenance": requested}

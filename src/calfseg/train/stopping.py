@@ -50,6 +50,10 @@ CONVERGENCE_WINDOW = 4
 """Validations without improvement that make a run without ``patience`` converged: the last
 fifth or so of the CPU preset's 22-epoch annealed schedule, where the learning rate is below
 a tenth of its peak (docs/train.md, *The CPU recipe*)."""
+CONVERGENCE_RULE = "window-gain"
+"""The rule behind a finished run's ``converged`` flag, recorded next to it as
+``convergence_rule``: a run finished before the rule was recorded measured the window's gain
+from the reference, and :func:`replayed_convergence` judges it again from its epoch log."""
 STOP_REASONS: tuple[str, ...] = ("patience", "budget")
 DIVERGED_LOSS = 1e3
 """A mean training loss per pixel above which a run has diverged. Every loss of the registry
@@ -174,3 +178,15 @@ class EarlyStopping:
         # its run had moved past its first score, as its converged verdict then assumed
         improvements = state.get("improvements", 1 if kept["validations"] > 1 else 0)
         return cls(patience, min_delta, **kept, improvements=int(improvements))
+
+
+def replayed_convergence(
+    scores: list[float | None], *, patience: int | None, min_delta: float
+) -> bool:
+    """Whether a run with these validation scores, in order, has converged under
+    :data:`CONVERGENCE_RULE` (the log of a finished run replayed through
+    :class:`EarlyStopping`)."""
+    stopping = EarlyStopping(patience, min_delta)
+    for score in scores:
+        stopping.observe(score)
+    return stopping.converged
