@@ -6,6 +6,7 @@ import csv
 import json
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,16 +126,50 @@ def test_convergence_lists_unconverged_and_failed_runs(tmp_path: Path) -> None:
     assert "| fpn-calf-s1 | RuntimeError: boom |" in part
 
 
-def _finished_under_the_reference_rule(folder: Path, scores: list[float]) -> None:
-    """Rewrite a fake run as one finished before ``convergence_rule`` was recorded:
-    ``converged`` false (the reference-based count) and these validation scores."""
+def _finished_under_the_reference_rule(
+    folder: Path, scores: list[float | None], *, converged: bool = False, **config: Any
+) -> None:
+    """Rewrite a fake run as one finished before ``convergence_rule`` was recorded, with
+    its ``converged`` flag and these validation scores (None: an empty cell)."""
     done = json.loads((folder / "done.json").read_text())
-    done.pop("convergence_rule")
-    (folder / "done.json").write_text(json.dumps({**done, "converged": False}))
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "min_delta": 0.01}))
-    rows = ["epoch,val_case_dice"] + [f"{i + 1},{v}" for i, v in enumerate(scores)]
+    done.pop("convergence_rule", None)
+    (folder / "done.json").write_text(json.dumps({**done, "converged": converged}))
+    stored = json.loads((folder / "config.json").read_text())
+    stored.update(min_delta=0.01, epochs=len(scores), **config)
+    (folder / "config.json").write_text(json.dumps(stored))
+    cells = ["" if v is None else str(v) for v in scores]
+    rows = ["epoch,val_case_dice"] + [f"{i + 1},{v}" for i, v in enumerate(cells)]
     (folder / "log.csv").write_text("\n".join(rows) + "\n")
+
+
+def _converged_runs(out: Path) -> str:
+    summary = build_benchmark_report(out).summary.read_text()
+    part = summary.split("## Convergence")[1].split("## Details")[0]
+    return part.split(" finished runs converged")[0].rsplit("\n", 1)[-1]
+
+
+def test_a_nan_validation_of_an_earlier_run_is_replayed_as_a_validation(tmp_path: Path):
+    write_benchmark(tmp_path)
+    # the log writes NaN empty: on validated epochs it is a score, one never improving;
+    # read as "no validation", the last 4 would be 0.805 x 3 after 0.8: not converged
+    scores = [0.5, 0.7, 0.75, 0.8, None, 0.805, 0.805, 0.805]
+    _finished_under_the_reference_rule(tmp_path / "runs" / "unet-bce-s0", scores)
+    assert _converged_runs(tmp_path) == "12 of 12"
+    # with --val-every 2, an empty cell on an odd epoch is an epoch without validation
+    every_2 = [None, 0.5, None, 0.7, None, 0.75, None, 0.8, None, 0.81, None, 0.812, None, 0.82]
+    _finished_under_the_reference_rule(
+        tmp_path / "runs" / "unet-bce-s0", [*every_2, None, 0.83], val_every=2
+    )  # validations 0.5 .. 0.83: the last 4 (0.81-0.83) gain 0.03 on 0.8: still improving
+    assert _converged_runs(tmp_path) == "11 of 12"
+
+
+def test_an_earlier_flag_without_a_log_to_replay_is_kept(tmp_path: Path):
+    write_benchmark(tmp_path)
+    _finished_under_the_reference_rule(tmp_path / "runs" / "unet-bce-s0", [], converged=False)
+    _finished_under_the_reference_rule(tmp_path / "runs" / "unet-bce-s1", [], converged=True)
+    summary = build_benchmark_report(tmp_path).summary.read_text()
+    assert "11 of 12 finished runs converged" in summary
+    assert "record no convergence" not in summary
 
 
 def test_a_run_finished_under_the_earlier_rule_is_judged_again_from_its_log(

@@ -119,6 +119,8 @@ def test_a_missing_field_is_named_with_the_file(trained: Path, tmp_path: Path):
         ({"rng": {"torch": torch.ones(2)}}, "field 'rng' should be a dict of the RNG states"),
         ({"config": None}, "field 'config' should be a dict"),
         ({"weights": {}}, "unknown field(s) weights"),
+        ({"stopping": {"scores": None}}, "field 'stopping' should be a dict (the early-stop"),
+        ({"stopping": {"scores": ["x"]}}, "its scores a list of numbers or None"),
     ],
 )
 def test_a_wrong_field_is_named_with_the_file(

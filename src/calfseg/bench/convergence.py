@@ -66,18 +66,40 @@ def convergence(table: ResultsTable) -> Convergence:
 
 
 def _converged(run: RunInfo, log: list[dict[str, Any]]) -> bool | None:
-    """``done.json``'s flag under :data:`CONVERGENCE_RULE`; from an earlier rule, the run's
-    logged validation scores replayed under it (None: nothing to judge it by)."""
+    """``done.json``'s flag under :data:`CONVERGENCE_RULE` (None: not recorded). A run
+    finished under the earlier rule and flagged not converged is judged again from its
+    logged validation scores; one flagged converged stays so (no ratchet crossing in the
+    window bounds the window's gain by ``min_delta`` too), and so does a run whose log holds
+    no validation."""
     flag = run.done.get("converged")
-    if not isinstance(flag, bool) or run.done.get("convergence_rule") == CONVERGENCE_RULE:
-        return flag if isinstance(flag, bool) else None
-    # epochs without validation log an empty cell (None); a NaN score is a validation
-    scores: list[float | None] = [
-        float(v) for row in log if isinstance(v := row.get("val_case_dice"), (int, float))
-    ]
-    if not scores:
+    if not isinstance(flag, bool):
         return None
+    if flag or run.done.get("convergence_rule") == CONVERGENCE_RULE:
+        return flag
+    scores = _validation_scores(log, run.config)
+    if not scores:
+        return flag
     return replayed_convergence(
         scores, patience=run.config.get("patience"),
         min_delta=float(run.config.get("min_delta", 0.0)),
     )  # fmt: skip
+
+
+def _validation_scores(log: list[dict[str, Any]], config: dict[str, Any]) -> list[float | None]:
+    """The scores early stopping saw, in order: one per validated epoch (every
+    ``val_every``-th and the last planned one), an empty cell there being a NaN score (the
+    log writes NaN empty, like an epoch without validation)."""
+    if config.get("val_split", "val") is None:
+        return []  # trained without validation: nothing was seen
+    every = int(config.get("val_every") or 1)
+    planned = config.get("epochs")
+    scores: list[float | None] = []
+    for row in log:
+        epoch, value = row.get("epoch"), row.get("val_case_dice")
+        if not isinstance(epoch, (int, float)):
+            continue
+        if isinstance(value, (int, float)):
+            scores.append(float(value))
+        elif int(epoch) % every == 0 or int(epoch) == planned:
+            scores.append(None)
+    return scores

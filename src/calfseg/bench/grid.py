@@ -150,7 +150,9 @@ BENCHMARK_PRESETS: Mapping[str, BenchmarkConfig] = MappingProxyType(
         # 22-epoch annealed schedule with augmentation: 32 runs, about 11 minutes on the
         # 2-core machine. Four seeds, not three: the control's half-width rests on the
         # run-to-run spread with 2 x (seeds - 1) degrees of freedom; with three seeds it was
-        # +-0.021 to +-0.023 on two machine states, above the +-0.02 the default must resolve.
+        # +-0.023 on one machine state (+-0.021 at 26 epochs), above the +-0.02 the default
+        # must resolve. About 11 minutes there; about 16 estimated on the slowest 2-core
+        # machine seen (12 minutes for the 3-seed default).
         "default": BenchmarkConfig(
             size=48,
             synthetic_cases=48,

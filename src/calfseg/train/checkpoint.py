@@ -70,7 +70,10 @@ FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "config": ((dict,), "a dict (the TrainConfig)"),
     "best_score": ((float, int, _NONE), "a number or None"),
     "best_epoch": ((int,), "an integer >= 0"),
-    "stopping": ((dict, _NONE), "a dict (the early-stopping state) or None"),
+    "stopping": (
+        (dict, _NONE),
+        "a dict (the early-stopping state; its scores a list of numbers or None) or None",
+    ),
     "cache_options": ((dict, _NONE), "a dict (the cache's calf prepare options) or None"),
     "cache_image_dtype": ((str, _NONE), "a dtype name or None"),
     "in_channels": ((int,), "an integer >= 1"),
@@ -251,7 +254,15 @@ _VALUE_CHECKS: dict[str, Callable[[Any], bool]] = {
         isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items()
     ),
     "rng": lambda v: all(key in v for key in RNG_KEYS),
+    "stopping": lambda v: v is None or _are_scores(v.get("scores", [])),
 }
+
+
+def _are_scores(scores: Any) -> bool:
+    """Early stopping's validation scores: a list of numbers or None (an undefined score)."""
+    return isinstance(scores, list) and all(
+        s is None or (isinstance(s, (int, float)) and not isinstance(s, bool)) for s in scores
+    )
 
 
 def _describe(value: Any) -> str:

@@ -63,10 +63,11 @@ def train_run(
     epoch's log row. Under torchrun, every rank trains; rank 0 writes and evaluates.
 
     Returns ``{"run_dir", "seconds", "best_epoch", "epochs", "epochs_run",
-    "best_val_case_dice", "converged", "stop_reason", "results"}``, the keys of
-    ``done.json`` (``epochs``: planned; ``epochs_run``: trained, fewer when early stopping
-    ended the run, ``stop_reason`` ``"patience"``, else ``"budget"``; ``converged``: the
-    validation case Dice plateaued, :mod:`calfseg.train.stopping`) and ``results``, the test
+    "best_val_case_dice", "converged", "convergence_rule", "stop_reason", "results"}``, the
+    keys of ``done.json`` (``epochs``: planned; ``epochs_run``: trained, fewer when early
+    stopping ended the run, ``stop_reason`` ``"patience"``, else ``"budget"``; ``converged``:
+    the validation case Dice plateaued, under ``convergence_rule``,
+    :mod:`calfseg.train.stopping`) and ``results``, the test
     metrics of ``eval_test.json`` (None on ranks other than 0). A run that stopped early
     and is asked for more epochs trains no further.
 

@@ -11,7 +11,8 @@ Two references are kept, as in Keras' and Lightning's early stopping:
 Counting starts at the first validation with a score above 0: before it the model has found
 no lesion pixel in any validation case, which is a run that has not started learning, not
 one that has plateaued (a BCE model often predicts nothing for the first epochs under heavy
-imbalance); such validations neither stop the run nor make it converged.
+imbalance); such validations neither stop the run nor make it converged. (An undefined
+score after the first counted one is counted: it is never an improvement.)
 
 The run stops when ``stale`` reaches ``patience``. It has **converged** when it improved
 by more than ``min_delta`` at least once after its first counted score (``improvements >=
@@ -24,9 +25,11 @@ by more than ``min_delta`` at least once after its first counted score (``improv
 The gain is measured from the best score, not from the ratchet's ``reference``: the
 reference can lie up to ``min_delta`` below the best, so a run creeping up by 0.002 a
 validation crossed it inside the window and was called "still improving" after gaining
-0.006 in its last four validations (4 of 24 default benchmark runs). A run stopped by
-patience has converged by both measures (every score of its window is at most
-``reference + min_delta``, and the reference is a score before the window). A run whose
+0.006 in its last four validations (4 of 24 default benchmark runs). When the ratchet
+counts ``stale >= window`` (patience ran out), the window's gain is at most ``min_delta``
+too, whenever it is defined (every score of the window is at most ``reference +
+min_delta``, and the reference is a score before the window); a window of undefined (NaN)
+scores has no gain, and then the ratchet's count decides, as it did before. A run whose
 budget ended while it still improved has not converged; nor has a run that never improved
 on its first score (a run that learned nothing after epoch 1 sits on a plateau it never
 climbed), whether or not patience stopped it. A run without validation cannot be judged:
@@ -143,9 +146,11 @@ class EarlyStopping:
     def converged(self) -> bool:
         """Whether the run improved by more than ``min_delta`` after its first score above 0
         and then the last ``patience`` (or :data:`CONVERGENCE_WINDOW`) validations gained at
-        most ``min_delta`` on the best score before them. Without the scores (a state
-        restored from a checkpoint that did not keep them), the ratchet's count decides:
-        ``stale >= window``, which implies the gain bound."""
+        most ``min_delta`` on the best score before them; or the ratchet counts ``stale >=
+        window`` (which implies that bound where the gain is defined, and decides where it
+        is not: a window of NaN scores). A state restored from a checkpoint that did not
+        keep its scores judges the gain on the scores since, which can only understate the
+        best before the window: it errs towards "not converged"."""
         if self.improvements < 1:
             return False
         if self.stale >= self.window:
